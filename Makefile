@@ -1,0 +1,35 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv if missing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.eeg2bold-installed
+DEMO_DIR ?= demo_out
+
+.PHONY: demo test lint bench clean
+
+# torch first, pinned: a bare `torch` requirement would pull several GB of CUDA packages.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[test]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/eeg2bold simulate $(DEMO_DIR)/demo.zarr --subjects 4 --minutes 10 --seed 0
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_windows.py
+	$(BIN)/python benchmarks/bench_simulator.py
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache .mypy_cache

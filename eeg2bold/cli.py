@@ -1,0 +1,954 @@
+"""The ``eeg2bold`` command: argument parsing and output only; the work lives in the packages.
+
+Errors a user can fix (:class:`~eeg2bold.errors.Eeg2BoldError`) are printed as one line with a
+non-zero exit status; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from eeg2bold import __version__
+from eeg2bold.errors import ConfigError, Eeg2BoldError
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from eeg2bold.simulate import SimulationConfig
+    from eeg2bold.simulate.write import simulate_to_store
+
+    fields = ("subjects", "minutes", "runs", "channels", "sfreq", "tr", "rois", "snr", "seed")
+    values = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+    if args.name:
+        values["name"] = args.name
+    values.update(_parse_sets(args.set))
+    try:
+        config = SimulationConfig(**values)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_one_line(exc)) from None
+    dataset = simulate_to_store(args.out, config, overwrite=args.overwrite, progress=not args.quiet)
+    if not args.quiet:
+        from eeg2bold.storage.summary import format_summary, summarize
+
+        print(format_summary(summarize(dataset)))
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from eeg2bold.storage import open_dataset
+    from eeg2bold.storage.summary import format_summary, summarize
+
+    summary = summarize(open_dataset(args.dataset), verify=args.verify)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_summary(summary))
+    problems = [p for r in summary["runs"] for p in r.get("problems", [])]
+    return EXIT_ERROR if problems else 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from eeg2bold.storage import open_dataset
+    from eeg2bold.training.config import build_config
+    from eeg2bold.training.display import format_epoch, format_fold, format_result
+    from eeg2bold.training.run import train_protocol
+
+    dataset = open_dataset(args.dataset)
+    config = build_config(model=args.model, protocol=args.protocol, sets=_parse_sets(args.set))
+    out = args.out or f"eeg2bold_runs/{config.model}-{config.protocol}-{config.config_hash()}"
+    quiet = args.quiet
+
+    def on_epoch(fold: Any, report: Any) -> None:
+        if not quiet:
+            print(format_epoch(fold, report, max_epochs=config.train.epochs), file=sys.stderr)
+
+    def on_fold(result: Any) -> None:
+        if not quiet:
+            print(format_fold(result), file=sys.stderr)
+
+    result = train_protocol(
+        dataset,
+        config,
+        out_dir=out,
+        subjects=args.subjects,
+        resume=args.resume,
+        on_epoch=on_epoch,
+        on_fold=on_fold,
+    )
+    print(format_result(result))
+    print(f"\nresults, model files and config in {out}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result.summary(), f, indent=2)
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from eeg2bold.models.catalog import describe_models, format_models
+
+    models = describe_models()
+    print(json.dumps(models, indent=2, default=str) if args.json else format_models(models))
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from eeg2bold.launch.config import load_study_config
+    from eeg2bold.launch.sweep import run_sweep
+    from eeg2bold.study.queries import best_trials, format_trials, load_sweep
+
+    config = load_study_config(args.config)
+    outcome = run_sweep(
+        config,
+        address=args.address,
+        resume=args.resume,
+        dry_run=args.dry_run,
+        num_cpus=args.num_cpus,
+        echo=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    if isinstance(outcome, str):
+        print(outcome)
+        return 0
+    sweep = load_sweep(outcome.plan.results)
+    print("best configuration per protocol and model (ranked by mean validation r):")
+    print(format_trials(best_trials(sweep)))
+    if outcome.orphans:
+        print(f"({outcome.orphans} Optuna trial(s) left RUNNING by a killed driver marked FAIL)")
+    print(f"\nsweep folder: {outcome.plan.results}  (eeg2bold trials / best / report)")
+    return 0
+
+
+def _cmd_trials(args: argparse.Namespace) -> int:
+    from eeg2bold.study.queries import format_trials, load_sweep, trials_table
+
+    frame = trials_table(load_sweep(args.study))
+    if args.json:
+        print(frame.to_json(orient="records", indent=2))
+    else:
+        print(format_trials(frame, params=args.params))
+    return 0
+
+
+def _cmd_best(args: argparse.Namespace) -> int:
+    from eeg2bold.study.queries import best_trials, format_trials, load_sweep
+
+    frame = best_trials(
+        load_sweep(args.study), protocol=args.protocol, model=args.model, top=args.top
+    )
+    if args.json:
+        print(frame.to_json(orient="records", indent=2))
+    else:
+        print(format_trials(frame, params=True))
+    return 0
+
+
+def _cmd_spaces(args: argparse.Namespace) -> int:
+    from eeg2bold.models import model_names
+    from eeg2bold.search_spaces import describe_space
+
+    models = args.models or model_names()
+    spaces = {m: describe_space(m) for m in models}
+    if args.json:
+        print(json.dumps({m: [p.__dict__ for p in ps] for m, ps in spaces.items()}, indent=2))
+        return 0
+    for m, params in spaces.items():
+        print(m)
+        for p in params:
+            print(f"    {p.name:<28} {p.describe()}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from eeg2bold.predict import predict, summary_lines, write_outputs
+
+    def say(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr)
+
+    prediction = predict(
+        args.model,
+        args.recording,
+        protocol=args.protocol,
+        model=args.model_name,
+        bad_channels=args.bad or (),
+        step_s=args.step,
+        device=args.device,
+        progress=not args.quiet,
+        echo=say,
+    )
+    written = write_outputs(prediction, args.out, plot=not args.no_plot)
+    if not args.quiet:
+        print("\n".join(summary_lines(prediction, written)))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from eeg2bold.study.report import build_report, write_report
+
+    def say(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr)
+
+    report = build_report(
+        args.study, n_boot=args.n_boot, n_surrogates=args.n_surrogates, seed=args.seed, echo=say
+    )
+    written = write_report(report, args.out, args.json)
+    if not args.quiet:
+        print(f"report: {written['html'].resolve()}")
+        if "json" in written:
+            print(f"numbers: {written['json'].resolve()}")
+    return 0
+
+
+def _cmd_launch(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from eeg2bold.launch.cluster import render_k8s, render_slurm
+    from eeg2bold.launch.config import load_study_config
+
+    config = load_study_config(args.config)
+    if args.target == "slurm":
+        text = render_slurm(
+            args.config,
+            config=config,
+            nodes=args.nodes,
+            cpus_per_node=args.cpus_per_node,
+            gpus_per_node=args.gpus_per_node,
+            time=args.time,
+            partition=args.partition,
+            account=args.account,
+            mem=args.mem,
+            venv=args.venv,
+            setup=args.setup or (),
+            env_file=args.env_file,
+            forward_env=args.env or (),
+            job_name=args.job_name,
+            port=args.port,
+            exclusive=not args.shared_nodes,
+            dashboard=not args.no_dashboard,
+            resume=args.resume,
+        )
+    else:
+        text = render_k8s(
+            args.config,
+            config=config,
+            image=args.image,
+            workers=args.workers,
+            cpu=args.cpu,
+            memory=args.memory,
+            gpu=args.gpu,
+            namespace=args.namespace,
+            secret_name=args.secret,
+            name=args.name,
+            head_cpu=args.head_cpu,
+            head_memory=args.head_memory,
+            pvc=args.pvc,
+            pvc_mount=args.pvc_mount,
+            active_deadline_s=args.deadline,
+            resume=args.resume,
+        )
+    if args.output is None or args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.output)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text)
+    if args.target == "slurm":
+        tmp.chmod(0o755)
+    tmp.replace(out)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _add_launch_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "launch",
+        help="render a Slurm script or a KubeRay manifest that runs a sweep on a Ray cluster",
+        description="Render (never submit) what runs `eeg2bold sweep CONFIG --address auto` on "
+        "a multi-node Ray cluster. The study config must use shared storage (an absolute path "
+        "every node mounts, or an object store) and PostgreSQL or a journal file for Optuna. "
+        "Credentials stay ${NAME} references, supplied at run time; Ray token authentication "
+        "stays on. Existing clusters: `eeg2bold sweep CONFIG --address HOST:PORT`; Ray's "
+        "cluster launcher: examples/cluster/ray-cluster.yaml.",
+    )
+    targets = p.add_subparsers(dest="target", metavar="TARGET", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("config", help="study config (YAML)")
+    common.add_argument(
+        "-o", "--output", metavar="FILE", help="write here instead of standard output"
+    )
+    common.add_argument(
+        "--resume", action="store_true", help="the job continues an interrupted sweep"
+    )
+
+    q = targets.add_parser(
+        "slurm",
+        parents=[common],
+        help="an sbatch script: Ray head + workers in one job, then the sweep",
+        description="One Slurm job: `ray start --head` on the first node (dashboard on "
+        "127.0.0.1), `ray start --address` on the others via srun, a wait until every node "
+        "has joined, the sweep driver, and teardown. Submit with `sbatch FILE`.",
+    )
+    q.add_argument("--nodes", type=int, required=True, help="nodes of the job (head included)")
+    q.add_argument("--cpus-per-node", type=int, required=True, help="CPUs Ray uses per node")
+    q.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per node (default 0)")
+    q.add_argument("--time", default="24:00:00", help="wall-clock limit (default 24:00:00)")
+    q.add_argument("--partition", help="Slurm partition")
+    q.add_argument("--account", help="Slurm account")
+    q.add_argument("--mem", help="memory per node, e.g. 128G (default: the partition's)")
+    q.add_argument("--job-name", help="job name (default eeg2bold-<study name>)")
+    q.add_argument("--venv", metavar="DIR", help="virtual environment to activate on the nodes")
+    q.add_argument(
+        "--setup",
+        action="append",
+        metavar="CMD",
+        help="shell line run before Ray starts, e.g. 'module load cuda' (repeatable)",
+    )
+    q.add_argument(
+        "--env-file",
+        metavar="FILE",
+        help="file of NAME=value lines sourced by the job (credentials; keep it mode 600)",
+    )
+    q.add_argument(
+        "--env",
+        action="append",
+        metavar="NAME",
+        help="another environment variable the job needs, e.g. AWS_SECRET_ACCESS_KEY; "
+        "forwarded by name (repeatable)",
+    )
+    q.add_argument("--port", type=int, default=6379, help="Ray GCS port (default 6379)")
+    q.add_argument(
+        "--shared-nodes",
+        action="store_true",
+        help="do not ask for --exclusive nodes (Ray's fixed port may then collide)",
+    )
+    q.add_argument("--no-dashboard", action="store_true", help="do not start Ray's dashboard")
+    q.set_defaults(func=_cmd_launch)
+
+    q = targets.add_parser(
+        "k8s",
+        parents=[common],
+        help="a KubeRay RayJob manifest (plus a ConfigMap holding the study config)",
+        description="A ConfigMap with the study config and a RayJob (ray.io/v1, KubeRay >= "
+        "1.5.1) whose cluster runs the sweep and is deleted when it ends. Credentials come "
+        "from a Secret (--secret) via envFrom. Apply with `kubectl apply -f FILE`.",
+    )
+    q.add_argument("--image", required=True, help="container image with eeg2bold and torch")
+    q.add_argument("--workers", type=int, required=True, help="worker pods")
+    q.add_argument("--cpu", type=float, required=True, help="CPUs per worker pod")
+    q.add_argument("--memory", required=True, help="memory per worker pod, e.g. 32Gi")
+    q.add_argument("--gpu", type=int, default=0, help="GPUs per worker pod (nvidia.com/gpu)")
+    q.add_argument("--namespace", default="default", help="namespace (default: default)")
+    q.add_argument(
+        "--secret", metavar="NAME", help="Secret holding the ${NAME} variables of the config"
+    )
+    q.add_argument("--name", help="RayJob name (default eeg2bold-<study name>)")
+    q.add_argument("--head-cpu", type=float, default=2, help="CPUs of the head pod (default 2)")
+    q.add_argument("--head-memory", default="8Gi", help="memory of the head pod (default 8Gi)")
+    q.add_argument(
+        "--pvc",
+        metavar="CLAIM",
+        help="ReadWriteMany PersistentVolumeClaim holding file-system dataset/results paths",
+    )
+    q.add_argument("--pvc-mount", default="/shared", metavar="DIR", help="where --pvc is mounted")
+    q.add_argument(
+        "--deadline", type=int, metavar="SECONDS", help="stop the RayJob after this long"
+    )
+    q.set_defaults(func=_cmd_launch)
+
+
+def _parse_sets(items: Sequence[str] | None) -> dict[str, str]:
+    """``KEY=VALUE`` pairs from repeated ``--set`` options (values are validated downstream)."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _pydantic_one_line(exc: Any) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "invalid option(s): " + "; ".join(parts)
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    """Shared tail of the ``ingest`` subcommands: resolve the config, run, print the report."""
+    from eeg2bold.ingest import ingest
+    from eeg2bold.ingest.options import build_config
+
+    flags = {k.removeprefix("cfg:"): v for k, v in vars(args).items() if k.startswith("cfg:")}
+    config = build_config(
+        flags,
+        config_file=args.config,
+        defaults=args.layout_defaults,
+        require_timing=args.layout_name == "files",
+    )
+    report = ingest(
+        args.make_layout(args),
+        args.out,
+        config=config,
+        on_error=args.on_error,
+        common=args.common,
+        overwrite=args.overwrite,
+        name=args.name,
+        progress=not args.quiet,
+    )
+    if not args.quiet:
+        print("\n".join(report.lines()))
+    return EXIT_ERROR if report.failed else 0
+
+
+def _ingest_files_layout(args: argparse.Namespace) -> Any:
+    from pathlib import Path
+
+    from eeg2bold.ingest import FileRun, FilesLayout, MatOptions
+
+    mat = None
+    if args.mat_variable or args.mat_sfreq:
+        if not (args.mat_variable and args.mat_sfreq):
+            raise ConfigError("MATLAB EEG needs both --mat-variable and --mat-sfreq")
+        mat = MatOptions(
+            variable=args.mat_variable,
+            sfreq=args.mat_sfreq,
+            units=args.mat_units,
+            channels=args.mat_channels,
+        )
+    run = FileRun(
+        eeg=Path(args.eeg),
+        bold=Path(args.bold),
+        subject=args.subject,
+        run=args.run,
+        confounds=Path(args.confounds) if args.confounds else None,
+    )
+    return FilesLayout([run], eeg_format=args.eeg_format, mat=mat)
+
+
+def _ingest_cwl_layout(args: argparse.Namespace) -> Any:
+    from eeg2bold.ingest import CWLLayout
+
+    return CWLLayout(args.root)
+
+
+def _ingest_bids_layout(args: argparse.Namespace) -> Any:
+    from eeg2bold.ingest import BIDSLayout
+
+    return BIDSLayout(
+        args.root,
+        derivatives=args.derivatives,
+        space=args.space,
+        tasks=args.task,
+        subjects=args.subject,
+    )
+
+
+def _ingest_natview_layout(args: argparse.Namespace) -> Any:
+    from eeg2bold.ingest import NatviewLayout
+
+    return NatviewLayout(args.root, roi_dir=args.roi_dir)
+
+
+def _add_ingest_parser(sub: Any) -> None:
+    """``eeg2bold ingest {files,cwl,bids,natview}``: options map onto IngestConfig paths."""
+    from pathlib import Path
+
+    from eeg2bold.ingest.options import float_or_none, split_names
+
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("run control")
+    g.add_argument("--config", metavar="FILE", help="IngestConfig as YAML/JSON (flags win)")
+    g.add_argument("--name", help="dataset name (default: the store's file name)")
+    g.add_argument(
+        "--common",
+        choices=("exact", "intersect"),
+        default="exact",
+        help="channel/ROI sets that differ between runs: refuse listing the differences "
+        "(exact, default) or keep the names all runs share (intersect)",
+    )
+    g.add_argument(
+        "--on-error",
+        choices=("skip", "abort"),
+        default="skip",
+        help="a failing run: report it and go on (skip, default) or stop (abort)",
+    )
+    g.add_argument("--overwrite", action="store_true", help="replace runs whose content differs")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    g = common.add_argument_group("EEG preprocessing")
+    g.add_argument(
+        "--sfreq",
+        dest="cfg:eeg.sfreq",
+        type=float_or_none,
+        metavar="HZ",
+        help="output sampling rate (default 250; 'none' keeps the recording's)",
+    )
+    g.add_argument(
+        "--l-freq",
+        dest="cfg:eeg.l_freq",
+        type=float_or_none,
+        metavar="HZ",
+        help="high-pass edge (default 0.5; 'none': no high-pass)",
+    )
+    g.add_argument(
+        "--h-freq",
+        dest="cfg:eeg.h_freq",
+        type=float_or_none,
+        metavar="HZ",
+        help="low-pass edge (default none)",
+    )
+    g.add_argument(
+        "--line-freq",
+        dest="cfg:eeg.line_freq",
+        type=float_or_none,
+        metavar="HZ",
+        help="mains frequency notched with its harmonics (default 50; 'none')",
+    )
+    g.add_argument(
+        "--reference",
+        dest="cfg:eeg.reference",
+        metavar="REF",
+        help="'average' (default), 'none', or channel names 'TP9,TP10'",
+    )
+    g.add_argument(
+        "--resample-method",
+        dest="cfg:eeg.resample_method",
+        choices=("fft", "polyphase"),
+        help="MNE resampling method (default fft)",
+    )
+    g = common.add_argument_group("channels")
+    g.add_argument(
+        "--keep",
+        dest="cfg:channels.keep_types",
+        type=split_names,
+        metavar="TYPES",
+        help="non-EEG types to keep: eog,ecg,emg,cwl,misc (default: none)",
+    )
+    g.add_argument(
+        "--channels",
+        dest="cfg:channels.include",
+        type=split_names,
+        metavar="NAMES",
+        help="keep exactly these channels, in this order",
+    )
+    g.add_argument(
+        "--drop-channels",
+        dest="cfg:channels.exclude",
+        type=split_names,
+        metavar="NAMES",
+        help="drop these channels",
+    )
+    g.add_argument(
+        "--bad-channels",
+        dest="cfg:channels.bad_channels",
+        type=split_names,
+        metavar="NAMES",
+        help="channels bad in every run (besides the file's own)",
+    )
+    g.add_argument(
+        "--bads",
+        dest="cfg:channels.bads",
+        choices=("flag", "interpolate", "drop"),
+        help="bad channels: flag, interpolate (default) or drop",
+    )
+    g.add_argument(
+        "--montage",
+        dest="cfg:channels.montage",
+        metavar="NAME",
+        help="'auto' (default), 'file', 'none', an MNE built-in name, or a file",
+    )
+    g = common.add_argument_group("volume timing")
+    g.add_argument(
+        "--marker",
+        dest="cfg:timing.markers",
+        type=split_names,
+        metavar="NAMES",
+        help="scanner marker name(s) in the EEG annotations, one per volume",
+    )
+    g.add_argument(
+        "--start",
+        dest="cfg:timing.start_s",
+        type=float,
+        metavar="SECONDS",
+        help="first volume's onset in EEG seconds; then one volume per TR",
+    )
+    g.add_argument(
+        "--marker-mismatch",
+        dest="cfg:timing.mismatch",
+        choices=("error", "first", "last"),
+        help="marker count != volume count: refuse (error, default), align at the "
+        "first volume (first) or at the last one (last)",
+    )
+    g.add_argument(
+        "--crop-margin",
+        dest="cfg:timing.crop_margin_s",
+        type=float,
+        metavar="SECONDS",
+        help="crop the EEG to the scan plus this margin",
+    )
+    g = common.add_argument_group("BOLD")
+    g.add_argument(
+        "--tr",
+        dest="cfg:bold.tr",
+        type=float,
+        metavar="SECONDS",
+        help="repetition time (required unless a BIDS sidecar gives it)",
+    )
+    g.add_argument(
+        "--atlas",
+        dest="cfg:bold.atlas",
+        metavar="ATLAS",
+        help="'harvard-oxford-subcortical' (default) or a 3-D label NIfTI",
+    )
+    g.add_argument(
+        "--atlas-labels",
+        dest="cfg:bold.atlas_labels",
+        metavar="FILE",
+        help="labels of --atlas FILE (CSV/TSV index,name or one name per line)",
+    )
+    g.add_argument(
+        "--atlas-threshold",
+        dest="cfg:bold.atlas_threshold",
+        type=float,
+        metavar="PERCENT",
+        help="Harvard-Oxford probability threshold (default 25)",
+    )
+    g.add_argument(
+        "--rois",
+        dest="cfg:bold.rois",
+        type=split_names,
+        metavar="NAMES",
+        help="keep only these ROIs (atlas labels or table columns), in this order",
+    )
+    g.add_argument(
+        "--no-motion",
+        dest="cfg:bold.motion",
+        action="store_const",
+        const=False,
+        help="do not regress motion parameters",
+    )
+    g.add_argument(
+        "--global-signal",
+        dest="cfg:bold.global_signal",
+        action="store_const",
+        const=True,
+        help="regress the global signal",
+    )
+    g.add_argument(
+        "--no-detrend",
+        dest="cfg:bold.detrend",
+        action="store_const",
+        const=False,
+        help="keep linear trends",
+    )
+    g.add_argument(
+        "--no-standardize",
+        dest="cfg:bold.standardize",
+        action="store_const",
+        const=False,
+        help="do not z-score region time series",
+    )
+    g.add_argument(
+        "--high-pass",
+        dest="cfg:bold.high_pass",
+        type=float_or_none,
+        metavar="HZ",
+        help="BOLD high-pass (default none)",
+    )
+    g.add_argument(
+        "--low-pass",
+        dest="cfg:bold.low_pass",
+        type=float_or_none,
+        metavar="HZ",
+        help="BOLD low-pass (default none)",
+    )
+
+    p = sub.add_parser(
+        "ingest",
+        help="ingest real EEG-fMRI recordings into a dataset store",
+        description="Read EEG and BOLD, preprocess, time volumes on the EEG clock and write "
+        "each run atomically; runs already stored from the same inputs are skipped.",
+    )
+    layouts = p.add_subparsers(dest="layout_name", metavar="LAYOUT", required=True)
+
+    def layout(name: str, make: Any, defaults: dict[str, Any], **kw: Any) -> Any:
+        q = layouts.add_parser(name, parents=[common], **kw)
+        q.add_argument("out", help="output store (folder ending in .zarr, or an s3:// URL)")
+        q.set_defaults(func=_cmd_ingest, make_layout=make, layout_defaults=defaults)
+        return q
+
+    q = layout(
+        "files",
+        _ingest_files_layout,
+        {},
+        help="one run from explicit files",
+        description="One run: an EEG file (EEGLAB, BrainVision, EDF/BDF, FIF, MATLAB) and a "
+        "4-D BOLD NIfTI or a region table (TSV/CSV with a header).",
+    )
+    q.add_argument("--eeg", required=True, metavar="FILE", help="EEG recording")
+    q.add_argument("--bold", required=True, metavar="FILE", help="4-D NIfTI or region table")
+    q.add_argument("--subject", default="sub-01", help="subject name (default sub-01)")
+    q.add_argument("--run", default="run-1", help="run name (default run-1)")
+    q.add_argument(
+        "--confounds",
+        metavar="FILE",
+        help="motion parameters (SPM rp_*.txt) or fMRIPrep confounds TSV",
+    )
+    q.add_argument(
+        "--eeg-format",
+        choices=("eeglab", "brainvision", "edf", "bdf", "fif", "mat"),
+        help="EEG format when the file name does not say it",
+    )
+    q.add_argument(
+        "--mat-variable",
+        metavar="NAME",
+        help="MATLAB variable with the [channels x samples] array (a.b for fields)",
+    )
+    q.add_argument("--mat-sfreq", type=float, metavar="HZ", help="its sampling rate")
+    q.add_argument(
+        "--mat-units", choices=("V", "mV", "uV"), default="uV", help="its units (default uV)"
+    )
+    q.add_argument(
+        "--mat-channels",
+        type=split_names,
+        metavar="NAMES",
+        help="its channel names (default EEG001, EEG002, ...)",
+    )
+
+    q = layout(
+        "cwl",
+        _ingest_cwl_layout,
+        {"timing": {"source": "markers", "markers": ["mri"]}},
+        help="CWL eyes-open/eyes-closed folders",
+        description="ROOT/<subject>/CWL_Data/{eeg/in-scan/*.set, mri/epi_normalized/*.nii, "
+        "mri/epi_motionparams/rp_*.txt}; volumes from the 'mri' markers by default.",
+    )
+    q.add_argument("root", type=Path, help="folder holding one folder per subject")
+
+    q = layout(
+        "bids",
+        _ingest_bids_layout,
+        {"timing": {"source": "markers", "markers": ["R128"]}},
+        help="BIDS EEG + fMRIPrep derivatives",
+        description="BIDS raw EEG (mne-bids) paired with fMRIPrep *_desc-preproc_bold.nii.gz "
+        "and *_desc-confounds_timeseries.tsv; volumes from 'R128' markers by default.",
+    )
+    q.add_argument("root", type=Path, help="BIDS root")
+    q.add_argument(
+        "--derivatives",
+        type=Path,
+        metavar="DIR",
+        help="fMRIPrep output folder (default ROOT/derivatives/fmriprep)",
+    )
+    q.add_argument("--space", help="fMRIPrep output space, e.g. MNI152NLin2009cAsym")
+    q.add_argument("--task", action="append", help="only this task (repeatable)")
+    q.add_argument("--subject", action="append", help="only this subject (repeatable)")
+
+    q = layout(
+        "natview",
+        _ingest_natview_layout,
+        {"timing": {"source": "start"}},
+        help="NATVIEW BrainVision EEG + per-run ROI CSV",
+        description="ROOT/sub-*/[ses-*/]eeg/*.vhdr with one ROI table <entities>*.csv per run "
+        "(columns: ROIs, Nvol, Tstart); volumes start at Tstart, one per TR.",
+    )
+    q.add_argument("root", type=Path, help="dataset root")
+    q.add_argument(
+        "--roi-dir", type=Path, metavar="DIR", help="where the ROI tables are (default ROOT)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eeg2bold",
+        description="Predict deep-brain BOLD from scalp EEG: datasets, models, sweeps, reports.",
+    )
+    parser.add_argument("--version", action="version", version=f"eeg2bold {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show full tracebacks instead of one-line errors"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "simulate",
+        help="simulate an EEG-fMRI dataset with known ground truth",
+        description="Write a simulated dataset (EEG, ROI BOLD, ground truth) to a Zarr store.",
+    )
+    p.add_argument("out", help="output store (folder ending in .zarr, or s3://bucket/path.zarr)")
+    p.add_argument("--subjects", type=int, required=True, help="number of subjects")
+    p.add_argument("--minutes", type=float, required=True, help="minutes per run")
+    p.add_argument("--runs", type=int, help="runs per subject (default 1)")
+    p.add_argument("--channels", type=int, help="EEG channels (default 32)")
+    p.add_argument("--sfreq", type=float, help="EEG sampling rate in Hz (default 250)")
+    p.add_argument("--tr", type=float, help="fMRI repetition time in s (default 2.0)")
+    p.add_argument("--rois", type=int, help="number of ROIs (default 8)")
+    p.add_argument("--snr", type=float, help="BOLD signal-to-noise variance ratio (default 1)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--name", help="dataset name (default 'simulated')")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any other simulation option, e.g. --set envelope_timescale_s=20 (repeatable; "
+        "see the README for the list)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace runs whose content differs")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser(
+        "inspect",
+        help="summarise a dataset store",
+        description="Subjects, runs, durations, channels, ROIs, sampling rate, TR and QC flags.",
+    )
+    p.add_argument("dataset", help="dataset store (path or URL)")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    p.add_argument(
+        "--verify", action="store_true", help="re-read every run and check its content hash"
+    )
+    p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser(
+        "train",
+        help="train one configuration on every fold of a protocol",
+        description="Fit a model on all folds of a protocol; print per-fold and per-ROI val/test "
+        "r; save model files, resume checkpoints and a results table.",
+    )
+    p.add_argument("dataset", help="dataset store (path or URL)")
+    p.add_argument("--model", required=True, help="model name (see `eeg2bold models`)")
+    p.add_argument("--protocol", default="within", help="within (default), loso or loso_calibrated")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="hyperparameter or setting, e.g. --set lr=3e-4 --set window_s=20 "
+        "--set model.n_branches=8 (sections: model, data, train, loss, protocol)",
+    )
+    p.add_argument("--subjects", nargs="+", metavar="SUBJECT", help="only these folds")
+    p.add_argument("--out", help="output folder (default eeg2bold_runs/MODEL-PROTOCOL-HASH)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--json", metavar="FILE", help="also write the scores as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no per-epoch progress")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "sweep",
+        help="run a hyperparameter sweep (Ray Tune + Optuna) from a study config",
+        description="Every protocol × model of the study config gets an Optuna study; trials "
+        "run as Ray Tune trials (folds as actors), locally or on an existing Ray cluster.",
+    )
+    p.add_argument("config", help="study config (YAML)")
+    p.add_argument(
+        "--address", help="existing Ray cluster: 'auto' or HOST:PORT (default: start Ray here)"
+    )
+    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    p.add_argument(
+        "--dry-run", action="store_true", help="validate and print the resolved plan only"
+    )
+    p.add_argument("--num-cpus", type=float, help="CPUs of a local Ray instance (default: all)")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("trials", help="list the trials of a sweep (Optuna storage)")
+    p.add_argument("study", help="sweep folder (or its study config)")
+    p.add_argument("--params", action="store_true", help="show every sampled parameter")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON")
+    p.set_defaults(func=_cmd_trials)
+
+    p = sub.add_parser("best", help="best trials per protocol and model (by validation r)")
+    p.add_argument("study", help="sweep folder (or its study config)")
+    p.add_argument("--protocol", help="only this protocol")
+    p.add_argument("--model", help="only this model")
+    p.add_argument("--top", type=int, default=1, help="trials per protocol and model")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON")
+    p.set_defaults(func=_cmd_best)
+
+    p = sub.add_parser("spaces", help="print the search spaces (per model, plus shared ones)")
+    p.add_argument("models", nargs="*", help="models to show (default: all)")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON")
+    p.set_defaults(func=_cmd_spaces)
+
+    p = sub.add_parser(
+        "report",
+        help="write the generalisation report of a sweep (HTML, optional JSON)",
+        description="Dataset and sweep summary, per-ROI test r with bootstrap CIs and chance "
+        "bands, LOSO vs within per subject, predicted vs true traces, interpretation figures "
+        "and a reproducibility block, in one self-contained HTML file.",
+    )
+    p.add_argument("study", help="sweep folder (or its study config)")
+    p.add_argument("-o", "--out", default="report.html", help="HTML file (default report.html)")
+    p.add_argument("--json", metavar="FILE", help="also write every number as JSON")
+    p.add_argument(
+        "--n-boot", type=int, default=10000, help="bootstrap resamples and sign flips (10000)"
+    )
+    p.add_argument(
+        "--n-surrogates", type=int, default=1000, help="circular-shift surrogates per fold (1000)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser(
+        "predict",
+        help="predict ROI BOLD from an EEG-only recording with a trained model",
+        description="Apply a model file, a train output folder or a sweep's best trial of a "
+        "protocol to a recording (any format ingest reads), with the preprocessing recorded at "
+        "training time; writes a TSV of times and ROI BOLD, a JSON sidecar and a plot.",
+    )
+    p.add_argument("model", help="model file (models/*.pt), train output folder or sweep folder")
+    p.add_argument("recording", help="EEG recording (.vhdr, .set, .edf, .bdf, .fif, .mat)")
+    p.add_argument("-o", "--out", required=True, help="output table (e.g. bold.tsv)")
+    p.add_argument("--protocol", help="for a sweep or train folder: which protocol's best trial")
+    p.add_argument("--model-name", help="for a sweep or train folder: only this model")
+    p.add_argument("--step", type=float, help="seconds between predictions (default: the TR)")
+    p.add_argument("--bad", nargs="+", metavar="CHANNEL", help="bad channels to interpolate")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--no-plot", action="store_true", help="do not write the PNG plot")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=_cmd_predict)
+
+    _add_launch_parser(sub)
+
+    p = sub.add_parser("models", help="list the registered models and their hyperparameters")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON")
+    p.set_defaults(func=_cmd_models)
+    _add_ingest_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except Eeg2BoldError as exc:
+        if args.debug:
+            raise
+        print(f"eeg2bold: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("eeg2bold: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"eeg2bold: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the "
+            "traceback and please report it)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Errors a user can act on.
+
+Anything raised as an :class:`Eeg2BoldError` is printed by the CLI as one line (no traceback
+unless ``--debug``): the message must name the file or run and the problem.
+"""
+
+from __future__ import annotations
+
+
+class Eeg2BoldError(Exception):
+    """Base class for errors caused by input or configuration, not by a bug."""
+
+
+class DatasetError(Eeg2BoldError):
+    """A dataset store is missing, not a dataset, corrupt, or incompatible with a request."""
+
+
+class RunValidationError(DatasetError):
+    """A run was refused before it was stored; the store is unchanged."""
+
+
+class ConfigError(Eeg2BoldError):
+    """A configuration value is invalid."""

@@ -1,0 +1,214 @@
+"""The study config: one YAML file naming the dataset, targets, protocols, models, search
+budget, scheduler, resources and storage of a sweep. Validated strictly: an unknown key is an
+error that names the nearest valid key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from eeg2bold.errors import ConfigError
+from eeg2bold.models import get_model_class
+from eeg2bold.protocols import get_protocol
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Targets(_Strict):
+    """What the models predict (shared by every trial)."""
+
+    rois: list[str] | None = Field(None, description="ROIs to predict (default: all).")
+    common_mode: bool = Field(
+        False, description="Remove the mean over ROIs and predict it as its own output."
+    )
+    target: Literal["seq2one", "seq2seq"] = Field("seq2one", description="Target form.")
+    target_hz: float = Field(0.5, gt=0, description="seq2seq only: rate of the BOLD trace.")
+
+
+class Budget(_Strict):
+    """How many configurations each (protocol, model) pair gets, and an optional time limit."""
+
+    num_samples: int = Field(8, ge=1, description="Trials per (protocol, model).")
+    time_limit_s: float | None = Field(
+        None, gt=0, description="Wall-clock limit per (protocol, model) search, seconds."
+    )
+
+
+class Scheduler(_Strict):
+    """Trial scheduler over epochs (ASHA stops poor trials early; fifo never stops them)."""
+
+    type: Literal["asha", "fifo"] = Field("asha", description="asha or fifo.")
+    max_epochs: int = Field(20, ge=1, description="Epochs per trial at most (train.epochs).")
+    grace_period: int = Field(2, ge=1, description="ASHA: epochs before a trial can be stopped.")
+    reduction_factor: float = Field(3.0, gt=1, description="ASHA: keep 1/factor per rung.")
+
+
+class Resources(_Strict):
+    """Resources of one fold actor (a trial holds one bundle per fold plus its own)."""
+
+    cpu: float = Field(1.0, gt=0, description="CPUs per fold (fractions allowed).")
+    gpu: float = Field(0.0, ge=0, description="GPUs per fold (fractions share a GPU).")
+    trial_cpu: float = Field(0.1, ge=0, description="CPUs of the trial's own coordinator.")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="Training device inside a fold (auto: cuda if the fold has a GPU)."
+    )
+
+
+class Storage(_Strict):
+    """Where results go. Multi-node sweeps need a path every node sees (NFS) or an object store.
+
+    URLs may reference environment variables as ``${NAME}`` (e.g. a database password), which
+    are expanded only when connecting and never printed.
+    """
+
+    results: str | None = Field(None, description="Results folder or URL (default sweeps/<name>).")
+    optuna: str | None = Field(
+        None,
+        description=(
+            "Optuna storage: sqlite:///file.db (default: <results>/optuna.db), "
+            "journal:///path/file.log, or postgresql://user@host/db."
+        ),
+    )
+
+
+class Failure(_Strict):
+    max_failures: int = Field(
+        2, ge=0, description="Retries of a trial whose worker or node died (Ray FailureConfig)."
+    )
+
+
+class StudyConfig(_Strict):
+    """A sweep: every (protocol, model) pair gets its own Optuna study of ``num_samples``."""
+
+    name: str = Field(description="Sweep name (letters, digits, -, _).")
+    dataset: str = Field(description="Dataset store path or URL.")
+    targets: Targets = Field(default_factory=Targets)
+    protocols: list[str] = Field(default_factory=lambda: ["within", "loso"])
+    protocol_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per protocol: splitter options (val_fraction, ...)."
+    )
+    models: list[str] = Field(default_factory=lambda: ["ridge"])
+    search: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Fixed values, choices or {low, high, log} ranges by parameter name.",
+    )
+    budget: Budget = Field(default_factory=Budget)
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+    resources: Resources = Field(default_factory=Resources)
+    max_concurrent_trials: int = Field(2, ge=1, description="Trials running at once.")
+    storage: Storage = Field(default_factory=Storage)
+    failure: Failure = Field(default_factory=Failure)
+    seed: int = Field(0, ge=0, description="Seed of the samplers and of every trial's fit.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", value):
+            raise ValueError("use letters, digits, '-' and '_' (start with a letter or digit)")
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one model")
+        for m in value:
+            get_model_class(m)
+        return value
+
+    @field_validator("protocols")
+    @classmethod
+    def _protocols(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one protocol")
+        for p in value:
+            get_protocol(p)
+        return value
+
+    @property
+    def results_url(self) -> str:
+        return self.storage.results or f"sweeps/{self.name}"
+
+    @property
+    def optuna_url(self) -> str:
+        if self.storage.optuna:
+            return self.storage.optuna
+        results = self.results_url
+        if "://" in results:
+            raise ConfigError(
+                "storage.optuna must be given when results live in an object store "
+                "(SQLite cannot live there): use postgresql://… or journal:///shared/path"
+            )
+        return f"sqlite:///{Path(results).resolve() / 'optuna.db'}"
+
+    def data_settings(self) -> dict[str, Any]:
+        """SampleConfig fields every trial shares."""
+        return self.targets.model_dump(exclude_none=True)
+
+    def train_settings(self) -> dict[str, Any]:
+        """TrainConfig fields every trial shares (the rest is searched)."""
+        return {
+            "epochs": self.scheduler.max_epochs,
+            "seed": self.seed,
+            "device": self.resources.device,
+        }
+
+
+def load_study_config(path: str | os.PathLike[str]) -> StudyConfig:
+    """Read and validate a study YAML; errors are one line naming the file and the key."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such study config") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a study config is a mapping of keys to values")
+    return parse_study_config(data, where=str(path))
+
+
+def parse_study_config(data: dict[str, Any], *, where: str = "study config") -> StudyConfig:
+    try:
+        config = StudyConfig(**data)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_explain(exc)}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    from eeg2bold.search_spaces import check_constraints
+
+    try:
+        check_constraints(config.models, config.search)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return config
+
+
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join(loc)
+        if err["type"] == "extra_forbidden":
+            model: type[BaseModel] = StudyConfig
+            for part in loc[:-1]:
+                field = model.model_fields.get(part)
+                ann = getattr(field, "annotation", None)
+                if isinstance(ann, type) and issubclass(ann, BaseModel):
+                    model = ann
+            near = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            parts.append(f"unknown key {key!r}{hint}")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{key}: {msg}" if key else msg)
+    return "; ".join(parts)

@@ -1,0 +1,104 @@
+"""Optuna storage from a URL: SQLite (local default), a journal file, or PostgreSQL.
+
+SQLite corrupts on network file systems, so clusters use PostgreSQL or the journal file.
+Credentials come from the environment: ``${NAME}`` in a URL is expanded when connecting
+(PostgreSQL also honours ``PGPASSWORD``), and every URL shown to a user goes through
+:func:`~eeg2bold.storage.location.mask_url`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from eeg2bold.errors import ConfigError
+from eeg2bold.storage.location import mask_url
+
+if TYPE_CHECKING:
+    import optuna
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(url: str) -> str:
+    """Replace ``${NAME}`` by the environment's value (an unset variable is an error)."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"environment variable {name} (used in a storage URL) is not set")
+        return os.environ[name]
+
+    return _VAR.sub(value, url)
+
+
+def display_url(url: str) -> str:
+    """A storage URL safe to print (variables unexpanded, credentials masked)."""
+    if url.startswith(("sqlite:", "journal:")):  # file paths: nothing secret
+        return url
+    return mask_url(url)
+
+
+def _postgres_driver(url: str) -> str:
+    """SQLAlchemy's default PostgreSQL driver is psycopg 3; fall back to psycopg2 if that is
+    what is installed."""
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
+
+
+def optuna_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage object (Ray's OptunaSearch needs an object, not a URL string)."""
+    import optuna
+
+    if url.startswith("journal://"):
+        path = Path(url[len("journal://") :])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs={"connect_args": {"timeout": 60}}, heartbeat_interval=None
+        )
+    if url.startswith(("postgresql://", "postgresql+psycopg2://", "mysql://")):
+        url = _postgres_driver(url)
+        secrets = [os.environ[n] for n in _VAR.findall(url) if os.environ.get(n)]
+        secrets += [os.environ["PGPASSWORD"]] if os.environ.get("PGPASSWORD") else []
+        try:
+            return optuna.storages.RDBStorage(
+                expand_env(url), engine_kwargs={"pool_pre_ping": True}
+            )
+        except ConfigError:
+            raise
+        except Exception as exc:  # sqlalchemy/driver errors: report without credentials
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            for secret in secrets:
+                text = text.replace(secret, "***")
+            raise ConfigError(f"cannot open Optuna storage {display_url(url)}: {text}") from None
+    raise ConfigError(
+        f"unsupported Optuna storage {display_url(url)}: use sqlite:///…, journal:///… "
+        "or postgresql://…"
+    )
+
+
+def fail_orphans(storage: optuna.storages.BaseStorage, study_name: str) -> int:
+    """Mark trials left RUNNING by a killed driver as FAIL (attribute ``orphaned``)."""
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    study_id = storage.get_study_id_from_name(study_name)
+    count = 0
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_user_attr(trial_id, "orphaned", True)
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+        count += 1
+    return count

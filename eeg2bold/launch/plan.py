@@ -1,0 +1,131 @@
+"""The resolved plan of a sweep (what ``--dry-run`` prints): arms, folds, resources, storage.
+
+An *arm* is one (protocol, model) pair with its own Optuna study of ``num_samples`` trials. A
+trial evaluates one configuration on every fold of its protocol; it holds one placement-group
+bundle for its coordinator plus one bundle per fold.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from eeg2bold.launch.config import StudyConfig
+from eeg2bold.launch.optuna_storage import display_url, expand_env
+from eeg2bold.storage import open_dataset
+from eeg2bold.storage.location import mask_url
+
+
+@dataclass
+class Arm:
+    protocol: str
+    model: str
+    study_name: str
+    folds: list[str]
+    status: str = "pending"  # pending | running | done
+
+    @property
+    def key(self) -> str:
+        return f"{self.protocol}/{self.model}"
+
+
+@dataclass
+class SweepPlan:
+    name: str
+    sweep_id: str
+    dataset: str
+    subjects: list[str]
+    arms: list[Arm]
+    trials_per_arm: int
+    bundles: list[dict[str, float]] = field(default_factory=list)
+    results: str = ""
+    optuna: str = ""
+
+    def trial_bundles(self, n_folds: int, config: StudyConfig) -> list[dict[str, float]]:
+        fold = {"CPU": config.resources.cpu}
+        if config.resources.gpu:
+            fold["GPU"] = config.resources.gpu
+        return [{"CPU": config.resources.trial_cpu}] + [dict(fold) for _ in range(n_folds)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def make_plan(config: StudyConfig, *, sweep_id: str | None = None) -> SweepPlan:
+    """Resolve a study config against its dataset (reads metadata only)."""
+    dataset = open_dataset(expand_env(config.dataset))
+    subjects = dataset.subjects()
+    sweep_id = sweep_id or uuid.uuid4().hex[:8]
+    arms = [
+        Arm(
+            protocol=p,
+            model=m,
+            study_name=f"{config.name}.{p}.{m}.{sweep_id}",
+            folds=list(subjects),
+        )
+        for p in config.protocols
+        for m in config.models
+    ]
+    plan = SweepPlan(
+        name=config.name,
+        sweep_id=sweep_id,
+        dataset=mask_url(config.dataset),
+        subjects=list(subjects),
+        arms=arms,
+        trials_per_arm=config.budget.num_samples,
+        results=display_url(config.results_url),
+        optuna=display_url(config.optuna_url),
+    )
+    plan.bundles = plan.trial_bundles(len(subjects), config)
+    return plan
+
+
+def format_plan(
+    plan: SweepPlan, config: StudyConfig, *, cluster: dict[str, float] | None = None
+) -> str:
+    """The plan as text: what will run, on what, and where results go."""
+    per_trial_cpu = sum(b.get("CPU", 0.0) for b in plan.bundles)
+    per_trial_gpu = sum(b.get("GPU", 0.0) for b in plan.bundles)
+    lines = [
+        f"sweep     {plan.name} (id {plan.sweep_id})",
+        f"dataset   {plan.dataset}: {len(plan.subjects)} subjects",
+        f"arms      {len(plan.arms)} (protocol × model), {plan.trials_per_arm} trials each, "
+        f"{len(plan.arms) * plan.trials_per_arm} trials in all",
+        f"scheduler {config.scheduler.type}, up to {config.scheduler.max_epochs} epochs"
+        + (
+            f" (grace {config.scheduler.grace_period}, "
+            f"reduction {config.scheduler.reduction_factor:g})"
+            if config.scheduler.type == "asha"
+            else ""
+        ),
+        f"trial     {len(plan.subjects)} folds as actors; bundles: coordinator "
+        f"{config.resources.trial_cpu:g} CPU + {len(plan.subjects)} × "
+        f"({config.resources.cpu:g} CPU"
+        + (f", {config.resources.gpu:g} GPU" if config.resources.gpu else "")
+        + f") = {per_trial_cpu:g} CPU"
+        + (f", {per_trial_gpu:g} GPU" if per_trial_gpu else ""),
+        f"parallel  at most {config.max_concurrent_trials} trials at once",
+        f"results   {plan.results}",
+        f"optuna    {plan.optuna}",
+        "",
+        f"{'arm':<28}{'study name'}",
+    ]
+    for arm in plan.arms:
+        lines.append(f"{arm.key:<28}{arm.study_name}")
+    if config.search:
+        lines += ["", "search constraints:"]
+        lines += [f"  {k} = {v}" for k, v in sorted(config.search.items())]
+    if cluster is not None:
+        fits = int(
+            min(
+                cluster.get("CPU", 0.0) // max(per_trial_cpu, 1e-9),
+                cluster.get("GPU", 0.0) // per_trial_gpu if per_trial_gpu else 1e9,
+            )
+        )
+        lines += [
+            "",
+            f"cluster   {cluster.get('CPU', 0):g} CPU, {cluster.get('GPU', 0):g} GPU → "
+            f"{min(fits, config.max_concurrent_trials)} trial(s) at once",
+        ]
+    return "\n".join(lines)

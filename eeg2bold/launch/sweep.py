@@ -1,0 +1,201 @@
+"""Run a sweep: every arm (protocol × model) in turn, each one Ray Tune search driven by its
+own Optuna study; resumable with ``resume=True`` after the driver is killed.
+
+State lives in ``<results>/sweep.json`` (plan, sweep id, which arms are done), written
+atomically after each change; Tune's experiment folders and the Optuna storage hold the rest.
+On resume, finished arms are skipped, the interrupted arm is restored by Tune (no trial lost
+or repeated) and Optuna trials the killed driver left RUNNING are marked FAIL (``orphaned``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from eeg2bold.errors import ConfigError
+from eeg2bold.launch.config import StudyConfig, parse_study_config
+from eeg2bold.launch.optuna_storage import (
+    display_url,
+    expand_env,
+    fail_orphans,
+    optuna_storage,
+)
+from eeg2bold.launch.plan import Arm, SweepPlan, format_plan, make_plan
+from eeg2bold.search_spaces import space_function
+
+STATE_FILE = "sweep.json"
+
+
+@dataclass
+class SweepOutcome:
+    plan: SweepPlan
+    arms: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    orphans: int = 0
+
+
+def results_root(config: StudyConfig) -> str:
+    """The results location as Ray needs it: absolute for local folders."""
+    url = config.results_url
+    return url if "://" in url else str(Path(url).resolve())
+
+
+def _read_state(root: str) -> dict[str, Any] | None:
+    fs, path = fsspec.core.url_to_fs(f"{root.rstrip('/')}/{STATE_FILE}")
+    if not fs.exists(path):
+        return None
+    with fs.open(path, "r") as f:
+        return json.load(f)
+
+
+def _write_state(root: str, state: dict[str, Any]) -> None:
+    fs, path = fsspec.core.url_to_fs(f"{root.rstrip('/')}/{STATE_FILE}")
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    if "://" in root:
+        with fs.open(path, "w") as f:
+            json.dump(state, f, indent=2)
+        return
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(state, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _plan_state(plan: SweepPlan, config: StudyConfig) -> dict[str, Any]:
+    return {"plan": plan.to_dict(), "config": config.model_dump(mode="json")}
+
+
+def prepare(config: StudyConfig, *, resume: bool) -> tuple[SweepPlan, dict[str, Any] | None]:
+    """The plan to run: a new one, or the stored one when resuming (config must match)."""
+    root = results_root(config)
+    state = _read_state(root)
+    if state is not None and not resume:
+        raise ConfigError(
+            f"a sweep already exists in {display_url(config.results_url)} "
+            f"(id {state['plan']['sweep_id']}): pass --resume to continue it, or use another "
+            "name or results folder"
+        )
+    if state is None:  # with resume: nothing to resume yet (e.g. a requeued job), so start
+        return make_plan(config), None
+    stored = parse_study_config(state["config"], where=f"{root}/{STATE_FILE}")
+    if stored.model_dump() != config.model_dump():
+        raise ConfigError(
+            "the study config differs from the one the sweep was started with; resume with the "
+            f"original config (a copy is in {display_url(config.results_url)}/{STATE_FILE})"
+        )
+    plan_dict = state["plan"]
+    plan = SweepPlan(**{**plan_dict, "arms": [Arm(**a) for a in plan_dict["arms"]]})
+    return plan, state
+
+
+def run_sweep(
+    config: StudyConfig,
+    *,
+    address: str | None = None,
+    resume: bool = False,
+    dry_run: bool = False,
+    echo: Callable[[str], None] = print,
+    num_cpus: float | None = None,
+) -> SweepOutcome | str:
+    """Run (or with ``dry_run`` only describe) a sweep; returns its outcome or the plan text."""
+    if dry_run:
+        existing = _read_state(results_root(config)) is not None
+        plan, _ = prepare(config, resume=existing)
+        note = "\n\n(an existing sweep: run with --resume to continue it)" if existing else ""
+        return format_plan(plan, config) + note
+    plan, state = prepare(config, resume=resume)
+
+    from eeg2bold.launch import ray_tune  # the only Ray import, deferred for fast dry runs
+
+    root = results_root(config)
+    started_here = not ray_tune.ray.is_initialized()
+    resources = ray_tune.init_ray(address=address, num_cpus=num_cpus)
+    try:
+        per_trial = sum(b.get("CPU", 0.0) for b in plan.bundles)
+        per_trial_gpu = sum(b.get("GPU", 0.0) for b in plan.bundles)
+        if (
+            per_trial > resources.get("CPU", 0.0) + 1e-9
+            or per_trial_gpu > resources.get("GPU", 0.0) + 1e-9
+        ):
+            raise ConfigError(
+                f"one trial needs {per_trial:g} CPU / {per_trial_gpu:g} GPU "
+                f"({len(plan.subjects)} folds), the cluster has {resources.get('CPU', 0):g} CPU / "
+                f"{resources.get('GPU', 0):g} GPU: lower resources.cpu or resources.gpu"
+            )
+        nodes = ray_tune.cluster_nodes()
+        if len(nodes) > 1:
+            if config.optuna_url.startswith("sqlite:"):
+                raise ConfigError(
+                    f"multi-node sweep ({len(nodes)} nodes): SQLite Optuna storage corrupts on "
+                    "shared file systems; set storage.optuna to postgresql://… or "
+                    "journal:///shared/path/optuna.log"
+                )
+            for what, url in (("results", root), ("dataset", expand_env(config.dataset))):
+                missing = ray_tune.check_shared_path(url)
+                if missing:
+                    raise ConfigError(
+                        f"multi-node sweep: the {what} location {display_url(url)} is not visible "
+                        f"from node(s) {', '.join(missing)}; use a shared file system path or an "
+                        "object-store URL"
+                    )
+        if state is None:
+            state = _plan_state(plan, config)
+            _write_state(root, state)
+        echo(format_plan(plan, config, cluster=resources))
+        storage = optuna_storage(config.optuna_url)
+        outcome = SweepOutcome(plan=plan)
+        for i, arm in enumerate(plan.arms):
+            if arm.status == "done":
+                echo(f"[{arm.key}] already done")
+                continue
+            was_running = arm.status == "running"
+            arm.status = "running"
+            state["plan"]["arms"][i] = asdict(arm)
+            _write_state(root, state)
+            settings = ray_tune.ArmSettings(
+                name=arm.key.replace("/", "-"),
+                storage_path=f"{root.rstrip('/')}/ray",
+                study_name=arm.study_name,
+                optuna_storage=storage,
+                space=space_function(model=arm.model, constraints=config.search),
+                context=ray_tune.TrialContext(
+                    sweep=plan.name,
+                    sweep_id=plan.sweep_id,
+                    protocol=arm.protocol,
+                    model=arm.model,
+                    dataset=config.dataset,
+                    results=root,
+                    protocol_options=config.protocol_options.get(arm.protocol, {}),
+                    data=config.data_settings(),
+                    train=config.train_settings(),
+                    fold_cpu=config.resources.cpu,
+                    fold_gpu=config.resources.gpu,
+                    n_folds=len(arm.folds),
+                ),
+                bundles=plan.bundles,
+                num_samples=config.budget.num_samples,
+                max_concurrent=config.max_concurrent_trials,
+                scheduler=config.scheduler.type,
+                max_epochs=config.scheduler.max_epochs,
+                grace_period=config.scheduler.grace_period,
+                reduction_factor=config.scheduler.reduction_factor,
+                time_limit_s=config.budget.time_limit_s,
+                max_failures=config.failure.max_failures,
+                seed=config.seed,
+            )
+            echo(f"[{arm.key}] {'resuming' if was_running else 'starting'} ({arm.study_name})")
+            outcome.arms[arm.key] = ray_tune.run_arm(settings, resume=was_running, echo=echo)
+            outcome.orphans += fail_orphans(storage, arm.study_name)
+            arm.status = "done"
+            state["plan"]["arms"][i] = asdict(arm)
+            _write_state(root, state)
+        return outcome
+    finally:
+        if started_here:
+            ray_tune.shutdown_ray()

@@ -1,0 +1,28 @@
+"""Evaluation protocols (``within``, ``loso``, ``loso_calibrated``) as index generators."""
+
+from __future__ import annotations
+
+# The registered protocols, explicitly.
+from eeg2bold.protocols import loso, within  # noqa: F401
+from eeg2bold.protocols.base import (
+    MIN_GAP_S,
+    Fold,
+    Splitter,
+    get_protocol,
+    guard_gap,
+    protocol_names,
+    register_protocol,
+)
+from eeg2bold.protocols.samples import SampleTable, build_sample_table
+
+__all__ = [
+    "MIN_GAP_S",
+    "Fold",
+    "SampleTable",
+    "Splitter",
+    "build_sample_table",
+    "get_protocol",
+    "guard_gap",
+    "protocol_names",
+    "register_protocol",
+]

@@ -1,0 +1,159 @@
+"""Evaluation protocols as index generators (DESIGN.md "Protocols").
+
+A :class:`Splitter` turns a :class:`~eeg2bold.protocols.samples.SampleTable` into folds: sets of
+sample indices for train (fitting and normalisation statistics), val (selection and early
+stopping) and test (reported only). The engine consumes indices and never re-implements
+splitting.
+
+Blocks are cut on each subject's time line (its runs in order, end to end). Between two blocks
+of one run lies a guard gap of ``max(min_gap_s, window_s + delay_s)`` seconds, and a sample
+belongs to a block only if its whole footprint (EEG window start to target time) lies inside
+the block — so no window or target straddles two blocks, and BOLD autocorrelation across the
+boundary is cut by at least ``min_gap_s`` (20 s by default).
+"""
+
+from __future__ import annotations
+
+import difflib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from eeg2bold.errors import ConfigError
+from eeg2bold.protocols.samples import SampleTable
+
+MIN_GAP_S = 20.0
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One fold: sorted sample indices per split, and the subject it is evaluated on."""
+
+    protocol: str
+    index: int
+    subject: str
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    @property
+    def name(self) -> str:
+        return f"{self.protocol}/{self.subject}"
+
+    def split(self, name: str) -> np.ndarray:
+        """Indices of ``train``, ``val`` or ``test``."""
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {name!r}")
+        return getattr(self, name)
+
+
+def guard_gap(samples: SampleTable, min_gap_s: float = MIN_GAP_S) -> float:
+    """Seconds left empty between two blocks of one run."""
+    return max(min_gap_s, samples.window_s + samples.delay_s)
+
+
+def subject_blocks(
+    samples: SampleTable,
+    subject: int,
+    fractions: tuple[float, ...],
+    *,
+    gap_s: float,
+) -> list[np.ndarray]:
+    """Split one subject's samples into consecutive blocks of the given duration fractions.
+
+    The subject's runs are laid end to end; block k covers its share of that time line minus
+    half a guard gap at each inner boundary. Returns one sorted index array per block.
+    """
+    if not np.isclose(sum(fractions), 1.0) or min(fractions) <= 0:
+        raise ConfigError(f"block fractions must be positive and sum to 1, got {fractions}")
+    runs = np.flatnonzero(samples.run_subject == subject)
+    offsets = np.concatenate([[0.0], np.cumsum(samples.run_duration[runs])])
+    total = offsets[-1]
+    cuts = total * np.cumsum((0.0, *fractions))
+    run_offset = np.zeros(samples.run_duration.size)
+    run_offset[runs] = offsets[:-1]
+    idx = np.flatnonzero(np.isin(samples.run, runs))
+    lo = run_offset[samples.run[idx]] + samples.start[idx]
+    hi = run_offset[samples.run[idx]] + samples.time[idx]
+    blocks = []
+    for k in range(len(fractions)):
+        begin = cuts[k] + (gap_s / 2 if k > 0 else 0.0)
+        end = cuts[k + 1] - (gap_s / 2 if k < len(fractions) - 1 else 0.0)
+        blocks.append(np.sort(idx[(lo >= begin) & (hi <= end)]))
+    return blocks
+
+
+class Splitter(ABC):
+    """Base class of protocols: ``split(samples)`` yields :class:`Fold` objects."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, *, min_gap_s: float = MIN_GAP_S):
+        if min_gap_s < 0:
+            raise ConfigError(f"min_gap_s must be >= 0, got {min_gap_s}")
+        self.min_gap_s = float(min_gap_s)
+
+    @abstractmethod
+    def split(self, samples: SampleTable) -> Iterator[Fold]:
+        """Yield the folds of this protocol for ``samples``."""
+
+    def folds(self, samples: SampleTable) -> list[Fold]:
+        """All folds, each checked to have non-empty train, val and test sets."""
+        out = list(self.split(samples))
+        for fold in out:
+            for split in ("train", "val", "test"):
+                if fold.split(split).size == 0:
+                    gap = guard_gap(samples, self.min_gap_s)
+                    raise ConfigError(
+                        f"protocol {self.name}: fold {fold.subject} has no {split} samples "
+                        f"(recordings too short for window_s={samples.window_s:g} s, "
+                        f"delay_s={samples.delay_s:g} s and a {gap:g} s guard gap?)"
+                    )
+        return out
+
+    def options(self) -> dict[str, Any]:
+        """The settings that define this splitter (saved with results)."""
+        return {"min_gap_s": self.min_gap_s}
+
+
+S = TypeVar("S", bound=type[Splitter])
+_PROTOCOLS: dict[str, type[Splitter]] = {}
+
+
+def register_protocol(name: str) -> Callable[[S], S]:
+    """Class decorator: make a splitter available by protocol name."""
+
+    def decorate(cls: S) -> S:
+        cls.name = name
+        _PROTOCOLS[name] = cls
+        return cls
+
+    return decorate
+
+
+def protocol_names() -> list[str]:
+    return sorted(_PROTOCOLS)
+
+
+def protocol_class(name: str) -> type[Splitter]:
+    """The splitter class of a protocol; unknown names fail with the known ones."""
+    try:
+        return _PROTOCOLS[name]
+    except KeyError:
+        near = difflib.get_close_matches(name, list(_PROTOCOLS), n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ConfigError(
+            f"unknown protocol {name!r}{hint}; known protocols: {', '.join(protocol_names())}"
+        ) from None
+
+
+def get_protocol(name: str, **options: Any) -> Splitter:
+    """A splitter by name, configured with ``options``."""
+    cls = protocol_class(name)
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise ConfigError(f"protocol {name!r}: {exc}") from None

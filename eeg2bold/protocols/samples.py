@@ -1,0 +1,106 @@
+"""The table of samples a protocol splits: one row per (run, target volume) with a full window.
+
+A sample pairs the EEG window ``[t - delay_s - window_s, t - delay_s]`` with the BOLD at volume
+time ``t`` (DESIGN.md "Samples"). Its *footprint* is ``[t - delay_s - window_s, t]``: every
+instant whose data the sample touches (EEG and BOLD). Splitters assign samples to blocks by
+footprint, so no sample straddles two blocks. Only volume times are read to build the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from eeg2bold.errors import ConfigError, DatasetError
+from eeg2bold.storage import Dataset, RunKey
+
+
+@dataclass(frozen=True)
+class SampleTable:
+    """Every valid sample of a dataset for one (window_s, delay_s); arrays share one index."""
+
+    window_s: float
+    delay_s: float
+    sfreq: float
+    runs: tuple[RunKey, ...]
+    subjects: tuple[str, ...]
+    run_duration: np.ndarray  # [n_runs] seconds
+    run_subject: np.ndarray  # [n_runs] index into subjects
+    run: np.ndarray  # [N] index into runs
+    volume: np.ndarray  # [N] volume index within the run
+    time: np.ndarray  # [N] target time t (s, run clock)
+
+    def __len__(self) -> int:
+        return int(self.run.size)
+
+    @property
+    def subject(self) -> np.ndarray:
+        """[N] subject index of each sample."""
+        return self.run_subject[self.run]
+
+    @property
+    def start(self) -> np.ndarray:
+        """[N] start of each sample's footprint (= start of its EEG window), seconds."""
+        return self.time - self.delay_s - self.window_s
+
+    @property
+    def start_sample(self) -> np.ndarray:
+        """[N] first EEG sample of each window (same rounding as the window reader)."""
+        n_window = int(round(self.window_s * self.sfreq))
+        return np.round((self.time - self.delay_s) * self.sfreq).astype(np.int64) - n_window
+
+    def of_subject(self, subject: str) -> np.ndarray:
+        """Indices of every sample of ``subject``."""
+        return np.flatnonzero(self.subject == self.subjects.index(subject))
+
+
+def build_sample_table(
+    dataset: Dataset,
+    *,
+    window_s: float,
+    delay_s: float = 0.0,
+    runs: list[RunKey] | None = None,
+) -> SampleTable:
+    """Sample table of ``dataset`` (or of the given runs) for one window/delay setting."""
+    if not window_s > 0:
+        raise ConfigError(f"window_s must be positive, got {window_s}")
+    if delay_s < 0:
+        raise ConfigError(f"delay_s must be >= 0, got {delay_s}")
+    keys = tuple(sorted(runs if runs is not None else dataset.runs()))
+    if not keys:
+        raise DatasetError(f"{dataset.url}: the dataset has no runs")
+    sfreq = dataset.info.eeg.sfreq
+    n_window = int(round(window_s * sfreq))
+    subjects = tuple(sorted({k.subject for k in keys}))
+    cols: dict[str, list[np.ndarray]] = {"run": [], "volume": [], "time": []}
+    durations, run_subject = [], []
+    for i, key in enumerate(keys):
+        attrs = dataset.run_attrs(key)
+        n_samples = int(attrs["n_samples"])
+        times = np.asarray(dataset.array(key, "volume_times")[...], dtype=np.float64)
+        ends = np.round((times - delay_s) * sfreq).astype(np.int64)
+        ok = np.flatnonzero((ends - n_window >= 0) & (ends <= n_samples))
+        cols["run"].append(np.full(ok.size, i, dtype=np.int64))
+        cols["volume"].append(ok.astype(np.int64))
+        cols["time"].append(times[ok])
+        durations.append(n_samples / sfreq)
+        run_subject.append(subjects.index(key.subject))
+    table = SampleTable(
+        window_s=float(window_s),
+        delay_s=float(delay_s),
+        sfreq=float(sfreq),
+        runs=keys,
+        subjects=subjects,
+        run_duration=np.asarray(durations),
+        run_subject=np.asarray(run_subject, dtype=np.int64),
+        run=np.concatenate(cols["run"]),
+        volume=np.concatenate(cols["volume"]),
+        time=np.concatenate(cols["time"]),
+    )
+    if len(table) == 0:
+        raise ConfigError(
+            f"no run of {dataset.url} is long enough for window_s={window_s:g} s + "
+            f"delay_s={delay_s:g} s"
+        )
+    return table

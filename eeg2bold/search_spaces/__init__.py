@@ -1,0 +1,26 @@
+"""Define-by-run Optuna search spaces: per model, plus shared window, optimiser and loss spaces.
+
+Never trains: a space only samples hyperparameters; :mod:`eeg2bold.launch` runs them.
+"""
+
+from __future__ import annotations
+
+from eeg2bold.search_spaces.spaces import (
+    ConstrainedTrial,
+    ParamInfo,
+    check_constraints,
+    define_space,
+    describe_space,
+    experiment_from_sample,
+    space_function,
+)
+
+__all__ = [
+    "ConstrainedTrial",
+    "ParamInfo",
+    "check_constraints",
+    "define_space",
+    "describe_space",
+    "experiment_from_sample",
+    "space_function",
+]

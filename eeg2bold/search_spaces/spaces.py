@@ -1,0 +1,296 @@
+"""Define-by-run search spaces: each model's own space plus shared window, optimiser and loss
+spaces, with fixed values and narrowed ranges taken from the study config.
+
+Parameter names are qualified by section — ``data.window_s``, ``train.lr``, ``loss.clip``,
+``model.n_branches`` — so they never collide and map one-to-one onto
+:class:`~eeg2bold.training.config.ExperimentConfig`. A *constraint* for a name is either a
+fixed value, a list of choices, or ``{low, high, log, step}`` narrowing a numeric range; the
+wrapped trial applies it wherever the space asks for that name.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from eeg2bold.errors import ConfigError
+from eeg2bold.models import get_model_class
+
+if TYPE_CHECKING:
+    import optuna
+
+    from eeg2bold.training.config import ExperimentConfig
+
+Constraint = Any  # a fixed value, a list of choices, or a dict {low, high, log, step}
+
+
+def data_space(trial: Any) -> dict[str, Any]:
+    """Window length and EEG→BOLD delay (DESIGN.md: both are hyperparameters)."""
+    return {
+        "window_s": trial.suggest_categorical("window_s", [10.0, 15.0, 20.0]),
+        "delay_s": trial.suggest_float("delay_s", 0.0, 6.0, step=1.0),
+    }
+
+
+def optimiser_space(trial: Any) -> dict[str, Any]:
+    """AdamW learning rate, weight decay and batch size (gradient-trained models only)."""
+    return {
+        "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-4, 1e-1, log=True),
+        "batch_size": trial.suggest_categorical("batch_size", [16, 32, 64]),
+    }
+
+
+def loss_space(trial: Any, *, contrastive: bool) -> dict[str, Any]:
+    """Weights of (1 − r), MSE and — for models with embeddings — the CLIP term."""
+    out = {
+        "r": trial.suggest_float("r", 0.5, 1.0),
+        "mse": trial.suggest_float("mse", 0.0, 1.0),
+    }
+    out["clip"] = trial.suggest_float("clip", 0.0, 0.5) if contrastive else 0.0
+    return out
+
+
+class ConstrainedTrial:
+    """Wraps an Optuna trial: prefixes names and applies the study config's constraints."""
+
+    def __init__(self, trial: Any, constraints: Mapping[str, Constraint], prefix: str = ""):
+        self._trial = trial
+        self._constraints = constraints
+        self._prefix = prefix
+        self.fixed: dict[str, Any] = {}
+        self.used: set[str] = set()
+
+    def section(self, prefix: str) -> ConstrainedTrial:
+        child = ConstrainedTrial(self._trial, self._constraints, prefix)
+        child.fixed, child.used = self.fixed, self.used
+        return child
+
+    def __getattr__(self, item: str) -> Any:  # number, user attrs, ... of the real trial
+        return getattr(self._trial, item)
+
+    def _name(self, name: str) -> str:
+        full = f"{self._prefix}.{name}" if self._prefix else name
+        self.used.add(full)
+        return full
+
+    def suggest_float(self, name: str, low: float, high: float, **kw: Any) -> float:
+        full = self._name(name)
+        c = self._constraints.get(full)
+        if c is None:
+            return self._trial.suggest_float(full, low, high, **kw)
+        if isinstance(c, dict):
+            lo, hi = float(c.get("low", low)), float(c.get("high", high))
+            _check_range(full, lo, hi, low, high)
+            opts = {"log": c.get("log", kw.get("log", False))}
+            if c.get("step", kw.get("step")) is not None and not opts["log"]:
+                opts["step"] = c.get("step", kw.get("step"))
+            return self._trial.suggest_float(full, lo, hi, **opts)
+        if isinstance(c, list):
+            return self._trial.suggest_categorical(full, c)
+        self.fixed[full] = c
+        return c
+
+    def suggest_int(self, name: str, low: int, high: int, **kw: Any) -> int:
+        full = self._name(name)
+        c = self._constraints.get(full)
+        if c is None:
+            return self._trial.suggest_int(full, low, high, **kw)
+        if isinstance(c, dict):
+            lo, hi = int(c.get("low", low)), int(c.get("high", high))
+            _check_range(full, lo, hi, low, high)
+            return self._trial.suggest_int(
+                full, lo, hi, log=c.get("log", kw.get("log", False)), step=c.get("step", 1)
+            )
+        if isinstance(c, list):
+            return self._trial.suggest_categorical(full, c)
+        self.fixed[full] = c
+        return c
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        full = self._name(name)
+        c = self._constraints.get(full)
+        if c is None:
+            return self._trial.suggest_categorical(full, list(choices))
+        if isinstance(c, list):
+            return self._trial.suggest_categorical(full, c)
+        if isinstance(c, dict):
+            raise ConfigError(f"search.{full}: a categorical parameter takes a value or a list")
+        self.fixed[full] = c
+        return c
+
+
+def _check_range(name: str, lo: float, hi: float, low: float, high: float) -> None:
+    if not lo <= hi:
+        raise ConfigError(f"search.{name}: low {lo} is above high {hi}")
+    if lo < low or hi > high:
+        raise ConfigError(f"search.{name}: range [{lo}, {hi}] leaves the allowed [{low}, {high}]")
+
+
+def define_space(
+    trial: Any, *, model: str, constraints: Mapping[str, Constraint] | None = None
+) -> dict[str, Any]:
+    """Sample one configuration for ``model``: ``{data, train, loss, model_params}``.
+
+    ``trial`` is an Optuna trial (or Ray's capturing proxy of one); the returned sections
+    feed :func:`experiment_from_sample`.
+    """
+    cls = get_model_class(model)
+    t = ConstrainedTrial(trial, constraints or {})
+    sample: dict[str, Any] = {"data": data_space(t.section("data"))}
+    if cls.closed_form:
+        sample["train"], sample["loss"] = {}, {}
+    else:
+        sample["train"] = optimiser_space(t.section("train"))
+        sample["loss"] = loss_space(t.section("loss"), contrastive=cls.contrastive)
+    sample["model_params"] = cls.search_space(t.section("model"))
+    # constraints on names no space asks for (e.g. train.epochs) are fixed settings
+    for name, value in (constraints or {}).items():
+        if name not in t.used and not isinstance(value, dict | list):
+            section, _, key = name.partition(".")
+            target = {"model": "model_params"}.get(section, section)
+            if target in sample:
+                sample[target][key] = value
+    return sample
+
+
+@dataclass
+class ParamInfo:
+    """One searchable parameter as seen by a recording trial."""
+
+    name: str
+    kind: str
+    low: Any = None
+    high: Any = None
+    log: bool = False
+    step: Any = None
+    choices: list[Any] = field(default_factory=list)
+
+    def describe(self) -> str:
+        if self.kind == "categorical":
+            return f"one of {self.choices}"
+        scale = ", log" if self.log else (f", step {self.step}" if self.step else "")
+        return f"{self.kind} in [{self.low}, {self.high}{scale}]"
+
+
+class RecordingTrial:
+    """A stand-in trial that returns the first choice / lower bound and records each call."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, ParamInfo] = {}
+        self.number = 0
+
+    def suggest_float(self, name: str, low: float, high: float, **kw: Any) -> float:
+        self.params.setdefault(
+            name, ParamInfo(name, "float", low, high, kw.get("log", False), kw.get("step"))
+        )
+        return low
+
+    def suggest_int(self, name: str, low: int, high: int, **kw: Any) -> int:
+        self.params.setdefault(
+            name, ParamInfo(name, "int", low, high, kw.get("log", False), kw.get("step"))
+        )
+        return low
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        self.params.setdefault(name, ParamInfo(name, "categorical", choices=list(choices)))
+        return next(iter(choices))
+
+
+def describe_space(model: str, *, samples: int = 16, seed: int = 0) -> list[ParamInfo]:
+    """Every parameter the space of ``model`` can ask for (conditional ones included)."""
+    import optuna
+
+    recorder = RecordingTrial()
+    define_space(recorder, model=model)
+    found = dict(recorder.params)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for _ in range(samples):  # conditional branches show up under random sampling
+        trial = study.ask()
+        define_space(trial, model=model)
+        for name, dist in trial.distributions.items():
+            if name not in found:
+                found[name] = _info_from_distribution(name, dist)
+        study.tell(trial, 0.0)
+    return [found[k] for k in sorted(found)]
+
+
+def _info_from_distribution(name: str, dist: Any) -> ParamInfo:
+    import optuna
+
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return ParamInfo(name, "categorical", choices=list(dist.choices))
+    kind = "int" if isinstance(dist, optuna.distributions.IntDistribution) else "float"
+    return ParamInfo(name, kind, dist.low, dist.high, dist.log, getattr(dist, "step", None))
+
+
+def check_constraints(models: list[str], constraints: Mapping[str, Constraint]) -> None:
+    """Refuse constraint names no space knows (nearest valid name suggested) and bad ranges."""
+    from eeg2bold.training.config import settable_keys
+
+    known: set[str] = set()
+    for model in models:
+        known |= {p.name for p in describe_space(model)}
+        for section, keys in settable_keys(model, "within").items():
+            if section != "protocol":
+                known |= {f"{section}.{k}" for k in keys}
+    for name in constraints:
+        if name not in known:
+            near = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ConfigError(f"search: unknown parameter {name!r}{hint}")
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for model in models:  # the narrowed ranges must build
+        trial = study.ask()
+        define_space(trial, model=model, constraints=constraints)
+        study.tell(trial, 0.0)
+
+
+class SpaceFunction:
+    """A picklable define-by-run function for a searcher (searchers save their state with
+    pickle); returns the sample and the Optuna trial number as constants."""
+
+    def __init__(self, *, model: str, constraints: Mapping[str, Constraint] | None = None):
+        self.model = model
+        self.constraints = dict(constraints or {})
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        sample = define_space(trial, model=self.model, constraints=self.constraints)
+        return {"sample": sample, "optuna_number": trial.number}
+
+
+def space_function(
+    *, model: str, constraints: Mapping[str, Constraint] | None = None
+) -> Callable[[optuna.Trial], dict[str, Any]]:
+    """A define-by-run function for ``model`` under the sweep's constraints."""
+    return SpaceFunction(model=model, constraints=constraints)
+
+
+def experiment_from_sample(
+    sample: Mapping[str, Any],
+    *,
+    model: str,
+    protocol: str,
+    protocol_options: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None,
+    train: Mapping[str, Any] | None = None,
+) -> ExperimentConfig:
+    """The experiment a sampled configuration stands for; ``data``/``train`` are the sweep's
+    fixed settings (targets, epochs, device, seed) under the sample."""
+    from eeg2bold.training.config import ExperimentConfig
+
+    train_values = {**(train or {}), **sample.get("train", {})}
+    loss = {**train_values.pop("loss", {}), **sample.get("loss", {})}
+    return ExperimentConfig(
+        model=model,
+        model_params=dict(sample.get("model_params", {})),
+        protocol=protocol,
+        protocol_options=dict(protocol_options or {}),
+        data={**(data or {}), **sample.get("data", {})},
+        train={**train_values, "loss": loss},
+    ).resolved()

@@ -1,0 +1,374 @@
+"""Open, create and write eeg2bold dataset stores (Zarr v3; local folders or fsspec URLs).
+
+Readers (:class:`Dataset`) never write. Writers (:class:`WritableDataset`) publish one run at a
+time atomically: the run is written to a temporary folder, read back and checked against its
+content hash, then moved into place. Re-writing identical content is a no-op; different content
+needs ``overwrite=True``. A refused or interrupted write leaves every stored run as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import platform
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import numpy as np
+import zarr
+from zarr.abc.store import Store
+
+import eeg2bold
+from eeg2bold.errors import DatasetError
+from eeg2bold.storage.location import TMP_DIR, Location
+from eeg2bold.storage.qc import compute_qc
+from eeg2bold.storage.schema import (
+    EEG_CHUNK_S,
+    DatasetInfo,
+    RunData,
+    RunKey,
+    Truth,
+    check_key,
+    content_sha256,
+    to_jsonable,
+    validate_run,
+)
+
+WriteStatus = Literal["written", "unchanged", "replaced"]
+_ARRAYS = ("eeg", "bold", "volume_times")
+
+
+def open_dataset(
+    url: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
+) -> Dataset:
+    """Open an existing dataset read-only; clear :class:`DatasetError` if it is not one."""
+    location = Location(url, storage_options=storage_options)
+    return Dataset(location, _read_info(location))
+
+
+def create_dataset(
+    url: str | os.PathLike[str],
+    info: DatasetInfo,
+    *,
+    exist_ok: bool = True,
+    storage_options: dict[str, Any] | None = None,
+) -> WritableDataset:
+    """Create a dataset, or open an existing compatible one for writing.
+
+    An existing dataset must agree on sampling rate, channels, units, TR and ROIs; otherwise
+    its runs could not be mixed with new ones and a :class:`DatasetError` lists the differences.
+    """
+    location = Location(url, storage_options=storage_options)
+    if location.exists("zarr.json"):
+        if not exist_ok:
+            raise DatasetError(f"{location.display} already exists")
+        existing = _read_info(location)
+        diffs = existing.compatible_with(info)
+        if diffs:
+            raise DatasetError(
+                f"{location.display} already holds a dataset that differs: " + "; ".join(diffs)
+            )
+        return WritableDataset(location, existing)
+    if location.is_local and os.path.exists(location.root):
+        if not os.path.isdir(location.root):
+            raise DatasetError(f"{location.display} exists and is not a folder")
+        if any(not n.startswith(".") for n in os.listdir(location.root)):
+            raise DatasetError(f"{location.display} exists, is not empty and is not a dataset")
+    attrs = info.to_attrs()
+    attrs["created"] = info.created or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    attrs["provenance"] = {"software": _versions(), **info.provenance}
+    zarr.open_group(
+        location.zarr_store(read_only=False),
+        mode="w",
+        zarr_format=3,
+        attributes=to_jsonable(attrs),
+    )
+    return WritableDataset(location, _read_info(location))
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "eeg2bold": eeg2bold.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "zarr": zarr.__version__,
+    }
+
+
+def _read_info(location: Location) -> DatasetInfo:
+    where = location.display
+    if location.is_local and not os.path.exists(location.root):
+        raise DatasetError(f"{where}: no such file or folder")
+    try:
+        meta = location.read_json("zarr.json")
+    except FileNotFoundError:
+        raise DatasetError(f"{where} is not an eeg2bold dataset (no zarr.json)") from None
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{where}: corrupt store (zarr.json unreadable: {exc})") from None
+    if not isinstance(meta, dict) or meta.get("node_type") != "group":
+        raise DatasetError(f"{where} is not an eeg2bold dataset (root is not a Zarr v3 group)")
+    return DatasetInfo.from_attrs(meta.get("attributes", {}), where=where)
+
+
+class Dataset:
+    """Read-only view of a dataset store."""
+
+    def __init__(self, location: Location, info: DatasetInfo):
+        self.location = location
+        self.info = info
+        self._store = location.zarr_store(read_only=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location.display!r})"
+
+    @property
+    def url(self) -> str:
+        """The store's URL with any credentials masked."""
+        return self.location.display
+
+    def subjects(self) -> list[str]:
+        return sorted({k.subject for k in self.runs()})
+
+    def runs(self, subject: str | None = None) -> list[RunKey]:
+        """Published runs, sorted; half-written or temporary folders are never listed."""
+        self.location.refresh()
+        subjects = [subject] if subject else self.location.list_dirs()
+        keys = []
+        for subj in subjects:
+            if subj.startswith(".") or not self.location.exists(subj, "zarr.json"):
+                continue
+            for run in self.location.list_dirs(subj):
+                if not run.startswith(".") and self.location.exists(subj, run, "zarr.json"):
+                    keys.append(RunKey(subj, run))
+        return sorted(keys)
+
+    def has_run(self, key: RunKey) -> bool:
+        return self.location.exists(key.subject, key.run, "zarr.json")
+
+    def run_attrs(self, key: RunKey) -> dict[str, Any]:
+        """Attributes of one run (subject, session, task, bad_channels, qc, provenance, ...)."""
+        try:
+            meta = self.location.read_json(key.subject, key.run, "zarr.json")
+        except FileNotFoundError:
+            raise DatasetError(f"{self.url}: no run {key}") from None
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{self.url}: run {key} is corrupt ({exc})") from None
+        return dict(meta.get("attributes", {}))
+
+    def array(self, key: RunKey, name: str) -> zarr.Array:
+        """A lazy Zarr array of one run (``eeg``, ``bold``, ``volume_times`` or ``truth/...``)."""
+        return _open_array(self._store, f"{key.subject}/{key.run}/{name}", where=self._where(key))
+
+    def read_run(self, key: RunKey, *, truth: bool = False) -> RunData:
+        """Load a whole run into memory (EEG is MB-scale per run)."""
+        if not self.has_run(key):
+            raise DatasetError(f"{self.url}: no run {key}")
+        run = _load_run(
+            self._store, f"{key.subject}/{key.run}", where=self._where(key), truth=truth
+        )
+        run.channels, run.rois = self.info.eeg.channels, self.info.bold.rois
+        return run
+
+    def read_truth(self, key: RunKey) -> Truth | None:
+        """Simulator ground truth of a run, or None for recorded data."""
+        return self.read_run(key, truth=True).truth
+
+    def _where(self, key: RunKey) -> str:
+        return f"{self.url}: run {key}"
+
+    def verify(self, key: RunKey) -> list[str]:
+        """Problems found by re-reading a run fully (missing chunks, edits, schema breaks)."""
+        try:
+            run = self.read_run(key, truth=True)
+            validate_run(run, self.info)
+        except DatasetError as exc:
+            return [str(exc)]
+        stored = self.run_attrs(key).get("content_sha256")
+        if stored != content_sha256(run):
+            return [f"run {key}: content does not match its stored hash (modified or corrupt)"]
+        return []
+
+    def stale_temporaries(self) -> list[str]:
+        """Leftovers of interrupted writes (never visible as runs; safe to delete)."""
+        return self.location.list_dirs(TMP_DIR)
+
+
+class WritableDataset(Dataset):
+    """A dataset opened for writing runs."""
+
+    def write_run(self, run: RunData, *, overwrite: bool = False) -> WriteStatus:
+        """Validate and atomically publish one run; returns what happened.
+
+        Refusals raise :class:`RunValidationError` (bad run) or :class:`DatasetError` (run exists
+        with different content and ``overwrite`` is false) and change nothing.
+        """
+        run = validate_run(run, self.info)
+        auto_qc = compute_qc(run, self.info)
+        run.qc = {**auto_qc, **run.qc}
+        digest = content_sha256(run)
+        key = run.key
+        exists = self.has_run(key)
+        if exists:
+            if self.run_attrs(key).get("content_sha256") == digest:
+                return "unchanged"
+            if not overwrite:
+                raise DatasetError(
+                    f"{self.url}: run {key} already exists with different content "
+                    "(use overwrite / --overwrite to replace it)"
+                )
+        tmp = self.location.new_tmp()
+        try:
+            self._write_tmp(tmp, run, digest)
+            self._check_tmp(tmp, run, digest)
+            self._ensure_subject(key.subject)
+            if exists:
+                self.location.replace(tmp, (key.subject, key.run))
+                return "replaced"
+            try:
+                self.location.publish(tmp, (key.subject, key.run))
+            except FileExistsError:
+                if self.run_attrs(key).get("content_sha256") == digest:
+                    return "unchanged"
+                raise DatasetError(
+                    f"{self.url}: run {key} was written concurrently with different content"
+                ) from None
+        finally:
+            self.location.remove(*tmp)
+        return "written"
+
+    def _write_tmp(self, tmp: tuple[str, ...], run: RunData, digest: str) -> None:
+        store = self.location.zarr_store(*tmp, read_only=False)
+        attrs = to_jsonable({**run.attrs(), "content_sha256": digest})
+        group = zarr.open_group(store, mode="w", zarr_format=3, attributes=attrs)
+        chunk_t = max(1, int(round(EEG_CHUNK_S * self.info.eeg.sfreq)))
+        n_ch, n_t = run.eeg.shape
+        eeg = group.create_array(
+            "eeg",
+            shape=run.eeg.shape,
+            dtype=run.eeg.dtype,
+            chunks=(n_ch, min(chunk_t, n_t)),
+            fill_value=np.nan,
+            dimension_names=("channel", "time"),
+        )
+        eeg[...] = run.eeg
+        bold = group.create_array(
+            "bold",
+            shape=run.bold.shape,
+            dtype=run.bold.dtype,
+            chunks=run.bold.shape,
+            fill_value=np.nan,
+            dimension_names=("roi", "volume"),
+        )
+        bold[...] = run.bold
+        times = group.create_array(
+            "volume_times",
+            shape=run.volume_times.shape,
+            dtype=run.volume_times.dtype,
+            chunks=run.volume_times.shape,
+            fill_value=np.nan,
+            dimension_names=("volume",),
+        )
+        times[...] = run.volume_times
+        if run.truth is not None:
+            truth = group.create_group("truth", attributes=to_jsonable(run.truth.attrs))
+            for name, arr in run.truth.arrays.items():
+                out = truth.create_array(
+                    name, shape=arr.shape, dtype=arr.dtype, chunks=arr.shape, fill_value=np.nan
+                )
+                out[...] = arr
+
+    def _check_tmp(self, tmp: tuple[str, ...], run: RunData, digest: str) -> None:
+        """Read the temporary copy back: publish only what we can read as written."""
+        store = self.location.zarr_store(*tmp, read_only=True)
+        copy = _load_run(store, "", where=self._where(run.key), truth=run.truth is not None)
+        if content_sha256(copy) != digest:
+            raise DatasetError(
+                f"{self._where(run.key)}: read-back check failed (storage did not keep the data "
+                "as written); nothing was published"
+            )
+
+    def _ensure_subject(self, subject: str) -> None:
+        check_key(subject, what="subject")
+        if self.location.exists(subject, "zarr.json"):
+            return
+        tmp = self.location.new_tmp()
+        try:
+            zarr.open_group(
+                self.location.zarr_store(*tmp, read_only=False),
+                mode="w",
+                zarr_format=3,
+                attributes={"subject": subject},
+            )
+            if self.location.is_local and os.path.isdir(self.location.path(subject)):
+                # A folder without zarr.json: left by an interrupted first write; adopt it.
+                os.replace(
+                    self.location.path(*tmp, "zarr.json"), self.location.path(subject, "zarr.json")
+                )
+                return
+            with contextlib.suppress(FileExistsError):  # created concurrently: fine
+                self.location.publish(tmp, (subject,))
+        finally:
+            self.location.remove(*tmp)
+
+
+def iter_runs(dataset: Dataset, *, truth: bool = False) -> Iterator[RunData]:
+    """Every run of a dataset, loaded one at a time."""
+    for key in dataset.runs():
+        yield dataset.read_run(key, truth=truth)
+
+
+def _open_array(store: Store, path: str, *, where: str) -> zarr.Array:
+    name = path.split("/", 2)[-1] if path.count("/") >= 2 else path
+    try:
+        arr = zarr.open_array(store, path=path, mode="r")
+    except FileNotFoundError:
+        raise DatasetError(f"{where} has no array {name!r}") from None
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise DatasetError(f"{where}: array {name!r} is corrupt ({exc})") from None
+    return arr
+
+
+def _read_array(store: Store, path: str, *, where: str) -> np.ndarray:
+    arr = _open_array(store, path, where=where)
+    try:
+        return np.asarray(arr[...])
+    except (ValueError, OSError) as exc:
+        raise DatasetError(f"{where}: array {path!r} unreadable ({exc})") from None
+
+
+def _load_run(store: Store, prefix: str, *, where: str, truth: bool) -> RunData:
+    """A run group (at ``prefix`` in ``store``) read fully into memory."""
+
+    def path(*parts: str) -> str:
+        return "/".join([prefix, *parts] if prefix else parts)
+
+    try:
+        group = zarr.open_group(store, path=prefix, mode="r")
+        attrs: dict[str, Any] = dict(group.attrs.asdict())
+    except (FileNotFoundError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise DatasetError(f"{where}: corrupt run group ({exc})") from None
+    arrays = {name: _read_array(store, path(name), where=where) for name in _ARRAYS}
+    truth_data = None
+    if truth and "truth" in group:
+        tgroup = group["truth"]
+        if not isinstance(tgroup, zarr.Group):
+            raise DatasetError(f"{where}: 'truth' is not a group")
+        names = sorted(name for name, _ in tgroup.arrays())
+        truth_data = Truth(
+            arrays={n: _read_array(store, path("truth", n), where=where) for n in names},
+            attrs=dict(tgroup.attrs.asdict()),
+        )
+    return RunData(
+        subject=str(attrs.get("subject")),
+        run=str(attrs.get("run")),
+        eeg=arrays["eeg"],
+        bold=arrays["bold"],
+        volume_times=arrays["volume_times"],
+        session=attrs.get("session"),
+        task=attrs.get("task"),
+        bad_channels=list(attrs.get("bad_channels", [])),
+        qc=dict(attrs.get("qc", {})),
+        provenance=dict(attrs.get("provenance", {})),
+        truth=truth_data,
+    )

@@ -1,0 +1,168 @@
+"""Queries over a finished (or running) sweep: its trials and the best configurations.
+
+A sweep folder holds ``sweep.json`` (plan and config), the results table (``table/``) and,
+by default, the Optuna storage. Trials come from Optuna — the value is the mean validation r,
+which is what selects; test r is shown beside it and never used to rank.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from eeg2bold.errors import DatasetError
+from eeg2bold.launch.optuna_storage import optuna_storage
+
+
+@dataclass(frozen=True)
+class SweepRecord:
+    """What a sweep folder says about itself."""
+
+    root: str
+    config: dict[str, Any]
+    plan: dict[str, Any]
+
+    @property
+    def optuna_url(self) -> str:
+        url = self.config.get("storage", {}).get("optuna")
+        return url or f"sqlite:///{Path(self.root).resolve() / 'optuna.db'}"
+
+    @property
+    def table(self) -> str:
+        return f"{self.root.rstrip('/')}/table"
+
+    def arms(self) -> list[dict[str, Any]]:
+        return list(self.plan["arms"])
+
+
+def load_sweep(path: str | os.PathLike[str]) -> SweepRecord:
+    """Open a sweep by its results folder (or a study config YAML pointing at one)."""
+    path = os.fspath(path)
+    if path.endswith((".yaml", ".yml")) and Path(path).is_file():
+        from eeg2bold.launch.config import load_study_config
+        from eeg2bold.launch.sweep import results_root
+
+        path = results_root(load_study_config(path))
+    state = Path(path) / "sweep.json"
+    if not state.exists():
+        raise DatasetError(f"{path}: not a sweep folder (no sweep.json)")
+    data = json.loads(state.read_text())
+    return SweepRecord(root=path, config=data["config"], plan=data["plan"])
+
+
+TRIAL_COLUMNS = [
+    "protocol",
+    "model",
+    "trial",
+    "state",
+    "val_r",
+    "test_r",
+    "epochs",
+    "finished",
+    "config_hash",
+    "failure_reason",
+    "duration_s",
+]
+
+
+def trials_table(sweep: SweepRecord) -> pd.DataFrame:
+    """One row per Optuna trial of every arm, with its parameters (``param.*`` columns)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna_storage(sweep.optuna_url)
+    rows = []
+    for arm in sweep.arms():
+        try:
+            study = optuna.load_study(study_name=arm["study_name"], storage=storage)
+        except KeyError:  # the arm has not started yet
+            continue
+        for t in study.get_trials(deepcopy=False):
+            attrs = t.user_attrs
+            duration = (
+                (t.datetime_complete - t.datetime_start).total_seconds()
+                if t.datetime_complete and t.datetime_start
+                else None
+            )
+            row = {
+                "protocol": arm["protocol"],
+                "model": arm["model"],
+                "trial": t.number,
+                "state": t.state.name,
+                "val_r": t.value,
+                "test_r": attrs.get("test_r"),
+                "epochs": attrs.get("epochs"),
+                "finished": attrs.get("finished", False),
+                "config_hash": attrs.get("config_hash"),
+                "failure_reason": attrs.get("failure_reason")
+                or ("orphaned by a killed driver" if attrs.get("orphaned") else None),
+                "duration_s": duration,
+            }
+            row.update({f"param.{k}": v for k, v in t.params.items()})
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=TRIAL_COLUMNS)
+    return frame
+
+
+def best_trials(
+    sweep: SweepRecord,
+    *,
+    protocol: str | None = None,
+    model: str | None = None,
+    top: int = 1,
+) -> pd.DataFrame:
+    """The ``top`` completed trials by mean validation r per (protocol, model)."""
+    frame = trials_table(sweep)
+    if frame.empty:
+        return frame
+    frame = frame[frame["state"] == "COMPLETE"]
+    # trials that ran to the end (not stopped by ASHA) are the candidates when there are any
+    finished = frame[frame["finished"].astype(bool)]
+    frame = finished if not finished.empty else frame
+    if protocol:
+        frame = frame[frame["protocol"] == protocol]
+    if model:
+        frame = frame[frame["model"] == model]
+    frame = frame.sort_values("val_r", ascending=False)
+    return frame.groupby(["protocol", "model"], sort=True).head(top).reset_index(drop=True)
+
+
+def format_trials(frame: pd.DataFrame, *, params: bool = False) -> str:
+    """A readable table (parameters optional: they are many)."""
+    if frame.empty:
+        return "(no trials)"
+    cols = [c for c in TRIAL_COLUMNS if c in frame.columns and c not in ("config_hash",)]
+    shown = frame[cols].copy()
+    if params:
+        names = sorted(c for c in frame.columns if c.startswith("param."))
+        shown["params"] = [
+            " ".join(
+                f"{n.removeprefix('param.')}={_short(row[n])}"
+                for n in names
+                if not _missing(row[n])
+            )
+            for _, row in frame.iterrows()
+        ]
+    for c in ("val_r", "test_r"):
+        shown[c] = shown[c].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.3f}")
+    if "duration_s" in shown:
+        shown["duration_s"] = shown["duration_s"].map(
+            lambda v: "" if v is None or pd.isna(v) else f"{v:.0f}"
+        )
+    shown["failure_reason"] = shown["failure_reason"].fillna("")
+    return shown.to_string(index=False, max_colwidth=None if params else 60)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value))
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,809 @@
+"""The generalisation report of a sweep: one self-contained HTML file and the JSON behind it.
+
+Every number the HTML shows is taken from the JSON document (:attr:`Report.data`), which is
+built first; figures are PNGs embedded as data URIs, so the file opens anywhere, offline.
+Statistics come from :func:`eeg2bold.study.aggregate.summarize` (nested selection on val,
+bootstrap CIs across subjects, surrogate chance, FDR, paired LOSO-vs-within tests).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from eeg2bold.errors import DatasetError, Eeg2BoldError
+from eeg2bold.study import figures
+from eeg2bold.study.aggregate import PredictionFiles, Summary, summarize
+from eeg2bold.study.queries import SweepRecord, load_sweep, trials_table
+from eeg2bold.study.results import read_results
+from eeg2bold.training.metrics import fisher_mean
+
+REPORT_FORMAT = "eeg2bold.report/1"
+SECTIONS = (
+    ("dataset", "Dataset"),
+    ("sweep", "Sweep"),
+    ("results", "Per-ROI results"),
+    ("generalization", "Generalisation to unseen subjects"),
+    ("traces", "Predicted vs true BOLD"),
+    ("interpretation", "What the model learned"),
+    ("reproducibility", "Reproducibility"),
+)
+Echo = Callable[[str], None]
+
+
+@dataclass
+class Report:
+    """The report's numbers (``data``, plain JSON) and figures (PNG bytes by id)."""
+
+    data: dict[str, Any]
+    figures: dict[str, bytes] = field(default_factory=dict)
+
+    def html(self) -> str:
+        return render_html(self)
+
+
+# -- numbers -------------------------------------------------------------------------------
+def _plain(value: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, NaN/inf to None."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
+
+
+def _dataset_section(sweep: SweepRecord) -> dict[str, Any]:
+    from eeg2bold.launch.optuna_storage import expand_env
+    from eeg2bold.storage import open_dataset
+    from eeg2bold.storage.summary import summarize as summarize_dataset
+
+    url = str(sweep.config.get("dataset", ""))
+    try:
+        summary = summarize_dataset(open_dataset(expand_env(url)))
+    except Eeg2BoldError as exc:  # moved or unreachable: the rest of the report still stands
+        return {"url": url, "error": str(exc)}
+    rois = list(summary["bold"].get("rois", []))
+    oracle: dict[str, list[float]] = {}
+    for run in summary["runs"]:
+        values = run.get("oracle_r")
+        if isinstance(values, Mapping):
+            values = [values.get(r) for r in rois]
+        for roi, v in zip(rois, values or [], strict=False):
+            if v is not None:
+                oracle.setdefault(roi, []).append(float(v))
+    summary["oracle_r"] = {roi: float(fisher_mean(np.asarray(v))) for roi, v in oracle.items()}
+    return summary
+
+
+def _importances(sweep: SweepRecord, arm: Mapping[str, Any]) -> dict[str, Any]:
+    """Optuna's fANOVA importances of one arm (needs completed trials with varied params)."""
+    import optuna
+
+    from eeg2bold.launch.optuna_storage import optuna_storage
+
+    try:
+        study = optuna.load_study(
+            study_name=arm["study_name"], storage=optuna_storage(sweep.optuna_url)
+        )
+        done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+        if len(done) < 3:
+            return {"skipped": f"{len(done)} completed trial(s); importances need at least 3"}
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        values = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        return {"skipped": f"not computable: {exc}"}
+    if not values:
+        return {"skipped": "no parameter varied across completed trials"}
+    return {"values": {k: float(v) for k, v in values.items()}}
+
+
+def _sweep_section(sweep: SweepRecord, trials: pd.DataFrame, echo: Echo) -> dict[str, Any]:
+    arms = []
+    for arm in sweep.arms():
+        mine = trials[(trials["protocol"] == arm["protocol"]) & (trials["model"] == arm["model"])]
+        mine = mine.sort_values("trial") if not mine.empty else mine
+        states = mine["state"].value_counts().to_dict() if not mine.empty else {}
+        entry: dict[str, Any] = {
+            "protocol": arm["protocol"],
+            "model": arm["model"],
+            "study_name": arm["study_name"],
+            "n_trials": int(len(mine)),
+            "states": {str(k): int(v) for k, v in states.items()},
+            "history": [
+                {"trial": int(t.trial), "val_r": t.val_r, "state": t.state}
+                for t in mine.itertuples()
+            ],
+            "best": None,
+        }
+        done = mine[(mine["state"] == "COMPLETE") & mine["val_r"].notna()] if len(mine) else mine
+        if len(done):
+            finished = done[done["finished"].astype(bool)]
+            pool = finished if len(finished) else done
+            best = pool.sort_values("val_r", ascending=False).iloc[0]
+            entry["best"] = {
+                "trial": int(best["trial"]),
+                "val_r": best["val_r"],
+                "test_r": best.get("test_r"),
+                "epochs": best.get("epochs"),
+                "config_hash": best.get("config_hash"),
+                "params": {
+                    k.removeprefix("param."): best[k]
+                    for k in mine.columns
+                    if k.startswith("param.") and pd.notna(best[k])
+                },
+            }
+        echo(f"report: importances of {arm['protocol']} × {arm['model']}")
+        entry["importances"] = _importances(sweep, arm)
+        arms.append(entry)
+    failures = trials[trials["state"] == "FAIL"] if len(trials) else trials
+    return {
+        "sweep_id": sweep.plan.get("sweep_id"),
+        "name": sweep.config.get("name"),
+        "n_trials": int(len(trials)),
+        "arms": arms,
+        "failures": [
+            {
+                "protocol": f.protocol,
+                "model": f.model,
+                "trial": int(f.trial),
+                "reason": f.failure_reason,
+            }
+            for f in failures.itertuples()
+        ],
+    }
+
+
+def _subject_points(selection: pd.DataFrame, reference: str) -> dict[str, list[dict[str, Any]]]:
+    """Per model: each subject's Fisher-mean test r over ROIs, within vs every other protocol."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    if selection.empty:
+        return out
+    per = (
+        selection.dropna(subset=["test_r"])
+        .groupby(["model", "protocol", "subject"])["test_r"]
+        .agg(lambda r: float(fisher_mean(r.to_numpy())))
+        .reset_index()
+    )
+    for model, frame in per.groupby("model"):
+        ref = frame[frame["protocol"] == reference].set_index("subject")["test_r"]
+        for protocol in sorted(set(frame["protocol"]) - {reference}):
+            other = frame[frame["protocol"] == protocol].set_index("subject")["test_r"]
+            for subject in sorted(set(ref.index) & set(other.index)):
+                out.setdefault(str(model), []).append(
+                    {
+                        "protocol": protocol,
+                        "subject": subject,
+                        reference: float(ref[subject]),
+                        "other": float(other[subject]),
+                    }
+                )
+    return out
+
+
+def _best_arm(rois: pd.DataFrame, *, models: Sequence[str] | None = None) -> tuple[str, str] | None:
+    """The protocol × model with the highest Fisher-mean r over ROIs; LOSO arms first (the
+    claim that matters), within only when nothing else was run."""
+    frame = rois.dropna(subset=["r"])
+    if models is not None:
+        frame = frame[frame["model"].isin(models)]
+    if frame.empty:
+        return None
+    scores = (
+        frame.groupby(["protocol", "model"])["r"]
+        .agg(lambda r: float(fisher_mean(r.to_numpy())))
+        .reset_index()
+    )
+    cross = scores[scores["protocol"] != "within"]
+    pool = cross if len(cross) else scores
+    best = pool.sort_values(["r", "protocol", "model"], ascending=[False, True, True]).iloc[0]
+    return str(best["protocol"]), str(best["model"])
+
+
+def _median_fold(selection: pd.DataFrame, protocol: str, model: str) -> pd.Series | None:
+    """The selected fold whose mean test r is the median one: a typical subject, not the best."""
+    rows = selection[(selection["protocol"] == protocol) & (selection["model"] == model)]
+    rows = rows.dropna(subset=["test_r"])
+    if rows.empty:
+        return None
+    scores = rows.groupby("fold")["test_r"].agg(lambda r: float(fisher_mean(r.to_numpy())))
+    ordered = scores.sort_values(kind="mergesort")
+    fold = ordered.index[(len(ordered) - 1) // 2]
+    return rows[rows["fold"] == fold].iloc[0]
+
+
+def _trace_section(
+    summary: Summary, predictions: PredictionFiles, figs: dict[str, bytes]
+) -> dict[str, Any]:
+    best = _best_arm(summary.rois)
+    if best is None:
+        return {"skipped": "no finished fold with a test score"}
+    protocol, model = best
+    row = _median_fold(summary.selection, protocol, model)
+    if row is None:
+        return {"skipped": "no finished fold with a test score"}
+    stem = f"{row['trial']}-fold{int(row['fold'])}"
+    if stem not in predictions:
+        return {"skipped": f"no predictions file for {stem}", "protocol": protocol, "model": model}
+    arrays = predictions[stem]
+    times, truth, pred = arrays["test_times"], arrays["test_truth"], arrays["test_pred"]
+    outputs = [str(o) for o in arrays["outputs"]]
+    segment = arrays.get("test_segment", np.zeros(times.size))
+    first = segment == segment[0]  # one contiguous stretch, so the line does not jump
+    r = [
+        float(np.corrcoef(t, p)[0, 1]) if t.size > 2 else None
+        for t, p in zip(truth, pred, strict=True)
+    ]
+    figs["traces"] = figures.traces(
+        times[first],
+        truth[:, first],
+        pred[:, first],
+        outputs,
+        title=f"{model} ({protocol}), held-out subject {row['subject']}: test segment",
+    )
+    return {
+        "protocol": protocol,
+        "model": model,
+        "subject": str(row["subject"]),
+        "fold": int(row["fold"]),
+        "trial": str(row["trial"]),
+        "file": f"predictions/{stem}.npz",
+        "rois": [{"roi": o, "r": v} for o, v in zip(outputs, r, strict=True)],
+        "figure": "traces",
+    }
+
+
+def _interpretation_section(
+    sweep: SweepRecord, summary: Summary, figs: dict[str, bytes]
+) -> dict[str, Any]:
+    from eeg2bold.models.base import get_model_class, model_names
+
+    interpretable = [m for m in model_names() if get_model_class(m).interpretable]
+    best = _best_arm(summary.rois, models=interpretable)
+    if best is None:
+        return {"skipped": "no interpretable model (beira, twin) has a finished fold"}
+    protocol, model = best
+    row = _median_fold(summary.selection, protocol, model)
+    if row is None:
+        return {"skipped": "no interpretable model has a test score"}
+    file = f"{sweep.root.rstrip('/')}/models/{row['trial']}-fold{int(row['fold'])}.pt"
+    if not Path(file).exists() and "://" not in file:
+        return {"skipped": f"model file missing: {file}", "protocol": protocol, "model": model}
+    try:
+        interp, sfreq = _interpret_file(file, sweep, subject=str(row["subject"]))
+    except Eeg2BoldError as exc:
+        return {"skipped": str(exc), "protocol": protocol, "model": model}
+    figs["spectra"] = figures.png(_spectra_figure(interp))
+    entry: dict[str, Any] = {
+        "protocol": protocol,
+        "model": model,
+        "subject": str(row["subject"]),
+        "file": os.path.relpath(file, sweep.root) if "://" not in file else file,
+        "channels": list(interp.channels),
+        "peak_hz": [float(v) for v in interp.peak_hz],
+        "patterns": [[float(v) for v in p] for p in interp.patterns],
+        "figures": ["spectra"],
+    }
+    try:
+        from eeg2bold.models.interpret import plot_spatial_patterns
+
+        figs["topomaps"] = figures.png(plot_spatial_patterns(interp, sfreq=sfreq))
+        entry["figures"].insert(0, "topomaps")
+    except Eeg2BoldError as exc:  # channels without standard positions: spectra only
+        entry["topomaps_skipped"] = str(exc)
+    return entry
+
+
+def _spectra_figure(interp: Any) -> Any:
+    from eeg2bold.models.interpret import plot_spectra
+
+    return plot_spectra(interp, max_hz=min(60.0, float(interp.freqs[-1])))
+
+
+def _interpret_file(file: str, sweep: SweepRecord, *, subject: str) -> tuple[Any, float]:
+    """Haufe patterns of a fold model, with the covariance of its held-out subject's EEG as the
+    model sees it (normalised with the training statistics)."""
+    from eeg2bold.launch.optuna_storage import expand_env
+    from eeg2bold.models.interpret import interpret
+    from eeg2bold.predict.models import load_fold_model
+    from eeg2bold.storage import open_dataset
+
+    fold = load_fold_model(file)
+    dataset = open_dataset(expand_env(str(sweep.config.get("dataset", ""))))
+    channels = list(fold.card["channels"])
+    keys = [k for k in dataset.runs() if k.subject == subject] or list(dataset.runs())[:1]
+    run = dataset.read_run(keys[0])
+    have = list(dataset.info.eeg.channels)
+    eeg = np.asarray(run.eeg, dtype=np.float64)[[have.index(c) for c in channels]]
+    norm = fold.normaliser
+    x = (eeg - norm.eeg_mean[:, None]) / norm.eeg_scale[:, None]
+    cov = np.cov(x)
+    return interpret(fold.module, covariance=cov, channels=channels), float(
+        fold.card["spec"]["sfreq"]
+    )
+
+
+def build_report(
+    study: str | os.PathLike[str],
+    *,
+    n_boot: int = 10000,
+    n_surrogates: int = 1000,
+    seed: int = 0,
+    echo: Echo | None = None,
+) -> Report:
+    """Read a sweep folder (or its study config) and compute everything the report shows."""
+    say = echo or (lambda _msg: None)
+    started = time.perf_counter()
+    sweep = load_sweep(study)
+    figs: dict[str, bytes] = {}
+    say(f"report: reading {sweep.root}")
+    results = read_results(sweep.table) if Path(sweep.table).exists() else pd.DataFrame()
+    if results.empty or not results["final"].astype(bool).any():
+        raise DatasetError(f"{sweep.root}: no finished fold in the results table yet")
+    trials = trials_table(sweep)
+    data: dict[str, Any] = {"format": REPORT_FORMAT, "study": str(study)}
+    say("report: dataset summary")
+    data["dataset"] = _dataset_section(sweep)
+    data["sweep"] = _sweep_section(sweep, trials, say)
+    for arm in data["sweep"]["arms"]:
+        if arm["history"]:
+            key = f"history-{arm['protocol']}-{arm['model']}"
+            figs[key] = figures.history(arm["history"], title=f"{arm['protocol']} × {arm['model']}")
+            arm["figure_history"] = key
+        if "values" in arm["importances"]:
+            key = f"importances-{arm['protocol']}-{arm['model']}"
+            figs[key] = figures.importances(
+                arm["importances"]["values"], title=f"{arm['protocol']} × {arm['model']}"
+            )
+            arm["figure_importances"] = key
+    predictions = PredictionFiles(sweep.root)
+    say(f"report: statistics ({n_boot} bootstrap resamples, {n_surrogates} surrogates per fold)")
+    summary = summarize(
+        results, predictions=predictions, n_boot=n_boot, n_surrogates=n_surrogates, seed=seed
+    )
+    data["statistics"] = summary.to_dict()
+    oracle = data["dataset"].get("oracle_r", {})
+    data["results"] = []
+    for (protocol, model), frame in summary.rois.groupby(["protocol", "model"], sort=True):
+        key = f"rois-{protocol}-{model}"
+        rows = [
+            {**row, "q": row.get("sign_flip_q")} for row in _plain(frame.to_dict(orient="records"))
+        ]
+        figs[key] = figures.roi_bars(
+            rows,
+            title=f"{model}, {protocol}: test r per ROI (n = {int(frame['n_subjects'].max())})",
+            oracle=[oracle.get(r["roi"]) for r in rows] if oracle else None,
+        )
+        data["results"].append({"protocol": protocol, "model": model, "figure": key})
+    reference = summary.settings["reference"]
+    points = _subject_points(summary.selection, reference)
+    data["generalization"] = {"reference": reference, "points": points}
+    if points:
+        series: dict[str, list[tuple[str, float, float]]] = {}
+        for model, pts in points.items():
+            for q in pts:
+                name = model if q["protocol"] == "loso" else f"{model} ({q['protocol']})"
+                series.setdefault(name, []).append((q["subject"], q[reference], q["other"]))
+        figs["loso_vs_within"] = figures.loso_vs_within(series)
+        data["generalization"]["figure"] = "loso_vs_within"
+    say("report: traces and interpretation")
+    data["traces"] = _trace_section(summary, predictions, figs)
+    data["interpretation"] = _interpretation_section(sweep, summary, figs)
+    data["reproducibility"] = _reproducibility(sweep, summary, trials)
+    data["build_seconds"] = time.perf_counter() - started
+    data["figures"] = sorted(figs)
+    return Report(data=_plain(data), figures=figs)
+
+
+def _reproducibility(sweep: SweepRecord, summary: Summary, trials: pd.DataFrame) -> dict[str, Any]:
+    from eeg2bold.provenance import environment
+
+    selected = summary.selection.drop_duplicates(["protocol", "model", "fold"])
+    return {
+        "report": environment(),
+        "sweep": sweep.plan.get("provenance") or {},
+        "study_config": sweep.config,
+        "study_seed": sweep.config.get("seed"),
+        "statistics": summary.settings,
+        "selected_configs": [
+            {
+                "protocol": r.protocol,
+                "model": r.model,
+                "fold": int(r.fold),
+                "subject": r.subject,
+                "trial": r.trial,
+                "config_hash": r.config_hash,
+                "seed": int(r.seed),
+            }
+            for r in selected.itertuples()
+        ],
+        "config_hashes": sorted({str(h) for h in trials.get("config_hash", []) if pd.notna(h)}),
+    }
+
+
+# -- HTML ----------------------------------------------------------------------------------
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "–"
+        if value != 0 and abs(value) < 10**-digits:
+            return f"{value:.1e}"
+        return f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, digits: int = 3) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_fmt(v, digits)}</td>" for v in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(report: Report, key: str, alt: str) -> str:
+    data = base64.b64encode(report.figures[key]).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+def _html_dataset(d: Mapping[str, Any]) -> str:
+    if "error" in d:
+        return _note(f"dataset {d['url']} could not be read: {d['error']}")
+    eeg, bold = d["eeg"], d["bold"]
+    facts = [
+        ("store", d["url"]),
+        ("name", d["name"]),
+        ("subjects", d["n_subjects"]),
+        ("runs", d["n_runs"]),
+        ("total duration (min)", d["total_duration_s"] / 60.0),
+        ("EEG channels", len(eeg.get("channels", []))),
+        ("EEG sampling rate (Hz)", eeg.get("sfreq")),
+        ("TR (s)", bold.get("tr")),
+        ("ROIs", ", ".join(bold.get("rois", []))),
+    ]
+    out = _table(["", ""], facts, digits=2)
+    runs = [
+        [
+            r["subject"],
+            r["run"],
+            r["duration_s"] / 60.0,
+            r.get("n_volumes"),
+            ", ".join(r.get("bad_channels") or []) or "none",
+            "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in r["qc_flags"].items()) or "none",
+        ]
+        for r in d["runs"]
+    ]
+    out += _table(
+        ["subject", "run", "minutes", "volumes", "bad channels", "QC flags"], runs, digits=1
+    )
+    if d.get("oracle_r"):
+        out += (
+            "<p>Simulated data: the oracle r (noise-free BOLD against the noisy one, the best "
+            "any model can reach) per ROI, averaged over runs (Fisher z):</p>"
+        )
+        out += _table(["ROI", "oracle r"], list(d["oracle_r"].items()))
+    return out
+
+
+def _html_sweep(report: Report) -> str:
+    s = report.data["sweep"]
+    out = f"<p>Sweep {_fmt(s['name'])} (id {_fmt(s['sweep_id'])}): {s['n_trials']} trials.</p>"
+    rows = []
+    for arm in s["arms"]:
+        best = arm["best"] or {}
+        params = ", ".join(f"{k}={_short(v)}" for k, v in (best.get("params") or {}).items())
+        rows.append(
+            [
+                arm["protocol"],
+                arm["model"],
+                arm["n_trials"],
+                ", ".join(f"{k} {v}" for k, v in sorted(arm["states"].items())),
+                best.get("trial"),
+                best.get("val_r"),
+                best.get("test_r"),
+                params or "–",
+            ]
+        )
+    out += "<h3>Best configuration per protocol × model (ranked by mean validation r)</h3>"
+    out += _table(
+        ["protocol", "model", "trials", "states", "best trial", "val r", "test r", "parameters"],
+        rows,
+    )
+    out += _note(
+        "Test r is shown beside the best trial for information only; it never selects. The "
+        "per-ROI results below use nested selection: per held-out subject, the configuration "
+        "with the best validation score on that fold."
+    )
+    figs = []
+    for arm in s["arms"]:
+        for key, what in (("figure_history", "history"), ("figure_importances", "importances")):
+            if arm.get(key):
+                figs.append(_img(report, arm[key], f"{what} {arm['protocol']} {arm['model']}"))
+        if "skipped" in arm["importances"]:
+            figs.append(
+                _note(
+                    f"{arm['protocol']} × {arm['model']}: parameter importances skipped "
+                    f"({arm['importances']['skipped']})."
+                )
+            )
+    out += "<h3>Optimisation history and parameter importances</h3>"
+    out += '<div class="figs">' + "".join(figs) + "</div>"
+    if s["failures"]:
+        out += "<h3>Failed trials</h3>" + _table(
+            ["protocol", "model", "trial", "reason"],
+            [[f["protocol"], f["model"], f["trial"], f["reason"]] for f in s["failures"]],
+        )
+    return out
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _html_results(report: Report) -> str:
+    stats = report.data["statistics"]
+    settings = stats["settings"]
+    out = _note(
+        f"Mean test r across held-out subjects (Fisher z), 95% bootstrap CI "
+        f"({settings['n_boot']} resamples across subjects); chance band from "
+        f"{settings['n_surrogates']} circular shifts (≥ {settings['min_shift_s']:g} s) of each "
+        "selected fold's test predictions; p from sign flips of subject z (H1: r > 0) with "
+        "Benjamini–Hochberg q across ROIs; * marks q < 0.05."
+    )
+    for entry in report.data["results"]:
+        out += f"<h3>{html.escape(entry['model'])}, {html.escape(entry['protocol'])}</h3>"
+        out += _img(report, entry["figure"], f"ROI bars {entry['protocol']} {entry['model']}")
+        rows = [
+            [
+                r["roi"],
+                r["n_subjects"],
+                r["r"],
+                r["ci_low"],
+                r["ci_high"],
+                r["chance_low"],
+                r["chance_high"],
+                r["sign_flip_p"],
+                r["sign_flip_q"],
+                r["surrogate_q"],
+            ]
+            for r in stats["rois"]
+            if r["protocol"] == entry["protocol"] and r["model"] == entry["model"]
+        ]
+        out += _table(
+            [
+                "ROI",
+                "subjects",
+                "r",
+                "CI low",
+                "CI high",
+                "chance low",
+                "chance high",
+                "sign-flip p",
+                "q (FDR)",
+                "surrogate q",
+            ],
+            rows,
+        )
+    return out
+
+
+def _html_generalization(report: Report) -> str:
+    g = report.data["generalization"]
+    stats = report.data["statistics"]
+    if not g["points"]:
+        return _note(
+            f"Needs the {g['reference']} protocol and another one for the same model; this "
+            "sweep has no such pair."
+        )
+    out = _img(report, g["figure"], "LOSO vs within scatter")
+    out += _note(
+        "One point per subject and model: its mean test r over ROIs within-subject (x) and "
+        "with that subject left out (y). Below the diagonal: lost on an unseen subject."
+    )
+    rows = [
+        [
+            c["model"],
+            c["protocol"],
+            c["roi"],
+            c["n_pairs"],
+            c["reference_r"],
+            c["protocol_r"],
+            c["gap"],
+            c["gap_low"],
+            c["gap_high"],
+            c["wilcoxon_two_sided_p"],
+            c["wilcoxon_two_sided_q"],
+            c["sign_flip_two_sided_p"],
+            c["sign_flip_two_sided_q"],
+        ]
+        for c in stats["comparisons"]
+    ]
+    out += "<h3>Generalisation gap per ROI (within − other protocol)</h3>"
+    out += _table(
+        [
+            "model",
+            "protocol",
+            "ROI",
+            "pairs",
+            f"{g['reference']} r",
+            "other r",
+            "gap",
+            "gap CI low",
+            "gap CI high",
+            "Wilcoxon p",
+            "Wilcoxon q",
+            "sign-flip p",
+            "sign-flip q",
+        ],
+        rows,
+    )
+    return out
+
+
+def _html_traces(report: Report) -> str:
+    t = report.data["traces"]
+    if "skipped" in t:
+        return _note(f"Skipped: {t['skipped']}.")
+    out = _note(
+        f"Best cross-subject arm {t['model']} ({t['protocol']}); the held-out subject with the "
+        f"median score ({t['subject']}, trial {t['trial']}), first contiguous test segment. "
+        "z-scored for display."
+    )
+    out += _img(report, t["figure"], "predicted vs true BOLD")
+    out += _table(["ROI", "test r (whole test split)"], [[r["roi"], r["r"]] for r in t["rois"]])
+    return out
+
+
+def _html_interpretation(report: Report) -> str:
+    i = report.data["interpretation"]
+    if "skipped" in i:
+        return _note(f"Skipped: {i['skipped']}.")
+    out = _note(
+        f"{i['model']} ({i['protocol']}), fold model of held-out subject {i['subject']} "
+        f"({i['file']}): Haufe forward patterns of the front-end's spatial filters (covariance "
+        "of that subject's EEG) and the magnitude responses of its band-pass filters."
+    )
+    if i.get("topomaps_skipped"):
+        out += _note(f"Topomaps skipped: {i['topomaps_skipped']}.")
+    out += '<div class="figs">' + "".join(_img(report, k, k) for k in i["figures"]) + "</div>"
+    out += _table(
+        ["branch", "peak frequency (Hz)"],
+        [[k + 1, v] for k, v in enumerate(i["peak_hz"])],
+        digits=1,
+    )
+    return out
+
+
+def _html_reproducibility(report: Report) -> str:
+    r = report.data["reproducibility"]
+    env = r["report"]
+    git = env.get("git") or {}
+    sweep_git = (r.get("sweep") or {}).get("git") or {}
+    facts = [
+        ("report built", env.get("time_utc")),
+        ("report code commit", _commit(git)),
+        ("sweep code commit", _commit(sweep_git) if r.get("sweep") else "not recorded"),
+        ("study seed", r.get("study_seed")),
+        ("statistics seed", r["statistics"].get("seed")),
+        ("platform", env.get("platform")),
+    ]
+    facts += [(name, v or "not installed") for name, v in env["versions"].items()]
+    out = _table(["", ""], facts)
+    out += "<h3>Selected configuration per fold</h3>"
+    out += _table(
+        ["protocol", "model", "fold", "subject", "trial", "config hash", "seed"],
+        [
+            [
+                c["protocol"],
+                c["model"],
+                c["fold"],
+                c["subject"],
+                c["trial"],
+                c["config_hash"],
+                c["seed"],
+            ]
+            for c in r["selected_configs"]
+        ],
+    )
+    out += (
+        "<h3>Study config</h3><pre>"
+        + html.escape(json.dumps(r["study_config"], indent=2))
+        + "</pre>"
+    )
+    return out
+
+
+def _commit(git: Mapping[str, Any]) -> str:
+    if not git:
+        return "not a git checkout"
+    return f"{git['commit']}{' (uncommitted changes)' if git.get('dirty') else ''}"
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;
+max-width:1100px;padding:0 1rem;color:#222;line-height:1.4}
+h1{font-size:1.6rem}h2{border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-top:2.2rem}
+h3{font-size:1.05rem;margin-top:1.4rem}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem}
+th,td{border:1px solid #ddd;padding:.2rem .5rem;text-align:left;vertical-align:top}
+th{background:#f4f4f4}img{max-width:100%;margin:.4rem .4rem .4rem 0}
+.figs{display:flex;flex-wrap:wrap;align-items:flex-start}.note{color:#555;font-size:.9rem}
+nav a{margin-right:1rem}pre{background:#f7f7f7;padding:.6rem;font-size:.75rem;overflow:auto}
+"""
+
+
+def render_html(report: Report) -> str:
+    """The report as one HTML document: no script, no external resource."""
+    d = report.data
+    title = f"eeg2bold report: {d['sweep'].get('name') or d['study']}"
+    parts = {
+        "dataset": _html_dataset(d["dataset"]),
+        "sweep": _html_sweep(report),
+        "results": _html_results(report),
+        "generalization": _html_generalization(report),
+        "traces": _html_traces(report),
+        "interpretation": _html_interpretation(report),
+        "reproducibility": _html_reproducibility(report),
+    }
+    nav = "".join(f'<a href="#{k}">{html.escape(v)}</a>' for k, v in SECTIONS)
+    body = "".join(
+        f'<section id="{k}"><h2>{html.escape(v)}</h2>{parts[k]}</section>' for k, v in SECTIONS
+    )
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><nav>{nav}</nav>{body}</body></html>"
+    )
+
+
+def _publish(path: Path, payload: bytes) -> None:
+    """Write beside the target, then rename: a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_bytes(payload)
+    os.replace(tmp, path)
+
+
+def write_report(
+    report: Report, html_path: str | os.PathLike[str], json_path: str | os.PathLike[str] | None
+) -> dict[str, Path]:
+    """Write the HTML (and the JSON with every number it shows)."""
+    written = {}
+    target = Path(html_path)
+    _publish(target, report.html().encode("utf-8"))
+    written["html"] = target
+    if json_path is not None:
+        path = Path(json_path)
+        _publish(path, json.dumps(report.data, indent=2, allow_nan=False).encode("utf-8"))
+        written["json"] = path
+    return written

@@ -1,0 +1,109 @@
+"""Nested selection: per held-out subject, the configuration that fold's val score prefers.
+
+DESIGN.md: "for each held-out subject, configurations are ranked by that fold's val score only"
+and "nothing selects on test". Ranking on test — one fold's or all folds' — would inflate the
+reported r by the best of many noisy draws; so the choice below is made by a function that is
+handed the val rows alone, and test rows are joined to the chosen configurations afterwards.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from eeg2bold.errors import DatasetError
+from eeg2bold.training.metrics import fisher_mean
+
+FOLD_KEYS = ["protocol", "model", "fold", "subject"]
+CANDIDATE_KEYS = ["sweep", "trial", "config_hash", "seed"]
+SELECTION_COLUMNS = [
+    *FOLD_KEYS,
+    "roi",
+    *CANDIDATE_KEYS,
+    "epoch",
+    "n_candidates",
+    "val_score",
+    "val_r",
+    "test_r",
+    "n_test",
+]
+
+
+def _final_rows(results: pd.DataFrame, protocol: str | None, model: str | None) -> pd.DataFrame:
+    frame = results[results["final"].astype(bool)]
+    if protocol is not None:
+        frame = frame[frame["protocol"] == protocol]
+    if model is not None:
+        frame = frame[frame["model"] == model]
+    keys = [*FOLD_KEYS, *CANDIDATE_KEYS, "roi", "split"]
+    frame = frame.drop_duplicates([*keys, "r", "n"])  # a resumed run may publish a fold twice
+    clash = frame[frame.duplicated(keys, keep=False)]
+    if not clash.empty:
+        first = clash.iloc[0]
+        raise DatasetError(
+            f"results table: {len(clash)} final rows disagree for the same fold, configuration, "
+            f"ROI and split (e.g. trial {first['trial']!r}, {first['protocol']} fold "
+            f"{first['fold']} ({first['subject']}), {first['roi']}, {first['split']}); "
+            "remove the stale part files"
+        )
+    return frame
+
+
+def _choose(val: pd.DataFrame) -> pd.DataFrame:
+    """One configuration per fold from val rows only: best Fisher mean over ROIs of val r.
+
+    Ties go to the smallest candidate key (sweep, trial, config_hash, seed), so the choice is
+    deterministic and still independent of test. Candidates whose fold score is undefined
+    (a NaN val r) cannot be chosen; a fold with no defined score has no selection.
+    """
+    if (val["split"] != "val").any():  # the guarantee this module exists for
+        raise AssertionError("_choose was handed rows other than val")
+    scores = (
+        val.groupby([*FOLD_KEYS, *CANDIDATE_KEYS], sort=False, dropna=False)["r"]
+        .agg(lambda r: float(fisher_mean(r.to_numpy())))  # NaN if any ROI's r is NaN
+        .rename("val_score")
+        .reset_index()
+    )
+    counts = (
+        scores.groupby(FOLD_KEYS, sort=False)["val_score"]
+        .size()
+        .rename("n_candidates")
+        .reset_index()
+    )
+    scores = scores[scores["val_score"].notna()]
+    ranked = scores.sort_values(
+        [*FOLD_KEYS, "val_score", *CANDIDATE_KEYS],
+        ascending=[True] * len(FOLD_KEYS) + [False] + [True] * len(CANDIDATE_KEYS),
+        kind="mergesort",
+    )
+    chosen = ranked.groupby(FOLD_KEYS, sort=False).head(1)
+    return chosen.merge(counts, on=FOLD_KEYS, how="left")
+
+
+def nested_selection(
+    results: pd.DataFrame, *, protocol: str | None = None, model: str | None = None
+) -> pd.DataFrame:
+    """Per (protocol, model, fold): the configuration best on that fold's val, with its test r.
+
+    From the ``final=True`` rows of the results table, each candidate configuration (sweep,
+    trial, config_hash, seed) is scored on each fold by the Fisher-z mean over ROIs of its val
+    r at its best epoch; the highest score wins (see :func:`_choose`, which sees val rows
+    only). Test rows are joined to the winners afterwards. Returns one row per (protocol,
+    model, fold, subject, ROI) with the winner, its best ``epoch``, ``n_candidates`` ranked,
+    ``val_score``, ``val_r``, ``test_r`` and ``n_test`` (NaN where the winner has no test row).
+    """
+    final = _final_rows(results, protocol, model)
+    if final.empty:
+        return pd.DataFrame(columns=SELECTION_COLUMNS)
+    val = final[final["split"] == "val"]
+    chosen = _choose(val)
+    keys = [*FOLD_KEYS, *CANDIDATE_KEYS]
+    per_roi = chosen.merge(val[[*keys, "roi", "epoch", "r"]], on=keys, how="left").rename(
+        columns={"r": "val_r"}
+    )
+    # only now, with the choice fixed, are test rows read
+    test = final.loc[final["split"] == "test", [*keys, "roi", "r", "n"]].rename(
+        columns={"r": "test_r", "n": "n_test"}
+    )
+    out = per_roi.merge(test, on=[*keys, "roi"], how="left")
+    out = out.sort_values(["protocol", "model", "fold"], kind="mergesort")
+    return out[SELECTION_COLUMNS].reset_index(drop=True)

@@ -1,0 +1,177 @@
+"""``eeg2bold ingest``: end to end through the command line, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from eeg2bold.cli import main
+from eeg2bold.storage import open_dataset
+
+
+def _table(make, path, n=30):
+    return make.table(path, np.random.default_rng(0).normal(size=(n, 3)), make.ROI_NAMES)
+
+
+def _one_line_errors(err: str) -> list[str]:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert all(ln.startswith("eeg2bold: ") for ln in lines), lines
+    assert "Traceback" not in err
+    return lines
+
+
+def test_ingest_files_real_edf_then_resume(real_data, tmp_path, capsys):
+    out = tmp_path / "edf.zarr"
+    argv = [
+        "ingest",
+        "files",
+        str(out),
+        "--eeg",
+        str(real_data / "eeg" / "eyes-closed-1.edf"),
+        "--bold",
+        str(real_data / "vu_rest_bold" / "sub-03_scan-02_atlas-difumo64_timeseries.tsv"),
+        "--tr",
+        "2.1",
+        "--start",
+        "2",
+        "--marker-mismatch",
+        "first",
+        "--rois",
+        "Thalamus,Putamen",
+        "--sfreq",
+        "200",
+        "--subject",
+        "sub-03",
+        "--run",
+        "rest",
+    ]
+    assert main([*argv, "-q"]) == 0
+    ds = open_dataset(out)
+    assert ds.info.eeg.sfreq == 200
+    assert [str(k) for k in ds.runs()] == ["sub-03/rest"]
+    assert ds.read_run(ds.runs()[0]).bold.shape == (2, 23)  # volumes at 2 + 2.1 k s <= 50 s
+    capsys.readouterr()
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "0 written, 1 skipped, 0 failed" in captured.out
+    assert "sub-03/rest" in captured.out
+    assert main(["inspect", "--verify", str(out)]) == 0
+
+
+def test_ingest_files_errors_are_one_line_with_exit_status_1(tmp_path, make, capsys):
+    vhdr = make.brainvision(tmp_path, "rec", make.eeg(seconds=70), markers=make.onsets(30))
+    table = _table(make, tmp_path / "rois.tsv")
+    out = str(tmp_path / "cli.zarr")
+    base = ["ingest", "files", out, "--eeg", str(vhdr), "--tr", "2", "-q"]
+
+    assert main([*base, "--bold", str(table)]) == 1  # no timing source given
+    lines = _one_line_errors(capsys.readouterr().err)
+    assert lines == [
+        "eeg2bold: error: say where the volumes are on the EEG clock: --marker "
+        "NAME (scanner markers) or --start SECONDS (first volume, then one per TR)"
+    ]
+
+    assert main([*base, "--bold", str(table), "--marker", "R128", "--h-freq", "200"]) == 1
+    (line,) = _one_line_errors(capsys.readouterr().err)
+    assert line == (
+        "eeg2bold: error: options: invalid option(s): eeg: h_freq 200 Hz must be "
+        "below the output Nyquist frequency (125 Hz)"
+    )
+
+    assert main([*base, "--bold", str(table), "--marker", "R128", "--bad-channels", "Q9"]) == 1
+    (line,) = _one_line_errors(capsys.readouterr().err)
+    assert line.startswith(
+        f"eeg2bold: run sub-01/run-1 failed: {vhdr}: unknown channel(s) in bad_channels: 'Q9'"
+    )
+
+    short = _table(make, tmp_path / "short.tsv", n=28)
+    assert main([*base, "--bold", str(short), "--marker", "R128"]) == 1
+    (line,) = _one_line_errors(capsys.readouterr().err)
+    assert f"{short}: 28 volumes (fewer than the 30 'R128' markers in rec.vhdr)" in line
+    assert (
+        main([*base, "--bold", str(short), "--marker", "R128", "--marker-mismatch", "first"]) == 0
+    )
+    (note,) = _one_line_errors(capsys.readouterr().err)
+    assert "rule 'first' dropped 2 marker(s) at the end" in note
+    assert open_dataset(out).read_run(open_dataset(out).runs()[0]).bold.shape == (3, 28)
+
+    assert (
+        main(
+            [
+                "ingest",
+                "files",
+                str(tmp_path / "x.zarr"),
+                "--eeg",
+                str(vhdr),
+                "--bold",
+                str(table),
+                "--marker",
+                "R128",
+                "-q",
+            ]
+        )
+        == 1
+    )  # no TR
+    (line,) = _one_line_errors(capsys.readouterr().err)
+    assert line.endswith(f"{table}: TR unknown: give it (--tr SECONDS)")
+
+    fresh = ["ingest", "files", str(tmp_path / "new.zarr"), "--eeg", str(vhdr), "--tr", "2", "-q"]
+    assert main([*fresh, "--bold", str(table), "--marker", "R128", "--subject", "sub 01"]) == 1
+    (line,) = _one_line_errors(capsys.readouterr().err)
+    assert "invalid subject name 'sub 01'" in line
+
+    with pytest.raises(SystemExit):
+        main(["ingest", "files", out, "--eeg", str(vhdr)])  # argparse: --bold is required
+
+
+def test_ingest_natview_layout_through_a_subprocess(tmp_path, make):
+    root = tmp_path / "natview"
+    prefix = "sub-07_ses-01_task-rest_run-01"
+    make.brainvision(root / "sub-07" / "ses-01" / "eeg", f"{prefix}_eeg", make.eeg(seconds=70))
+    make.table(
+        root / "rois" / f"{prefix}.csv",
+        np.ones((25, 2)) * [[1.0, 2.0]],
+        ("L", "R"),
+        Nvol=25,
+        Tstart=6.0,
+    )
+    out = tmp_path / "nv.zarr"
+    cmd = [
+        sys.executable,
+        "-m",
+        "eeg2bold.cli",
+        "ingest",
+        "natview",
+        str(out),
+        str(root),
+        "--tr",
+        "2.1",
+        "--sfreq",
+        "100",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "ingest natview" in done.stdout
+    assert "1 written" in done.stdout
+    run = open_dataset(out).read_run(open_dataset(out).runs()[0])
+    np.testing.assert_allclose(run.volume_times, 6.0 + 2.1 * np.arange(25))
+    verify = subprocess.run(
+        [sys.executable, "-m", "eeg2bold.cli", "inspect", "--verify", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    # a second natview run whose EEG is too short for its table fails; the first is kept
+    prefix2 = "sub-08_ses-01_task-rest_run-01"
+    make.brainvision(root / "sub-08" / "ses-01" / "eeg", f"{prefix2}_eeg", make.eeg(seconds=30))
+    make.table(root / "rois" / f"{prefix2}.csv", np.ones((25, 2)), ("L", "R"), Nvol=25, Tstart=6.0)
+    done = subprocess.run([*cmd, "-q"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    (line,) = _one_line_errors(done.stderr)
+    assert line.startswith("eeg2bold: run sub-08/ses-01_task-rest_run-01 failed: ")
+    assert "EEG ends at 30.000 s" in line
+    assert [str(k) for k in open_dataset(out).runs()] == ["sub-07/ses-01_task-rest_run-01"]

@@ -1,0 +1,91 @@
+"""One Ray instance for the launch tests (ray.init costs seconds), a tiny dataset, and
+helpers to write study configs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from eeg2bold.simulate import SimulationConfig
+from eeg2bold.simulate.write import simulate_to_store
+
+HERE = Path(__file__).resolve().parent
+PLUGIN = "eeg2bold_test_plugins"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray with 2 CPUs, token authentication left on (the local token is shared).
+
+    Workers inherit $EEG2BOLD_PLUGINS and a PYTHONPATH holding this folder, so the test-only
+    model plugin resolves there; the test process itself keeps its environment.
+    """
+    ray = pytest.importorskip("ray")
+    saved = {k: os.environ.get(k) for k in ("EEG2BOLD_PLUGINS", "PYTHONPATH")}
+    os.environ["EEG2BOLD_PLUGINS"] = PLUGIN
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), saved["PYTHONPATH"]) if p)
+    from eeg2bold.launch.ray_tune import init_ray
+
+    try:
+        resources = init_ray(num_cpus=2)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    yield {"resources": resources, "address": ray.get_runtime_context().gcs_address}
+    ray.shutdown()
+
+
+@pytest.fixture
+def exploding_model(monkeypatch):
+    """Register the test plugin's model in this process for one test."""
+    from eeg2bold.models import base
+
+    monkeypatch.syspath_prepend(str(HERE))
+    registry = dict(base._REGISTRY)
+    __import__(PLUGIN)
+    yield "exploding"
+    base._REGISTRY.clear()
+    base._REGISTRY.update(registry)
+    sys.modules.pop(PLUGIN, None)
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory):
+    """2 subjects × 5 min, 8 channels at 100 Hz, 3 ROIs: a sweep trial takes seconds."""
+    out = tmp_path_factory.mktemp("sweepdata") / "tiny.zarr"
+    config = SimulationConfig(subjects=2, minutes=5, channels=8, sfreq=100, rois=3, seed=2)
+    simulate_to_store(out, config, progress=False)
+    return out
+
+
+@pytest.fixture
+def write_study(tmp_path, tiny_store):
+    """Write a study YAML for the tiny dataset; keyword arguments override the defaults."""
+
+    def write(label: str = "t", **overrides) -> Path:
+        config = {
+            "name": label,
+            "dataset": str(tiny_store),
+            "protocols": ["within"],
+            "models": ["ridge"],
+            "search": {"data.window_s": 10.0, "train.steps_per_epoch": 3},
+            "budget": {"num_samples": 2},
+            "scheduler": {"max_epochs": 2, "grace_period": 1},
+            "resources": {"cpu": 0.45, "trial_cpu": 0.05},
+            "max_concurrent_trials": 2,
+            "storage": {"results": str(tmp_path / f"sweep-{label}")},
+        }
+        for key, value in overrides.items():
+            config[key] = value
+        path = tmp_path / f"{label}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return write

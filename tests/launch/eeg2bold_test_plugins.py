@@ -1,0 +1,41 @@
+"""A model plugin for sweep tests (loaded through $EEG2BOLD_PLUGINS, also by Ray workers).
+
+``exploding`` predicts like a tiny linear model, but with ``explode=True`` its output turns
+NaN after a few training steps, so a trial fails with a non-finite loss.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from eeg2bold.models.base import BoldModel, ModelParams, register_model, resample_time
+
+
+class ExplodingParams(ModelParams):
+    explode: bool = Field(False, description="Return NaN after a few forwards.")
+
+
+@register_model("exploding")
+class Exploding(BoldModel):
+    """Test-only plugin: fails on demand with a non-finite loss."""
+
+    Params = ExplodingParams
+
+    def __init__(self, spec, params=None):
+        super().__init__(spec, params)
+        self.spatial = nn.Conv1d(spec.n_channels, 4, 1)
+        self.head = nn.Linear(4, spec.n_rois)
+        self.calls = 0
+
+    def forward(self, eeg):
+        self.calls += 1
+        out = self.head(torch.log1p(self.spatial(eeg).square().mean(dim=-1)))[:, :, None]
+        if self.params.explode and self.training and self.calls > 2:
+            out = out * float("nan")
+        return resample_time(out, self.spec.n_out)
+
+    @classmethod
+    def search_space(cls, trial):
+        return {"explode": trial.suggest_categorical("explode", [True, False])}

@@ -1,0 +1,38 @@
+"""``eeg2bold predict``: the thin command over :mod:`eeg2bold.predict` (files, exit status)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from eeg2bold.cli import main
+from eeg2bold.predict import predict, read_tsv
+
+
+def test_cli_writes_table_sidecar_and_plot(sim, tmp_path, capsys):
+    out = tmp_path / "bold.tsv"
+    assert main(["predict", str(sim.model), str(sim.vhdr), "-o", str(out), "--step", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "predicted 3 output(s)" in captured.out
+    assert "model: ridge (within, fold sub-01)" in captured.err
+    times, columns = read_tsv(out)
+    assert np.allclose(np.diff(times), 2.0)
+    expected = predict(str(sim.model), sim.vhdr, step_s=2.0)
+    assert np.allclose(np.stack(list(columns.values())), expected.values, rtol=1e-5, atol=1e-5)
+    assert out.with_suffix(".json").exists() and out.with_suffix(".png").exists()
+    no_plot = tmp_path / "b.tsv"
+    assert (
+        main(["predict", str(sim.model), str(sim.vhdr), "-o", str(no_plot), "--no-plot", "-q"]) == 0
+    )
+    assert no_plot.exists() and not no_plot.with_suffix(".png").exists()
+    assert capsys.readouterr().out == ""
+
+
+def test_cli_sweep_and_one_line_errors(sim, sweep, tmp_path, capsys):
+    out = tmp_path / "bold.tsv"
+    code = main(["predict", str(sweep.root), str(sim.vhdr), "--protocol", "within", "-o", str(out)])
+    assert code == 0 and out.exists()
+    assert (
+        main(["predict", str(sweep.root), str(sim.vhdr), "--protocol", "loso", "-o", str(out)]) == 1
+    )
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("eeg2bold: error: ") and "no finished trial for protocol 'loso'" in err

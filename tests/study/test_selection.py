@@ -1,0 +1,156 @@
+"""Nested selection ranks each fold's configurations by that fold's val only, never test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from eeg2bold.errors import DatasetError
+from eeg2bold.study.results import COLUMNS, ResultsWriter, read_results
+from eeg2bold.study.selection import SELECTION_COLUMNS, nested_selection
+from eeg2bold.training.metrics import fisher_mean
+
+ROIS = ("thalamus", "putamen", "hippocampus")
+SUBJECTS = ("sub-01", "sub-02", "sub-03", "sub-04")
+
+
+def _table(
+    val: dict[str, np.ndarray],
+    test: dict[str, np.ndarray],
+    *,
+    protocol: str = "loso",
+    model: str = "ridge",
+) -> pd.DataFrame:
+    """Final rows for each trial: ``val[trial]``/``test[trial]`` are [fold, ROI] r; plus a
+    val curve whose last epoch is (falsely) excellent, which selection must ignore."""
+    rows = []
+    for trial in val:
+        for fold, subject in enumerate(SUBJECTS):
+            base = {
+                "sweep": "s1",
+                "trial": trial,
+                "config_hash": f"h-{trial}",
+                "model": model,
+                "protocol": protocol,
+                "fold": fold,
+                "subject": subject,
+                "seed": 0,
+            }
+            for j, roi in enumerate(ROIS):
+                for split, r in (("val", val[trial][fold, j]), ("test", test[trial][fold, j])):
+                    rows.append(
+                        {**base, "roi": roi, "split": split, "epoch": 3, "final": True}
+                        | {"r": float(r), "n": 120}
+                    )
+                for epoch in range(1, 6):
+                    curve = 0.99 if epoch == 5 else val[trial][fold, j]
+                    rows.append(
+                        {**base, "roi": roi, "split": "val", "epoch": epoch, "final": False}
+                        | {"r": float(curve), "n": 120}
+                    )
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _random_scores(seed: int, trials: list[str]) -> tuple[dict, dict]:
+    rng = np.random.default_rng(seed)
+    shape = (len(SUBJECTS), len(ROIS))
+    val = {t: np.tanh(rng.normal(0.3, 0.15, size=shape)) for t in trials}
+    test = {t: np.tanh(rng.normal(0.3, 0.15, size=shape)) for t in trials}
+    return val, test
+
+
+def _chosen(selection: pd.DataFrame) -> dict[int, str]:
+    per_fold = selection.drop_duplicates(["fold"])
+    return dict(zip(per_fold["fold"], per_fold["trial"], strict=True))
+
+
+def test_each_fold_takes_its_best_val_configuration_and_reports_its_test_r():
+    trials = ["t0", "t1", "t2", "t3", "t4"]
+    val, test = _random_scores(0, trials)
+    selection = nested_selection(_table(val, test))
+    assert list(selection.columns) == SELECTION_COLUMNS
+    assert len(selection) == len(SUBJECTS) * len(ROIS)
+    expected = {
+        fold: max(trials, key=lambda t, f=fold: float(fisher_mean(val[t][f])))
+        for fold in range(len(SUBJECTS))
+    }
+    assert _chosen(selection) == expected
+    assert len(set(expected.values())) > 1  # folds choose independently
+    for _, row in selection.iterrows():
+        j = ROIS.index(row["roi"])
+        assert row["test_r"] == pytest.approx(test[row["trial"]][row["fold"], j])
+        assert row["val_r"] == pytest.approx(val[row["trial"]][row["fold"], j])
+        assert row["val_score"] == pytest.approx(float(fisher_mean(val[row["trial"]][row["fold"]])))
+        assert row["epoch"] == 3 and row["n_candidates"] == len(trials)
+        assert row["config_hash"] == f"h-{row['trial']}"
+
+
+def test_a_configuration_best_on_test_but_worst_on_val_is_never_selected():
+    trials = ["t0", "t1", "t2", "leak"]
+    val, test = _random_scores(1, trials)
+    val["leak"] = np.full_like(val["leak"], -0.2)  # worst on every fold's val
+    test["leak"] = np.full_like(test["leak"], 0.95)  # best on every fold's test
+    selection = nested_selection(_table(val, test))
+    assert "leak" not in set(selection["trial"])
+    assert selection["test_r"].max() < 0.95
+    # selecting on test would have picked it everywhere: the plant is effective
+    on_test = {f: max(trials, key=lambda t, f=f: test[t][f].mean()) for f in range(4)}
+    assert set(on_test.values()) == {"leak"}
+
+
+def test_changing_or_removing_test_rows_never_changes_the_choice():
+    trials = ["t0", "t1", "t2", "t3"]
+    val, test = _random_scores(2, trials)
+    table = _table(val, test)
+    reference = nested_selection(table)
+    keys = ["fold", "roi", "trial", "config_hash", "epoch", "val_score", "val_r"]
+    rng = np.random.default_rng(3)
+    is_test = table["split"] == "test"
+    for _ in range(8):
+        shuffled = table.copy()
+        shuffled.loc[is_test, "r"] = np.tanh(rng.normal(0, 1, size=int(is_test.sum())))
+        again = nested_selection(shuffled)
+        pd.testing.assert_frame_equal(again[keys], reference[keys])
+        assert not np.allclose(again["test_r"], reference["test_r"])
+    without_test = nested_selection(table[~is_test])
+    pd.testing.assert_frame_equal(without_test[keys], reference[keys])
+    assert without_test["test_r"].isna().all()
+
+
+def test_ties_nan_filters_and_duplicates():
+    trials = ["b", "a", "c"]
+    val, test = _random_scores(4, trials)
+    val["a"] = val["b"].copy()  # a tie: the smaller key wins, whatever test says
+    test["b"] = test["a"] + 0.1
+    val["c"] = val["b"] + 0.2
+    val["c"][0, 1] = np.nan  # an undefined val score on fold 0 cannot be chosen
+    table = _table(val, test)
+    chosen = _chosen(nested_selection(table))
+    assert chosen == {0: "a", 1: "c", 2: "c", 3: "c"}
+    # filters, and another protocol/model kept apart
+    other = _table(val, test, protocol="within", model="beira")
+    both = pd.concat([table, other], ignore_index=True)
+    assert set(nested_selection(both)["protocol"]) == {"loso", "within"}
+    only = nested_selection(both, protocol="within", model="beira")
+    assert set(only["protocol"]) == {"within"} and set(only["model"]) == {"beira"}
+    assert nested_selection(both, model="nope").empty
+    assert list(nested_selection(table.iloc[0:0]).columns) == SELECTION_COLUMNS
+    # a fold published twice (resume) is fine; two different numbers for one row are not
+    pd.testing.assert_frame_equal(
+        nested_selection(pd.concat([table, table], ignore_index=True)), nested_selection(table)
+    )
+    clash = table[table["final"] & (table["split"] == "val")].iloc[[0]].assign(r=0.123)
+    with pytest.raises(DatasetError, match="disagree"):
+        nested_selection(pd.concat([table, clash], ignore_index=True))
+
+
+def test_selection_reads_a_results_folder(tmp_path):
+    val, test = _random_scores(5, ["t0", "t1"])
+    table = _table(val, test)
+    writer = ResultsWriter(tmp_path / "results")
+    for fold, part in table.groupby("fold"):
+        writer.write(part.to_dict(orient="records"), tag=f"fold{fold}")
+    from_disk = nested_selection(read_results(tmp_path / "results"))
+    in_memory = nested_selection(table)
+    pd.testing.assert_frame_equal(from_disk, in_memory, check_dtype=False)

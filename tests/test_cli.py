@@ -1,0 +1,143 @@
+"""The ``eeg2bold`` command: simulate, inspect, and one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from eeg2bold.cli import main
+from eeg2bold.storage import RunKey, open_dataset
+
+SIM_OPTIONS = ("--rois", "3", "--channels", "8", "--sfreq", "128", "--minutes", "1.5")
+
+
+def _simulate(out, *extra: str) -> int:
+    return main(["simulate", str(out), *SIM_OPTIONS, *extra])
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "eeg2bold.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "sim.zarr"
+    code = _simulate(out, "--subjects", "2", "--seed", "3", "-q")
+    assert code == 0
+    return out
+
+
+def test_simulate_writes_the_requested_dataset(simulated):
+    ds = open_dataset(simulated)
+    assert ds.subjects() == ["sub-01", "sub-02"]
+    assert len(ds.info.eeg.channels) == 8
+    assert ds.info.eeg.sfreq == 128.0
+    assert len(ds.info.bold.rois) == 3
+    run = ds.read_run(RunKey("sub-01", "run-1"), truth=True)
+    assert run.eeg.shape == (8, 11520)
+    assert run.truth is not None
+    assert len(run.truth.attrs["oracle_r"]) == 3
+
+
+def test_simulate_again_is_idempotent(simulated, capsys):
+    eeg_meta = simulated / "sub-01" / "run-1" / "eeg" / "zarr.json"
+    before = eeg_meta.stat().st_mtime_ns
+    code = _simulate(simulated, "--subjects", "2", "--seed", "3")
+    assert code == 0
+    assert eeg_meta.stat().st_mtime_ns == before
+    out = capsys.readouterr().out
+    assert "subjects  2" in out  # the summary follows the simulation
+
+
+def test_simulate_with_another_seed_refuses_to_overwrite(simulated, capsys):
+    code = _simulate(simulated, "--subjects", "1", "--seed", "4", "-q")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "already exists with different content" in err
+    assert open_dataset(simulated).verify(RunKey("sub-01", "run-1")) == []
+
+
+def test_inspect_text_and_json(simulated, capsys):
+    assert main(["inspect", str(simulated)]) == 0
+    text = capsys.readouterr().out
+    fragments = ("subjects  2", "8 channels @ 128 Hz", "3 ROIs, TR 2 s", "sub-02", "oracle r 0.")
+    for fragment in fragments:
+        assert fragment in text
+    assert main(["inspect", "--json", "--verify", str(simulated)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["n_subjects"] == 2
+    assert data["n_runs"] == 2
+    assert data["eeg"]["sfreq"] == 128.0
+    assert data["runs"][0]["duration_s"] == pytest.approx(90.0)
+    assert data["runs"][0]["problems"] == []
+    assert data["runs"][0]["n_volumes"] > 40
+
+
+def test_inspect_verify_reports_corruption_and_fails(tmp_path, simulated, capsys):
+    import shutil
+
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(simulated, copy)
+    chunks = copy / "sub-02" / "run-1" / "eeg" / "c" / "0"
+    os.remove(sorted(chunks.iterdir())[0])
+    assert main(["inspect", "--verify", str(copy)]) == 1
+    out = capsys.readouterr().out
+    assert "PROBLEM" in out
+    assert "sub-02/run-1" in out
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda p: None, "no such file or folder"),
+        (lambda p: p.mkdir(), "is not an eeg2bold dataset (no zarr.json)"),
+        (lambda p: (p.mkdir(), (p / "zarr.json").write_text("][")), "corrupt store"),
+    ],
+    ids=["missing", "not-a-dataset", "corrupt"],
+)
+def test_bad_input_is_one_line_without_traceback(tmp_path, setup, message):
+    path = tmp_path / "thing.zarr"
+    setup(path)
+    proc = _run_cli("inspect", str(path))
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("eeg2bold: error: ")
+    assert proc.stderr.count("\n") == 1
+    assert str(path) in proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    proc = _run_cli("--debug", "inspect", str(tmp_path / "missing.zarr"))
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr
+    assert "DatasetError" in proc.stderr
+
+
+def test_invalid_options_are_one_line(tmp_path, capsys):
+    code = main(["simulate", str(tmp_path / "x.zarr"), "--subjects", "0", "--minutes", "-1"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "subjects" in err
+    assert "minutes" in err
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_version_and_help():
+    proc = _run_cli("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("eeg2bold ")
+    proc = _run_cli("--help")
+    assert "simulate" in proc.stdout
+    assert "inspect" in proc.stdout

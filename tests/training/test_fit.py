@@ -1,0 +1,103 @@
+"""The fit loop: exact resume, NaN handling, early stopping, safe checkpoints."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from eeg2bold.protocols import build_sample_table, get_protocol
+from eeg2bold.storage import open_dataset
+from eeg2bold.training.checkpoint import load, save_atomic
+from eeg2bold.training.data import FoldData, SampleConfig
+from eeg2bold.training.fit import FoldTrainer, NonFiniteLossError, TrainConfig
+
+
+@pytest.fixture(scope="module")
+def fold_data(sim_store):
+    store = open_dataset(sim_store)
+    cfg = SampleConfig(window_s=8.0, delay_s=2.0)
+    samples = build_sample_table(store, window_s=8.0, delay_s=2.0)
+    fold = get_protocol("within").folds(samples)[0]
+    return FoldData(store, samples, fold, config=cfg)
+
+
+def _trainer(data, model, **train):
+    defaults = {"epochs": 4, "batch_size": 16, "lr": 1e-2, "patience": 0, "seed": 3}
+    return FoldTrainer(data=data, model_name=model, config=TrainConfig(**{**defaults, **train}))
+
+
+def test_resume_is_exact(fold_data, tiny_model, tmp_path):
+    straight = _trainer(fold_data, tiny_model)
+    for _ in range(4):
+        straight.step()
+
+    first = _trainer(fold_data, tiny_model)
+    first.step()
+    first.step()
+    path = save_atomic(first.state_dict(), tmp_path / "state.pt")
+    torch.manual_seed(12345)  # disturb the global stream: resume must restore it
+    resumed = _trainer(fold_data, tiny_model)
+    resumed.load_state_dict(load(path))
+    resumed.step()
+    resumed.step()
+
+    for (name, a), b in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    assert [h["val_mean"] for h in straight.history] == [h["val_mean"] for h in resumed.history]
+    assert resumed.done and resumed.epoch == 4
+
+
+def test_checkpoints_load_with_weights_only(fold_data, tiny_model, tmp_path):
+    trainer = _trainer(fold_data, tiny_model)
+    trainer.step()
+    buffer = io.BytesIO()
+    torch.save(trainer.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)  # raises if anything needs unpickling
+    assert state["epoch"] == 1
+    (tmp_path / "evil.pt").write_bytes(b"not a checkpoint")
+    from eeg2bold.errors import Eeg2BoldError
+
+    with pytest.raises(Eeg2BoldError, match=r"evil\.pt: not a readable eeg2bold checkpoint"):
+        load(tmp_path / "evil.pt")
+
+
+def test_nan_loss_stops_with_a_clear_error(fold_data, tiny_model):
+    trainer = FoldTrainer(
+        data=fold_data,
+        model_name=tiny_model,
+        model_params={"explode_after": 3},
+        config=TrainConfig(epochs=2, batch_size=16),
+    )
+    with pytest.raises(
+        NonFiniteLossError, match=r"within/sub-01: non-finite training loss \(nan\)"
+    ):
+        trainer.step()
+    assert trainer.best_score == -np.inf  # nothing was scored
+
+
+def test_early_stopping_on_val_r(fold_data, tiny_model):
+    trainer = _trainer(fold_data, tiny_model, epochs=50, lr=1e-9, patience=2, warmup_epochs=0)
+    reports = []
+    while not trainer.done:
+        reports.append(trainer.step())
+    assert len(reports) == 3  # best at epoch 1, then two epochs without gain
+    assert reports[0].improved and not reports[1].improved and reports[-1].stop
+    final = trainer.finish()
+    assert final["val"].mean == pytest.approx(reports[0].val.mean, abs=1e-6)
+
+
+def test_learning_improves_val_r(fold_data, tiny_model):
+    trainer = _trainer(fold_data, tiny_model, epochs=15, lr=3e-2)
+    first = trainer.step().val.mean
+    while not trainer.done:
+        trainer.step()
+    final = trainer.finish()
+    assert final["val"].mean > max(first, 0.2)
+    assert final["test"].n == fold_data.fold.test.size
+    assert np.isfinite(final["test"].r).all()

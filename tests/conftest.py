@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ import torch
 from eeg2bold.storage import BOLDInfo, DatasetInfo, EEGInfo, RunData, Truth
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# the test-only model plugin (tests/launch/eeg2bold_test_plugins.py), importable by Ray workers
+PLUGIN_DIR = Path(__file__).resolve().parent / "launch"
+PLUGIN = "eeg2bold_test_plugins"
 
 # One intra-op thread: tests are many small problems, and multi-threaded BLAS/LAPACK on a
 # shared 2-core machine spends most of its time waiting (an 800×800 eigh: 9 s vs 0.08 s).
@@ -69,3 +73,30 @@ def make_run() -> Callable[..., RunData]:
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray with 2 CPUs for every test that needs it (ray.init costs seconds);
+    token authentication left on (the local token is shared).
+
+    Workers inherit $EEG2BOLD_PLUGINS and a PYTHONPATH holding tests/launch, so the test-only
+    model plugin resolves there; the test process itself keeps its environment.
+    """
+    ray = pytest.importorskip("ray")
+    saved = {k: os.environ.get(k) for k in ("EEG2BOLD_PLUGINS", "PYTHONPATH")}
+    os.environ["EEG2BOLD_PLUGINS"] = PLUGIN
+    paths = (str(PLUGIN_DIR), saved["PYTHONPATH"])
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    from eeg2bold.launch.ray_tune import init_ray
+
+    try:
+        resources = init_ray(num_cpus=2)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    yield {"resources": resources, "address": ray.get_runtime_context().gcs_address}
+    ray.shutdown()

@@ -68,7 +68,13 @@ def _write_state(root: str, state: dict[str, Any]) -> None:
 
 
 def _plan_state(plan: SweepPlan, config: StudyConfig) -> dict[str, Any]:
-    return {"plan": plan.to_dict(), "config": config.model_dump(mode="json")}
+    from eeg2bold.provenance import environment
+
+    return {
+        "plan": plan.to_dict(),
+        "config": config.model_dump(mode="json"),
+        "provenance": environment(),  # versions and git commit the sweep started with
+    }
 
 
 def prepare(config: StudyConfig, *, resume: bool) -> tuple[SweepPlan, dict[str, Any] | None]:

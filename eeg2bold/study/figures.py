@@ -118,6 +118,7 @@ def history(trials: Sequence[Mapping[str, Any]], *, title: str) -> bytes:
             color="black",
             label="failed",
         )
+    ax.xaxis.set_major_locator(_plt().MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel("mean validation r")
     ax.set_title(title, fontsize=10)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ class SweepRecord:
     root: str
     config: dict[str, Any]
     plan: dict[str, Any]
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def optuna_url(self) -> str:
@@ -52,7 +53,9 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepRecord:
     if not state.exists():
         raise DatasetError(f"{path}: not a sweep folder (no sweep.json)")
     data = json.loads(state.read_text())
-    return SweepRecord(root=path, config=data["config"], plan=data["plan"])
+    return SweepRecord(
+        root=path, config=data["config"], plan=data["plan"], provenance=data.get("provenance", {})
+    )
 
 
 TRIAL_COLUMNS = [

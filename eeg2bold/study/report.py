@@ -15,6 +15,7 @@ import math
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -377,9 +378,14 @@ def build_report(
             arm["figure_importances"] = key
     predictions = PredictionFiles(sweep.root)
     say(f"report: statistics ({n_boot} bootstrap resamples, {n_surrogates} surrogates per fold)")
-    summary = summarize(
-        results, predictions=predictions, n_boot=n_boot, n_surrogates=n_surrogates, seed=seed
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = summarize(
+            results, predictions=predictions, n_boot=n_boot, n_surrogates=n_surrogates, seed=seed
+        )
+    data["notes"] = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    for note in data["notes"]:
+        say(f"report: note: {note}")
     data["statistics"] = summary.to_dict()
     oracle = data["dataset"].get("oracle_r", {})
     data["results"] = []
@@ -420,7 +426,7 @@ def _reproducibility(sweep: SweepRecord, summary: Summary, trials: pd.DataFrame)
     selected = summary.selection.drop_duplicates(["protocol", "model", "fold"])
     return {
         "report": environment(),
-        "sweep": sweep.plan.get("provenance") or {},
+        "sweep": sweep.provenance,
         "study_config": sweep.config,
         "study_seed": sweep.config.get("seed"),
         "statistics": summary.settings,
@@ -574,12 +580,17 @@ def _html_results(report: Report) -> str:
     stats = report.data["statistics"]
     settings = stats["settings"]
     out = _note(
-        f"Mean test r across held-out subjects (Fisher z), 95% bootstrap CI "
+        f"Mean test r across held-out subjects (Fisher z), {settings['level']:.0%} bootstrap CI "
         f"({settings['n_boot']} resamples across subjects); chance band from "
         f"{settings['n_surrogates']} circular shifts (≥ {settings['min_shift_s']:g} s) of each "
         "selected fold's test predictions; p from sign flips of subject z (H1: r > 0) with "
         "Benjamini–Hochberg q across ROIs; * marks q < 0.05."
     )
+    if report.data.get("notes"):
+        out += "<details><summary>Notes on the statistics</summary><ul>"
+        out += (
+            "".join(f"<li>{html.escape(n)}</li>" for n in report.data["notes"]) + "</ul></details>"
+        )
     for entry in report.data["results"]:
         out += f"<h3>{html.escape(entry['model'])}, {html.escape(entry['protocol'])}</h3>"
         out += _img(report, entry["figure"], f"ROI bars {entry['protocol']} {entry['model']}")

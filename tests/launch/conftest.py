@@ -1,9 +1,8 @@
-"""One Ray instance for the launch tests (ray.init costs seconds), a tiny dataset, and
-helpers to write study configs."""
+"""A tiny dataset, helpers to write study configs and the test-only model plugin; the shared
+Ray instance (``ray_cluster``) lives in tests/conftest.py."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -15,31 +14,6 @@ from eeg2bold.simulate.write import simulate_to_store
 
 HERE = Path(__file__).resolve().parent
 PLUGIN = "eeg2bold_test_plugins"
-
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    """A local Ray with 2 CPUs, token authentication left on (the local token is shared).
-
-    Workers inherit $EEG2BOLD_PLUGINS and a PYTHONPATH holding this folder, so the test-only
-    model plugin resolves there; the test process itself keeps its environment.
-    """
-    ray = pytest.importorskip("ray")
-    saved = {k: os.environ.get(k) for k in ("EEG2BOLD_PLUGINS", "PYTHONPATH")}
-    os.environ["EEG2BOLD_PLUGINS"] = PLUGIN
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), saved["PYTHONPATH"]) if p)
-    from eeg2bold.launch.ray_tune import init_ray
-
-    try:
-        resources = init_ray(num_cpus=2)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    yield {"resources": resources, "address": ray.get_runtime_context().gcs_address}
-    ray.shutdown()
 
 
 @pytest.fixture

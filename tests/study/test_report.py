@@ -1,0 +1,242 @@
+"""``eeg2bold report`` on a real (small) sweep: every section, valid figures, every number of the
+HTML in the JSON, statistics equal to a direct calculation, and a clean render in Chromium."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import yaml
+
+from eeg2bold.cli import main
+from eeg2bold.simulate import SimulationConfig
+from eeg2bold.simulate.write import simulate_to_store
+from eeg2bold.study.report import SECTIONS
+from eeg2bold.study.results import read_results
+from eeg2bold.study.selection import nested_selection
+from eeg2bold.training.metrics import fisher_mean
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def study(ray_cluster, tmp_path_factory):
+    """within + LOSO × ridge + beira, 3 trials per arm, on 3 subjects × 4 min."""
+    root = tmp_path_factory.mktemp("report")
+    store = root / "sim.zarr"
+    config = SimulationConfig(subjects=3, minutes=4, channels=8, sfreq=100, rois=3, seed=5)
+    simulate_to_store(store, config, progress=False)
+    study = {
+        "name": "report-test",
+        "dataset": str(store),
+        "protocols": ["within", "loso"],
+        "models": ["ridge", "beira"],
+        "search": {"data.window_s": 10.0, "train.steps_per_epoch": 3},
+        "budget": {"num_samples": 3},
+        "scheduler": {"type": "fifo", "max_epochs": 2},
+        "resources": {"cpu": 0.3, "trial_cpu": 0.05},
+        "max_concurrent_trials": 2,
+        "storage": {"results": str(root / "sweep")},
+        "seed": 3,
+    }
+    path = root / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    assert main(["sweep", str(path)]) == 0
+    out = root / "out"
+    code = main(
+        [
+            "report",
+            str(root / "sweep"),
+            "-o",
+            str(out / "report.html"),
+            "--json",
+            str(out / "report.json"),
+            "--n-boot",
+            "400",
+            "--n-surrogates",
+            "60",
+            "-q",
+        ]
+    )
+    assert code == 0
+    return {
+        "sweep": root / "sweep",
+        "html": (out / "report.html").read_text(),
+        "json": json.loads((out / "report.json").read_text()),
+        "html_path": out / "report.html",
+    }
+
+
+def _images(text: str) -> list[bytes]:
+    sources = re.findall(r'<img[^>]*\ssrc="([^"]+)"', text)
+    prefix = "data:image/png;base64,"
+    assert all(s.startswith(prefix) for s in sources), "every image is embedded as a PNG"
+    return [base64.b64decode(s[len(prefix) :], validate=True) for s in sources]
+
+
+def test_every_section_and_figure_is_there(study):
+    text, data = study["html"], study["json"]
+    for key, title in SECTIONS:
+        assert f'<section id="{key}">' in text
+        assert html.escape(title) in text
+    figures = set(data["figures"])
+    arms = {(a["protocol"], a["model"]) for a in data["sweep"]["arms"]}
+    assert arms == {(p, m) for p in ("within", "loso") for m in ("ridge", "beira")}
+    for protocol, model in arms:
+        assert f"history-{protocol}-{model}" in figures
+        assert f"rois-{protocol}-{model}" in figures
+    assert {"loso_vs_within", "traces", "spectra", "topomaps"} <= figures
+    assert any(k.startswith("importances-") for k in figures), "importances with 3 trials"
+    assert data["interpretation"]["model"] == "beira"
+    assert data["dataset"]["n_subjects"] == 3 and len(data["dataset"]["oracle_r"]) == 3
+    assert data["reproducibility"]["study_seed"] == 3
+    assert data["reproducibility"]["report"]["versions"]["eeg2bold"]
+    assert "sweep" in data["reproducibility"] and data["reproducibility"]["sweep"]["versions"]
+
+
+def test_figures_are_valid_pngs(study):
+    import matplotlib.image as mpimg
+
+    images = _images(study["html"])
+    assert len(images) == len(study["json"]["figures"])
+    for png in images:
+        assert png.startswith(PNG)
+        pixels = mpimg.imread(io.BytesIO(png), format="png")
+        assert pixels.ndim == 3 and min(pixels.shape[:2]) > 50
+        assert pixels.std() > 0  # not a blank canvas
+    assert "http://" not in study["html"] and "https://" not in study["html"]
+    assert "<script" not in study["html"]
+
+
+def _json_numbers(value, out: list[float]) -> list[float]:
+    if isinstance(value, dict):
+        for v in value.values():
+            _json_numbers(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _json_numbers(v, out)
+    elif isinstance(value, bool) or value is None:
+        pass
+    elif isinstance(value, int | float):
+        out.append(float(value))
+    elif isinstance(value, str):
+        out.extend(float(t) for t in re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?", value))
+    return out
+
+
+def test_every_number_in_the_html_is_in_the_json(study):
+    text = re.sub(r'src="data:[^"]+"', "", study["html"])
+    text = re.sub(r"<style>.*?</style>", "", text, flags=re.S)
+    visible = html.unescape(re.sub(r"<[^>]+>", " ", text))
+    known = np.array(sorted(set(_json_numbers(study["json"], []))))
+    # numbers standing alone ("2026-11-21" or "6.1.0" are strings, compared as their parts)
+    found = re.finditer(r"(?<![\w.\-])-?\d+(?:\.\d+)?(?:e-?\d+)?(%?)", visible)
+    tokens = [(m.group(0).rstrip("%"), bool(m.group(1))) for m in found]
+    assert len(tokens) > 100
+    missing = []
+    for token, percent in tokens:
+        value = float(token) / (100.0 if percent else 1.0)
+        decimals = len(token.split("e")[0].split(".")[1]) if "." in token else 0
+        # a displayed number is a rounded (or unit-converted: minutes) JSON number
+        tol = (0.5 * 10.0**-decimals + 1e-12) / (100.0 if percent else 1.0)
+        candidates = np.concatenate([known, known / 60.0])
+        if not np.any(np.abs(candidates - value) <= tol * (1 + abs(value) * ("e" in token))):
+            missing.append(token)
+    assert not missing, f"numbers shown but not in the JSON: {missing[:20]}"
+
+
+def test_roi_numbers_equal_a_direct_nested_selection(study):
+    """The per-ROI r is the Fisher mean over held-out subjects of the val-selected test r."""
+    selection = nested_selection(read_results(study["sweep"] / "table"))
+    rois = study["json"]["statistics"]["rois"]
+    assert len(rois) == 4 * 3
+    for row in rois:
+        chosen = selection[
+            (selection["protocol"] == row["protocol"])
+            & (selection["model"] == row["model"])
+            & (selection["roi"] == row["roi"])
+        ]
+        assert row["n_subjects"] == len(chosen) == 3
+        assert row["r"] == pytest.approx(float(fisher_mean(chosen["test_r"].to_numpy())))
+        assert row["ci_low"] <= row["r"] <= row["ci_high"]
+        if row["protocol"] == "loso":  # a whole held-out run: long enough for ≥ 30 s shifts
+            assert row["n_chance"] == 3
+            assert row["chance_low"] < row["chance_r"] < row["chance_high"]
+            assert abs(row["chance_r"]) < 0.2
+        else:  # within: 4-min runs leave test segments under 60 s, and the report says so
+            assert row["chance_r"] is None
+    notes = study["json"]["notes"]
+    assert any("within/ridge" in n and "no surrogate chance level" in n for n in notes)
+    trace = study["json"]["traces"]
+    assert trace["protocol"] == "loso"  # the cross-subject claim is what the traces show
+    for roi in trace["rois"]:
+        assert -1 <= roi["r"] <= 1
+
+
+def test_report_errors_are_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path), "-o", str(tmp_path / "r.html")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a sweep folder" in err[0]
+    assert not (tmp_path / "r.html").exists()
+
+
+def _chromium() -> str | None:
+    """Debian's chromium, installed on first need (CI machines have the package reachable)."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found or not shutil.which("apt-get"):
+        return found
+    for args in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        try:
+            subprocess.run(args, capture_output=True, timeout=600, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+    return shutil.which("chromium")
+
+
+CHECK = """<script>
+window.addEventListener("load", () => {
+  const imgs = [...document.images];
+  const bad = imgs.filter(i => !i.complete || i.naturalWidth === 0).length;
+  const sections = document.querySelectorAll("section").length;
+  const text = `images=${imgs.length} broken=${bad} sections=${sections}`;
+  document.body.setAttribute("data-check", text);
+});
+</script></body>"""
+
+
+def test_opens_in_headless_chromium_without_missing_resources(study, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no chromium and it could not be installed (apt-get)")
+    page = tmp_path / "checked.html"
+    page.write_text(study["html"].replace("</body>", CHECK))
+    run = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    found = re.search(r'data-check="images=(\d+) broken=(\d+) sections=(\d+)"', run.stdout)
+    assert found, run.stdout[-500:]
+    images, broken, sections = map(int, found.groups())
+    assert images == len(study["json"]["figures"]) and broken == 0
+    assert sections == len(SECTIONS)
+    assert "ERR_FILE_NOT_FOUND" not in run.stderr and "Failed to load resource" not in run.stderr

@@ -3,7 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.eeg2bold-installed
-DEMO_DIR ?= demo_out
+# examples/demo/study.yaml names this folder too
+DEMO_DIR := demo_out
 
 .PHONY: demo test lint bench clean
 
@@ -14,8 +15,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[test]"
 	@touch $(STAMP)
 
+# simulate -> sweep (within + LOSO; ridge, beira, twin) -> report. Re-running reuses what is
+# done: the simulation is idempotent and --resume skips finished arms.
 demo: $(STAMP)
-	$(BIN)/eeg2bold simulate $(DEMO_DIR)/demo.zarr --subjects 4 --minutes 10 --seed 0
+	$(BIN)/eeg2bold simulate $(DEMO_DIR)/demo.zarr --subjects 4 --minutes 8 --sfreq 100 --seed 0
+	$(BIN)/eeg2bold sweep examples/demo/study.yaml --resume
+	$(BIN)/eeg2bold report $(DEMO_DIR)/sweep -o $(DEMO_DIR)/report.html --json $(DEMO_DIR)/report.json
 
 test: $(STAMP)
 	$(BIN)/ruff check .

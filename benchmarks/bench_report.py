@@ -248,10 +248,9 @@ def make_sweep_folder(root: Path, *, trials_per_arm: int, minutes: float) -> dic
                     ]
                 fold_val.append(float(fisher_mean(scores["val"])))
                 fold_test.append(float(fisher_mean(scores["test"])))
-            if not closed:  # closed form: its one epoch is only the final part
-                for e, rows in enumerate(epoch_rows):
-                    writer.write(rows, tag=f"{trial}-epoch{e + 1}")
-                    n_rows, n_parts = n_rows + len(rows), n_parts + 1
+            for e, rows in enumerate(epoch_rows):  # closed form too: its one epoch
+                writer.write(rows, tag=f"{trial}-epoch{e + 1}")
+                n_rows, n_parts = n_rows + len(rows), n_parts + 1
             writer.write(final_rows, tag=f"{trial}-final")
             n_rows, n_parts = n_rows + len(final_rows), n_parts + 1
             value = float(fisher_mean(np.asarray(fold_val)))

@@ -177,7 +177,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         args.recording,
         protocol=args.protocol,
         model=args.model_name,
+        fmt=args.eeg_format,
+        mat=_mat_options(args),
         bad_channels=args.bad or (),
+        preprocess=not args.no_preprocess,
+        check_amplitude=not args.no_amplitude_check,
         step_s=args.step,
         device=args.device,
         progress=not args.quiet,
@@ -414,18 +418,9 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 def _ingest_files_layout(args: argparse.Namespace) -> Any:
     from pathlib import Path
 
-    from eeg2bold.ingest import FileRun, FilesLayout, MatOptions
+    from eeg2bold.ingest import FileRun, FilesLayout
 
-    mat = None
-    if args.mat_variable or args.mat_sfreq:
-        if not (args.mat_variable and args.mat_sfreq):
-            raise ConfigError("MATLAB EEG needs both --mat-variable and --mat-sfreq")
-        mat = MatOptions(
-            variable=args.mat_variable,
-            sfreq=args.mat_sfreq,
-            units=args.mat_units,
-            channels=args.mat_channels,
-        )
+    mat = _mat_options(args)
     run = FileRun(
         eeg=Path(args.eeg),
         bold=Path(args.bold),
@@ -434,6 +429,42 @@ def _ingest_files_layout(args: argparse.Namespace) -> Any:
         confounds=Path(args.confounds) if args.confounds else None,
     )
     return FilesLayout([run], eeg_format=args.eeg_format, mat=mat)
+
+
+def _mat_options(args: argparse.Namespace) -> Any:
+    """MATLAB EEG options (variable, rate, units, names), or None for other formats."""
+    from eeg2bold.ingest import MatOptions
+
+    if not (args.mat_variable or args.mat_sfreq):
+        return None
+    if not (args.mat_variable and args.mat_sfreq):
+        raise ConfigError("MATLAB EEG needs both --mat-variable and --mat-sfreq")
+    return MatOptions(
+        variable=args.mat_variable,
+        sfreq=args.mat_sfreq,
+        units=args.mat_units,
+        channels=args.mat_channels,
+    )
+
+
+def _add_mat_arguments(q: Any) -> None:
+    from eeg2bold.ingest.options import split_names
+
+    q.add_argument(
+        "--mat-variable",
+        metavar="NAME",
+        help="MATLAB variable with the [channels x samples] array (a.b for fields)",
+    )
+    q.add_argument("--mat-sfreq", type=float, metavar="HZ", help="its sampling rate")
+    q.add_argument(
+        "--mat-units", choices=("V", "mV", "uV"), default="uV", help="its units (default uV)"
+    )
+    q.add_argument(
+        "--mat-channels",
+        type=split_names,
+        metavar="NAMES",
+        help="its channel names (default EEG001, EEG002, ...)",
+    )
 
 
 def _ingest_cwl_layout(args: argparse.Namespace) -> Any:
@@ -709,21 +740,7 @@ def _add_ingest_parser(sub: Any) -> None:
         choices=("eeglab", "brainvision", "edf", "bdf", "fif", "mat"),
         help="EEG format when the file name does not say it",
     )
-    q.add_argument(
-        "--mat-variable",
-        metavar="NAME",
-        help="MATLAB variable with the [channels x samples] array (a.b for fields)",
-    )
-    q.add_argument("--mat-sfreq", type=float, metavar="HZ", help="its sampling rate")
-    q.add_argument(
-        "--mat-units", choices=("V", "mV", "uV"), default="uV", help="its units (default uV)"
-    )
-    q.add_argument(
-        "--mat-channels",
-        type=split_names,
-        metavar="NAMES",
-        help="its channel names (default EEG001, EEG002, ...)",
-    )
+    _add_mat_arguments(q)
 
     q = layout(
         "cwl",
@@ -912,6 +929,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=float, help="seconds between predictions (default: the TR)")
     p.add_argument("--bad", nargs="+", metavar="CHANNEL", help="bad channels to interpolate")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument(
+        "--eeg-format",
+        choices=("eeglab", "brainvision", "edf", "bdf", "fif", "mat"),
+        help="EEG format when the file name does not say it",
+    )
+    _add_mat_arguments(p)
+    p.add_argument(
+        "--no-preprocess",
+        action="store_true",
+        help="the recording is already preprocessed like the training data",
+    )
+    p.add_argument(
+        "--no-amplitude-check",
+        action="store_true",
+        help="predict even if the EEG scale is far from the training data's",
+    )
     p.add_argument("--no-plot", action="store_true", help="do not write the PNG plot")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=_cmd_predict)

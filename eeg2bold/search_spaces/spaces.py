@@ -244,8 +244,9 @@ def check_constraints(models: list[str], constraints: Mapping[str, Constraint]) 
             raise ConfigError(f"search: unknown parameter {name!r}{hint}")
     import optuna
 
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for model in models:  # the narrowed ranges must build
+    for model in models:  # the narrowed ranges must build; one study per model, as in a sweep
+        # (models may share a parameter name with different distributions)
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         trial = study.ask()
         define_space(trial, model=model, constraints=constraints)
         study.tell(trial, 0.0)

@@ -44,6 +44,7 @@ def model_card(trainer: FoldTrainer, dataset: Dataset, config: ExperimentConfig)
         "channels": list(data.channels),
         "units": dataset.info.eeg.units,
         "eeg": json.dumps(dataset.info.eeg.to_attrs()),
+        "bold": json.dumps(dataset.info.bold.to_attrs()),  # the TR predictions default to
         "outputs": list(data.outputs),
         "normaliser": data.normaliser.state(),
         "state_dict": trainer.model.state_dict(),

@@ -139,11 +139,18 @@ def test_prediction_times_follow_the_window_rounding(sim):
         apply_models(models, sim.run.eeg[:, :2000], sfreq=100.0, times=[10.0, 15.0])
 
 
-def test_step_defaults_to_the_training_tr_when_the_model_file_records_it(sim, tmp_path):
+def test_step_defaults_to_the_training_tr_the_model_file_records(sim, tmp_path):
     card = torch.load(sim.model, weights_only=True)
-    card["bold"] = json.dumps({"tr": 2.0, "rois": list(card["outputs"]), "atlas": None})
-    path = tmp_path / "with-tr.pt"
+    tr = sim.dataset.info.bold.tr
+    assert json.loads(card["bold"])["tr"] == tr  # written by training
+    prediction = predict(str(sim.model), sim.vhdr)
+    assert np.allclose(np.diff(prediction.times), tr)
+    assert prediction.info["step_s"] == tr
+    # an older model file without it: every second, and the run says so
+    del card["bold"]
+    path = tmp_path / "without-tr.pt"
     torch.save(card, path)
-    prediction = predict(str(path), sim.vhdr)
-    assert np.allclose(np.diff(prediction.times), 2.0)
-    assert prediction.info["step_s"] == 2.0
+    said: list[str] = []
+    prediction = predict(str(path), sim.vhdr, echo=said.append)
+    assert np.allclose(np.diff(prediction.times), 1.0)
+    assert any("does not record the training TR" in line for line in said)

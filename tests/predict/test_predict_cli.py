@@ -36,3 +36,22 @@ def test_cli_sweep_and_one_line_errors(sim, sweep, tmp_path, capsys):
     )
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("eeg2bold: error: ") and "no finished trial for protocol 'loso'" in err
+
+
+def test_cli_amplitude_check_and_its_escape(sim, write, tmp_path, capsys):
+    vhdr = write.brainvision(tmp_path, "units", sim.volts * 1e6, names=sim.channels, sfreq=100.0)
+    out = tmp_path / "b.tsv"
+    assert main(["predict", str(sim.model), str(vhdr), "-o", str(out), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "units.vhdr: EEG amplitude is 1e+06 x" in err[0]
+    assert not out.exists()
+    args = ["predict", str(sim.model), str(vhdr), "-o", str(out), "-q", "--no-amplitude-check"]
+    assert main(args) == 0 and out.exists()
+
+
+def test_cli_matlab_options_come_in_pairs(sim, tmp_path, capsys):
+    mat = tmp_path / "eeg.mat"
+    mat.write_bytes(b"")
+    args = ["predict", str(sim.model), str(mat), "-o", str(tmp_path / "b.tsv")]
+    assert main([*args, "--mat-variable", "EEG"]) == 1
+    assert "needs both --mat-variable and --mat-sfreq" in capsys.readouterr().err

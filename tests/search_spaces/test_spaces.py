@@ -72,3 +72,11 @@ def test_bad_constraints_are_refused_with_suggestions():
     with pytest.raises(ConfigError, match=r"low .* is above high"):
         check_constraints(["beira"], {"train.lr": {"low": 1e-3, "high": 1e-4}})
     check_constraints(["ridge", "beira"], {"train.epochs": 5, "data.delay_s": [0.0, 4.0]})
+
+
+def test_constraints_check_models_whose_spaces_share_a_name():
+    """beira samples n_branches on a log scale, twin in steps of 8: a study may hold both."""
+    beira = {p.name: p for p in describe_space("beira")}["model.n_branches"]
+    twin = {p.name: p for p in describe_space("twin")}["model.n_branches"]
+    assert (beira.log, twin.log) == (True, False)  # the clash this test is about
+    check_constraints(["beira", "twin", "ridge"], {"data.window_s": 10.0})

@@ -157,6 +157,7 @@ def make_sweep_folder(root: Path, *, trials_per_arm: int, minutes: float) -> dic
     runs = {}
     for key in dataset.runs():
         run = dataset.read_run(key, truth=True)
+        assert run.truth is not None  # simulated: the noise-free BOLD is stored
         runs[key] = {
             "bold": np.asarray(run.bold, dtype=np.float64),
             "bold_clean": np.asarray(run.truth.arrays["bold_clean"], dtype=np.float64),

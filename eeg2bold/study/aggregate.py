@@ -144,20 +144,21 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (``json.dumps(..., allow_nan=False)`` works): NaN becomes None."""
         return {
-            "settings": _plain(self.settings),
+            "settings": plain_json(self.settings),
             "rois": _records(self.rois),
             "comparisons": _records(self.comparisons),
             "selection": _records(self.selection),
         }
 
 
-def _plain(value: Any) -> Any:
+def plain_json(value: Any) -> Any:
+    """JSON-safe: numpy scalars and arrays to Python, NaN/inf/NA to None."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain_json(v) for v in value]
     if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
+        return [plain_json(v) for v in value.tolist()]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -168,7 +169,7 @@ def _plain(value: Any) -> Any:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [_plain(row) for row in frame.to_dict(orient="records")]
+    return [plain_json(row) for row in frame.to_dict(orient="records")]
 
 
 def _stream_seed(seed: int, *parts: Any) -> int:

@@ -26,7 +26,7 @@ import pandas as pd
 
 from eeg2bold.errors import DatasetError, Eeg2BoldError
 from eeg2bold.study import figures
-from eeg2bold.study.aggregate import PredictionFiles, Summary, summarize
+from eeg2bold.study.aggregate import PredictionFiles, Summary, plain_json, summarize
 from eeg2bold.study.queries import SweepRecord, load_sweep, trials_table
 from eeg2bold.study.results import read_results
 from eeg2bold.training.metrics import fisher_mean
@@ -56,23 +56,6 @@ class Report:
 
 
 # -- numbers -------------------------------------------------------------------------------
-def _plain(value: Any) -> Any:
-    """JSON-safe: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is pd.NA or value is pd.NaT:
-        return None
-    return value
-
-
 def _dataset_section(sweep: SweepRecord) -> dict[str, Any]:
     from eeg2bold.launch.optuna_storage import expand_env
     from eeg2bold.storage import open_dataset
@@ -391,9 +374,8 @@ def build_report(
     data["results"] = []
     for (protocol, model), frame in summary.rois.groupby(["protocol", "model"], sort=True):
         key = f"rois-{protocol}-{model}"
-        rows = [
-            {**row, "q": row.get("sign_flip_q")} for row in _plain(frame.to_dict(orient="records"))
-        ]
+        records = plain_json(frame.to_dict(orient="records"))
+        rows = [{**row, "q": row.get("sign_flip_q")} for row in records]
         figs[key] = figures.roi_bars(
             rows,
             title=f"{model}, {protocol}: test r per ROI (n = {int(frame['n_subjects'].max())})",
@@ -417,7 +399,7 @@ def build_report(
     data["reproducibility"] = _reproducibility(sweep, summary, trials)
     data["build_seconds"] = time.perf_counter() - started
     data["figures"] = sorted(figs)
-    return Report(data=_plain(data), figures=figs)
+    return Report(data=plain_json(data), figures=figs)
 
 
 def _reproducibility(sweep: SweepRecord, summary: Summary, trials: pd.DataFrame) -> dict[str, Any]:

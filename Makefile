@@ -35,6 +35,12 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_windows.py
 	$(BIN)/python benchmarks/bench_simulator.py
+	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_models.py --quick
+	$(BIN)/python benchmarks/bench_beira.py --steps 60 --eval-every 30
+	$(BIN)/python benchmarks/bench_sweep.py --trials 8
+	$(BIN)/python benchmarks/bench_report.py
+	$(BIN)/python benchmarks/bench_demo.py
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache .mypy_cache

@@ -7,6 +7,7 @@ actor process imports only what training needs.
 from __future__ import annotations
 
 import io
+import time
 from typing import Any
 
 import torch
@@ -95,6 +96,7 @@ class FoldWorker:
         from eeg2bold.training.outputs import write_fold_outputs
         from eeg2bold.training.rows import result_rows
 
+        started = time.perf_counter()
         final = self.trainer.finish()
         if results is not None:
             write_fold_outputs(
@@ -120,4 +122,5 @@ class FoldWorker:
             "val": final["val"].mean,
             "test": final["test"].mean,
             "best_epoch": self.trainer.best_epoch,
+            "seconds": time.perf_counter() - started,  # final scoring + model/prediction files
         }

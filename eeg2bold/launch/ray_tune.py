@@ -269,6 +269,7 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
                 "epoch": max(f["best_epoch"] for f in finals),
                 "finished": True,
                 "config_hash": config_hash,
+                "finish_seconds": max(f["seconds"] for f in finals),  # slowest fold's
             }
         )
     except RayTaskError as exc:

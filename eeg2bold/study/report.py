@@ -242,7 +242,7 @@ def _trace_section(
         truth[:, first],
         pred[:, first],
         outputs,
-        title=f"{model} ({protocol}), held-out subject {row['subject']}: test segment",
+        title=f"{model} ({protocol}), fold of {row['subject']}: test segment",
     )
     return {
         "protocol": protocol,
@@ -562,8 +562,9 @@ def _html_results(report: Report) -> str:
     stats = report.data["statistics"]
     settings = stats["settings"]
     out = _note(
-        f"Mean test r across held-out subjects (Fisher z), {settings['level']:.0%} bootstrap CI "
-        f"({settings['n_boot']} resamples across subjects); chance band from "
+        "Mean test r across subjects, one per fold (Fisher z); "
+        f"{settings['level']:.0%} bootstrap CI ({settings['n_boot']} resamples across "
+        "subjects); chance band from "
         f"{settings['n_surrogates']} circular shifts (≥ {settings['min_shift_s']:g} s) of each "
         "selected fold's test predictions; p from sign flips of subject z (H1: r > 0) with "
         "Benjamini–Hochberg q across ROIs; * marks q < 0.05."
@@ -667,10 +668,11 @@ def _html_traces(report: Report) -> str:
     t = report.data["traces"]
     if "skipped" in t:
         return _note(f"Skipped: {t['skipped']}.")
+    which = "Best arm" if t["protocol"] == "within" else "Best cross-subject arm"
     out = _note(
-        f"Best cross-subject arm {t['model']} ({t['protocol']}); the held-out subject with the "
-        f"median score ({t['subject']}, trial {t['trial']}), first contiguous test segment. "
-        "z-scored for display."
+        f"{which} {t['model']} ({t['protocol']}); the fold with the median test score "
+        f"(subject {t['subject']}, trial {t['trial']}), not the best one; first contiguous "
+        "test segment, z-scored for display."
     )
     out += _img(report, t["figure"], "predicted vs true BOLD")
     out += _table(["ROI", "test r (whole test split)"], [[r["roi"], r["r"]] for r in t["rois"]])
@@ -682,7 +684,7 @@ def _html_interpretation(report: Report) -> str:
     if "skipped" in i:
         return _note(f"Skipped: {i['skipped']}.")
     out = _note(
-        f"{i['model']} ({i['protocol']}), fold model of held-out subject {i['subject']} "
+        f"{i['model']} ({i['protocol']}), fold model of {i['subject']} "
         f"({i['file']}): Haufe forward patterns of the front-end's spatial filters (covariance "
         "of that subject's EEG) and the magnitude responses of its band-pass filters."
     )

@@ -254,8 +254,8 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
                 for i, blob in enumerate(blobs):
                     with open(os.path.join(folder, f"fold{i}.pt"), "wb") as f:
                         f.write(blob)
-                with open(os.path.join(folder, "meta.json"), "w") as f:
-                    json.dump({"done": done, "best": best}, f)
+                with open(os.path.join(folder, "meta.json"), "w") as meta_file:
+                    json.dump({"done": done, "best": best}, meta_file)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
         finals = ray.get(
             [a.finish.remote(ctx.sweep, trial_id, config_hash, ctx.results) for a in actors]
@@ -434,6 +434,7 @@ class _OptunaSearch(OptunaSearch):
             failure = read_failure(self._results, trial_id)
             reason = failure["reason"] if failure else "worker or node died (see error.txt)"
             ot_trial.set_user_attr("failure_reason", reason)
+            assert self._ot_study is not None  # a trial exists only once the study does
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
             self._completed_trials.add(trial_id)
             return None
@@ -466,7 +467,7 @@ class _Progress(tune.Callback):
         self.label, self.total, self.echo, self.results = label, total, echo, results
         self.finished = 0
 
-    def on_trial_result(self, iteration, trials, trial, result, **info):  # type: ignore[no-untyped-def]
+    def on_trial_result(self, iteration, trials, trial, result, **info):
         if not result.get("finished"):
             self.echo(
                 f"[{self.label}] trial {trial.trial_id} epoch {result.get('epoch')}: "
@@ -474,7 +475,7 @@ class _Progress(tune.Callback):
                 f"({result.get('folds_done', 0)} folds done)"
             )
 
-    def on_trial_complete(self, iteration, trials, trial, **info):  # type: ignore[no-untyped-def]
+    def on_trial_complete(self, iteration, trials, trial, **info):
         self.finished += 1
         last = trial.last_result or {}
         self.echo(
@@ -483,7 +484,7 @@ class _Progress(tune.Callback):
             + (f", test r {last['test_r']:.3f}" if "test_r" in last else " (stopped early)")
         )
 
-    def on_trial_error(self, iteration, trials, trial, **info):  # type: ignore[no-untyped-def]
+    def on_trial_error(self, iteration, trials, trial, **info):
         self.finished += 1
         failure = read_failure(self.results, trial.trial_id)
         reason = failure["reason"] if failure else "worker or node died (see the trial's error.txt)"
@@ -529,7 +530,9 @@ def run_arm(settings: ArmSettings, *, resume: bool, echo: Callable[[str], None])
 
     path = f"{settings.storage_path.rstrip('/')}/{settings.name}"
     trainable = _trainable(settings)
-    callbacks = [_Progress(settings.name, settings.num_samples, _Echo(), settings.context.results)]
+    callbacks: list[tune.Callback] = [
+        _Progress(settings.name, settings.num_samples, _Echo(), settings.context.results)
+    ]
     if resume and tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(
             path, trainable=trainable, resume_unfinished=True, resume_errored=False
@@ -578,7 +581,8 @@ def run_arm(settings: ArmSettings, *, resume: bool, echo: Callable[[str], None])
         )
     grid = tuner.fit()
     out = []
-    for result in grid:
+    for index in range(len(grid)):
+        result = grid[index]
         metrics = result.metrics or {}
         out.append(
             {

@@ -22,16 +22,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import Tensor, nn
 
 from eeg2bold.errors import ConfigError
-
-if TYPE_CHECKING:
-    import optuna
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +69,17 @@ class TrainingBatch(NamedTuple):
     segment: Tensor
 
 
+class SuggestTrial(Protocol):
+    """What a search space may call: the suggest methods of an Optuna trial (the sweep passes
+    a wrapper that applies the study config's fixed values and narrowed ranges)."""
+
+    def suggest_float(self, name: str, low: float, high: float, **kw: Any) -> float: ...
+
+    def suggest_int(self, name: str, low: int, high: int, **kw: Any) -> int: ...
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any: ...
+
+
 class BoldModel(nn.Module):
     """Base class of every registered model (see the module docstring for the contract)."""
 
@@ -94,7 +102,7 @@ class BoldModel(nn.Module):
         return ModelOutputs(pred=self(eeg))
 
     @classmethod
-    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
+    def search_space(cls, trial: SuggestTrial) -> dict[str, Any]:
         """Define-by-run hyperparameter space; default: nothing to search."""
         return {}
 

@@ -10,17 +10,21 @@ one decoder serves all ROIs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from eeg2bold.models.base import BoldModel, DataSpec, ModelParams, register_model, resample_time
+from eeg2bold.models.base import (
+    BoldModel,
+    DataSpec,
+    ModelParams,
+    SuggestTrial,
+    register_model,
+    resample_time,
+)
 from eeg2bold.models.frontend import InterpretableFrontEnd
-
-if TYPE_CHECKING:
-    import optuna
 
 
 class BeiraParams(ModelParams):
@@ -166,7 +170,7 @@ class Beira(BoldModel):
         return resample_time(self.head(x), self.spec.n_out)
 
     @classmethod
-    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
+    def search_space(cls, trial: SuggestTrial) -> dict[str, Any]:
         return {
             "n_branches": trial.suggest_int("n_branches", 4, 32, log=True),
             "fir_s": trial.suggest_float("fir_s", 0.25, 1.0, log=True),

@@ -9,7 +9,7 @@ as an HRF estimate.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,11 +17,15 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from eeg2bold.models.base import BoldModel, DataSpec, ModelParams, register_model, resample_time
+from eeg2bold.models.base import (
+    BoldModel,
+    DataSpec,
+    ModelParams,
+    SuggestTrial,
+    register_model,
+    resample_time,
+)
 from eeg2bold.models.frontend import depthwise_fir
-
-if TYPE_CHECKING:
-    import optuna
 
 
 class LinkerParams(ModelParams):
@@ -213,7 +217,7 @@ class Linker(BoldModel):
         return resample_time(x, self.spec.n_out)
 
     @classmethod
-    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
+    def search_space(cls, trial: SuggestTrial) -> dict[str, Any]:
         return {
             "n_sources": trial.suggest_int("n_sources", 4, 32, log=True),
             "filters_per_source": trial.suggest_int("filters_per_source", 1, 4),

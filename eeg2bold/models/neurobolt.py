@@ -18,17 +18,21 @@ LaBraM weights are not reachable here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, cast
+from typing import Annotated, Any, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from eeg2bold.models.base import BoldModel, DataSpec, ModelParams, register_model, resample_time
-
-if TYPE_CHECKING:
-    import optuna
+from eeg2bold.models.base import (
+    BoldModel,
+    DataSpec,
+    ModelParams,
+    SuggestTrial,
+    register_model,
+    resample_time,
+)
 
 StftWindow = Annotated[float, Field(ge=0.125, le=4.0)]
 
@@ -234,7 +238,7 @@ class NeuroBOLT(BoldModel):
         return self.readout(y)
 
     @classmethod
-    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
+    def search_space(cls, trial: SuggestTrial) -> dict[str, Any]:
         patch_s = trial.suggest_categorical("patch_s", [0.5, 1.0, 2.0])
         # Token rate (channel tokens per second of window) bounds attention cost: at most
         # 16 tokens/s, i.e. 320 tokens for a 20 s window, whatever the channel count.

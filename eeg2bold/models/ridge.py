@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -21,12 +21,10 @@ from eeg2bold.models.base import (
     ClosedFormModel,
     DataSpec,
     ModelParams,
+    SuggestTrial,
     TrainingBatch,
     register_model,
 )
-
-if TYPE_CHECKING:
-    import optuna
 
 BAND_SETS: dict[str, tuple[tuple[float, float], ...]] = {
     # delta, theta, alpha, beta, gamma
@@ -325,7 +323,7 @@ class Ridge(ClosedFormModel):
         }
 
     @classmethod
-    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
+    def search_space(cls, trial: SuggestTrial) -> dict[str, Any]:
         return {
             "band_set": trial.suggest_categorical("band_set", ["classic", "fine"]),
             "bin_s": trial.suggest_categorical("bin_s", [1.0, 2.0, 4.0]),

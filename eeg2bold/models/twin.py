@@ -15,7 +15,7 @@ encoder"), both L2-normalised in one ``embed_dim`` space for a CLIP-style contra
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -28,13 +28,11 @@ from eeg2bold.models.base import (
     DataSpec,
     ModelOutputs,
     ModelParams,
+    SuggestTrial,
     register_model,
     resample_time,
 )
 from eeg2bold.models.frontend import InterpretableFrontEnd
-
-if TYPE_CHECKING:
-    import optuna
 
 
 class TwinParams(ModelParams):
@@ -289,7 +287,7 @@ class Twin(BoldModel):
         )
 
     @classmethod
-    def search_space(cls, trial: optuna.Trial) -> dict[str, Any]:
+    def search_space(cls, trial: SuggestTrial) -> dict[str, Any]:
         d_model = trial.suggest_categorical("d_model", [32, 64, 128])
         return {
             "n_branches": trial.suggest_int("n_branches", 8, 32, step=8),

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from eeg2bold.errors import Eeg2BoldError
 from eeg2bold.models import BoldModel, TrainingBatch, build_model
+from eeg2bold.models.base import ClosedFormModel
 from eeg2bold.training.data import FoldData
 from eeg2bold.training.losses import LossWeights, total_loss
 from eeg2bold.training.metrics import combine_segments, fisher_mean, pearson_r, stitch
@@ -165,6 +166,7 @@ class FoldTrainer:
             t_data = time.perf_counter()
             batches = list(self._closed_form_batches())
             data_s += time.perf_counter() - t_data
+            assert isinstance(self.model, ClosedFormModel)
             self.model.fit_closed_form(batches)
         else:
             assert self.optimizer is not None

@@ -91,6 +91,6 @@ def write_fold_outputs(
         for key, value in trainer.predictions(split).items():
             arrays[f"{split}_{key}"] = value
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub: kwds
     predictions = _publish(root, f"predictions/{stem}.npz", buffer.getvalue())
     return {"model": model, "predictions": predictions}

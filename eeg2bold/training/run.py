@@ -149,7 +149,7 @@ def train_protocol(
                 trainer, dataset=dataset, config=config, root=str(out), stem=stem
             )
             fold_result.model_file = written["model"]
-        if writer is not None and not (resumed and _already_written(out, stem)):
+        if writer is not None and not (resumed and out is not None and _already_written(out, stem)):
             writer.write(
                 result_rows(
                     config=config,

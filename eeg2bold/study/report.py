@@ -33,6 +33,7 @@ from eeg2bold.training.metrics import fisher_mean
 
 REPORT_FORMAT = "eeg2bold.report/1"
 SECTIONS = (
+    ("summary", "Summary"),
     ("dataset", "Dataset"),
     ("sweep", "Sweep"),
     ("results", "Per-ROI results"),
@@ -155,6 +156,38 @@ def _sweep_section(sweep: SweepRecord, trials: pd.DataFrame, echo: Echo) -> dict
             for f in failures.itertuples()
         ],
     }
+
+
+def _headline(summary: Summary, oracle: Mapping[str, float]) -> list[dict[str, Any]]:
+    """One row per protocol × model: the numbers a reader wants before any figure."""
+    alpha = float(summary.settings["alpha"])
+    rows = []
+    for (protocol, model), frame in summary.rois.groupby(["protocol", "model"], sort=True):
+        r = frame["r"].dropna().to_numpy(dtype=np.float64)
+        gaps = summary.comparisons[
+            (summary.comparisons["model"] == model) & (summary.comparisons["protocol"] == protocol)
+        ]["gap"].dropna()
+        rows.append(
+            {
+                "protocol": protocol,
+                "model": model,
+                "n_subjects": int(frame["n_subjects"].max()),
+                "n_rois": int(len(frame)),
+                "mean_r": float(fisher_mean(r)) if r.size else None,
+                "min_r": float(r.min()) if r.size else None,
+                "max_r": float(r.max()) if r.size else None,
+                "n_above_chance": int((frame["sign_flip_q"] < alpha).sum()),
+                # exact sign flips over S subjects cannot give p below 2^-S (one-sided)
+                "min_possible_p": 2.0 ** -int(frame["n_subjects"].max()),
+                "mean_gap": float(gaps.mean()) if len(gaps) else None,
+                "oracle_r": (
+                    float(fisher_mean(np.array([oracle[roi] for roi in frame["roi"]])))
+                    if oracle and all(roi in oracle for roi in frame["roi"])
+                    else None
+                ),
+            }
+        )
+    return rows
 
 
 def _subject_points(selection: pd.DataFrame, reference: str) -> dict[str, list[dict[str, Any]]]:
@@ -371,6 +404,7 @@ def build_report(
         say(f"report: note: {note}")
     data["statistics"] = summary.to_dict()
     oracle = data["dataset"].get("oracle_r", {})
+    data["summary"] = _headline(summary, oracle)
     data["results"] = []
     for (protocol, model), frame in summary.rois.groupby(["protocol", "model"], sort=True):
         key = f"rois-{protocol}-{model}"
@@ -446,10 +480,12 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, digits: int = 3) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join(
         "<tr>" + "".join(f"<td>{_fmt(v, digits)}</td>" for v in row) + "</tr>" for row in rows
     )
+    if not any(headers):  # a key-value table
+        return f"<table><tbody>{body}</tbody></table>"
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -460,6 +496,43 @@ def _img(report: Report, key: str, alt: str) -> str:
 
 def _note(text: str) -> str:
     return f'<p class="note">{html.escape(text)}</p>'
+
+
+def _html_summary(report: Report) -> str:
+    rows = report.data["summary"]
+    alpha = report.data["statistics"]["settings"]["alpha"]
+    reference = report.data["statistics"]["settings"]["reference"]
+    out = _note(
+        "Per protocol × model, after nested selection: mean test r over ROIs (Fisher z of the "
+        f"per-ROI means across subjects), its range over ROIs, ROIs whose sign-flip q < {alpha} "
+        f"(FDR across ROIs), and the mean generalisation gap ({reference} − protocol) over ROIs."
+    )
+    small = [r for r in rows if r["min_possible_p"] > alpha]
+    if small:
+        worst = min(small, key=lambda r: r["n_subjects"])
+        out += _note(
+            f"With {worst['n_subjects']} subjects the smallest possible sign-flip p is "
+            f"{worst['min_possible_p']}, so no ROI can pass q < {alpha}: more subjects are needed "
+            "before significance can be read."
+        )
+    with_oracle = any(r["oracle_r"] is not None for r in rows)
+    headers = ["protocol", "model", "subjects", "mean r", "min ROI r", "max ROI r"]
+    headers += ["ROIs above chance", "mean gap"] + (["oracle r"] if with_oracle else [])
+    table = [
+        [
+            r["protocol"],
+            r["model"],
+            r["n_subjects"],
+            r["mean_r"],
+            r["min_r"],
+            r["max_r"],
+            f"{r['n_above_chance']} of {r['n_rois']}",
+            r["mean_gap"],
+        ]
+        + ([r["oracle_r"]] if with_oracle else [])
+        for r in rows
+    ]
+    return out + _table(headers, table)
 
 
 def _html_dataset(d: Mapping[str, Any]) -> str:
@@ -762,6 +835,7 @@ def render_html(report: Report) -> str:
     d = report.data
     title = f"eeg2bold report: {d['sweep'].get('name') or d['study']}"
     parts = {
+        "summary": _html_summary(report),
         "dataset": _html_dataset(d["dataset"]),
         "sweep": _html_sweep(report),
         "results": _html_results(report),

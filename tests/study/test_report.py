@@ -174,6 +174,13 @@ def test_roi_numbers_equal_a_direct_nested_selection(study):
             assert row["chance_r"] is None
     notes = study["json"]["notes"]
     assert any("within/ridge" in n and "no surrogate chance level" in n for n in notes)
+    headline = {(h["protocol"], h["model"]): h for h in study["json"]["summary"]}
+    assert len(headline) == 4
+    for (protocol, model), h in headline.items():
+        mine = [r["r"] for r in rois if r["protocol"] == protocol and r["model"] == model]
+        assert h["mean_r"] == pytest.approx(float(fisher_mean(np.array(mine))))
+        assert h["min_r"] <= h["mean_r"] <= h["max_r"] and h["n_rois"] == 3
+        assert (h["mean_gap"] is None) == (protocol == "within")
     trace = study["json"]["traces"]
     assert trace["protocol"] == "loso"  # the cross-subject claim is what the traces show
     for roi in trace["rois"]:

@@ -37,7 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_windows.py
 	$(BIN)/python benchmarks/bench_simulator.py
 	$(BIN)/python benchmarks/bench_ingest.py
-	$(BIN)/python benchmarks/bench_models.py --quick
+	$(BIN)/python benchmarks/bench_models.py
 	$(BIN)/python benchmarks/bench_beira.py --steps 60 --eval-every 30
 	$(BIN)/python benchmarks/bench_sweep.py
 	$(BIN)/python benchmarks/bench_report.py

@@ -58,7 +58,9 @@ class TrainConfig(BaseModel):
     loss: LossWeights = Field(default_factory=LossWeights, description="Loss weights.")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Training device.")
     amp: Literal["auto", "bf16", "off"] = Field(
-        "auto", description="Mixed precision: auto = bf16 autocast on CUDA, none elsewhere."
+        "auto",
+        description="Mixed precision: auto = bf16 autocast on CUDA, none elsewhere; bf16 = "
+        "bf16 autocast on any device (CPU too); off = float32.",
     )
     seed: int = Field(0, ge=0, description="Seed of initial weights and data order.")
 
@@ -138,7 +140,7 @@ class FoldTrainer:
                 self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
             )
         amp = self.config.amp
-        self.autocast = self.device.type == "cuda" and amp in ("auto", "bf16")
+        self.autocast = amp == "bf16" or (amp == "auto" and self.device.type == "cuda")
 
     # -- learning rate ----------------------------------------------------------------
     def _lr(self) -> float:
@@ -182,7 +184,7 @@ class FoldTrainer:
                 lr = self._lr()
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                     out = self.model.training_outputs(eeg, target)
                 loss, parts = total_loss(out, target, self.config.loss)
                 if not torch.isfinite(loss):
@@ -257,7 +259,7 @@ class FoldTrainer:
         out = []
         for lo in range(0, len(idx), self.config.eval_batch_size):
             eeg, _ = self.data.batch(idx[lo : lo + self.config.eval_batch_size])
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 pred = self.model(eeg)
             out.append(pred.float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.data.outputs), 1))

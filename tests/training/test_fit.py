@@ -101,3 +101,28 @@ def test_learning_improves_val_r(fold_data, tiny_model):
     assert final["val"].mean > max(first, 0.2)
     assert final["test"].n == fold_data.fold.test.size
     assert np.isfinite(final["test"].r).all()
+
+
+@pytest.mark.parametrize(("amp", "expected"), [("bf16", torch.bfloat16), ("off", torch.float32)])
+def test_bf16_autocast_runs_the_model_in_bf16_and_keeps_scores_in_float32(
+    fold_data, tiny_model, amp, expected
+):
+    """The autocast path of CUDA runs on the CPU too (amp=bf16): the model's layers compute in
+    bf16, weights, loss and scores stay float32, and learning still works."""
+    trainer = _trainer(fold_data, tiny_model, epochs=15, lr=3e-2, amp=amp, device="cpu")
+    seen: list[torch.dtype] = []
+    trainer.model.spatial.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    first = trainer.step()
+    assert set(seen) == {expected}
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    assert np.isfinite(first.train_loss)
+    while not trainer.done:
+        trainer.step()
+    final = trainer.finish()
+    assert np.isfinite(final["val"].r).all()
+    assert final["val"].mean > max(first.val.mean, 0.2)
+
+
+def test_auto_precision_is_float32_on_the_cpu(fold_data, tiny_model):
+    trainer = _trainer(fold_data, tiny_model, epochs=1, device="cpu")
+    assert trainer.config.amp == "auto" and not trainer.autocast

@@ -9,6 +9,7 @@ bootstrap CIs across subjects, surrogate chance, FDR, paired LOSO-vs-within test
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 import math
@@ -857,10 +858,15 @@ def render_html(report: Report) -> str:
 
 def _publish(path: Path, payload: bytes) -> None:
     """Write beside the target, then rename: a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(payload)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise Eeg2BoldError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
 
 
 def write_report(

@@ -144,6 +144,8 @@ def test_every_number_in_the_html_is_in_the_json(study):
     missing = []
     for token, percent in tokens:
         value = float(token) / (100.0 if percent else 1.0)
+        if not np.isfinite(value):  # an id made only of digits and "e" ("5e312099")
+            continue
         decimals = len(token.split("e")[0].split(".")[1]) if "." in token else 0
         # a displayed number is a rounded (or unit-converted: minutes) JSON number
         tol = (0.5 * 10.0**-decimals + 1e-12) / (100.0 if percent else 1.0)
@@ -186,6 +188,16 @@ def test_roi_numbers_equal_a_direct_nested_selection(study):
     assert trace["protocol"] == "loso"  # the cross-subject claim is what the traces show
     for roi in trace["rois"]:
         assert -1 <= roi["r"] <= 1
+
+
+def test_unwritable_output_is_one_line(study, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = blocker / "report.html"
+    assert main(["report", str(study["sweep"]), "-o", str(out), "-q", "--n-boot", "50"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write the report" in err[-1] and str(out) in err[-1]
+    assert blocker.read_text() == "not a folder"
 
 
 def test_report_errors_are_one_line(tmp_path, capsys):

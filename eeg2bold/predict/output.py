@@ -8,6 +8,7 @@ when several were averaged).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -25,13 +26,17 @@ PREDICTION_FORMAT = "eeg2bold.prediction/1"
 
 
 def _publish(path: Path, payload: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Temporary name, then rename; an unwritable place is a one-line error naming it."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(payload)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise PredictError(f"{path}: cannot write ({exc.strerror or exc})") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return path
 
 

@@ -55,3 +55,13 @@ def test_cli_matlab_options_come_in_pairs(sim, tmp_path, capsys):
     args = ["predict", str(sim.model), str(mat), "-o", str(tmp_path / "b.tsv")]
     assert main([*args, "--mat-variable", "EEG"]) == 1
     assert "needs both --mat-variable and --mat-sfreq" in capsys.readouterr().err
+
+
+def test_cli_unwritable_output_is_one_line(sim, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("keep")
+    out = blocker / "bold.tsv"
+    assert main(["predict", str(sim.model), str(sim.vhdr), "-o", str(out), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write" in err[0] and str(out) in err[0]
+    assert blocker.read_text() == "keep"

@@ -115,6 +115,12 @@ def _sweep_section(sweep: SweepRecord, trials: pd.DataFrame, echo: Echo) -> dict
             "study_name": arm["study_name"],
             "n_trials": int(len(mine)),
             "states": {str(k): int(v) for k, v in states.items()},
+            # ASHA-stopped trials are COMPLETE in Optuna; "finished" tells them apart
+            "n_ran_to_end": int(
+                ((mine["state"] == "COMPLETE") & mine["finished"].astype(bool)).sum()
+                if len(mine)
+                else 0
+            ),
             "history": [
                 {"trial": int(t.trial), "val_r": t.val_r, "state": t.state}
                 for t in mine.itertuples()
@@ -587,7 +593,8 @@ def _html_sweep(report: Report) -> str:
                 arm["protocol"],
                 arm["model"],
                 arm["n_trials"],
-                ", ".join(f"{k} {v}" for k, v in sorted(arm["states"].items())),
+                ", ".join(f"{k} {v}" for k, v in sorted(arm["states"].items()))
+                + f" ({arm['n_ran_to_end']} ran to the end)",
                 best.get("trial"),
                 best.get("val_r"),
                 best.get("test_r"),

@@ -89,6 +89,8 @@ def test_every_section_and_figure_is_there(study):
     figures = set(data["figures"])
     arms = {(a["protocol"], a["model"]) for a in data["sweep"]["arms"]}
     assert arms == {(p, m) for p in ("within", "loso") for m in ("ridge", "beira")}
+    # FIFO: every trial ran its epochs to the end (ASHA would stop some)
+    assert all(a["n_ran_to_end"] == a["states"]["COMPLETE"] == 3 for a in data["sweep"]["arms"])
     for protocol, model in arms:
         assert f"history-{protocol}-{model}" in figures
         assert f"rois-{protocol}-{model}" in figures

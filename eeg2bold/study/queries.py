@@ -27,6 +27,7 @@ class SweepRecord:
     config: dict[str, Any]
     plan: dict[str, Any]
     provenance: dict[str, Any] = field(default_factory=dict)
+    table_folder: str = "table"  # "results" in an `eeg2bold train` output folder
 
     @property
     def optuna_url(self) -> str:
@@ -35,7 +36,7 @@ class SweepRecord:
 
     @property
     def table(self) -> str:
-        return f"{self.root.rstrip('/')}/table"
+        return f"{self.root.rstrip('/')}/{self.table_folder}"
 
     def arms(self) -> list[dict[str, Any]]:
         return list(self.plan["arms"])
@@ -56,6 +57,31 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepRecord:
     return SweepRecord(
         root=path, config=data["config"], plan=data["plan"], provenance=data.get("provenance", {})
     )
+
+
+def load_train_folder(path: str | os.PathLike[str]) -> SweepRecord:
+    """An ``eeg2bold train`` output folder seen as a sweep of one configuration and no search:
+    its results table (``results/``), model files and predictions, no Optuna trials."""
+    import torch
+
+    path = os.fspath(path)
+    root = Path(path)
+    if not (root / "config.json").is_file() or not (root / "results").is_dir():
+        raise DatasetError(f"{path}: not a sweep folder (no sweep.json) nor a train output folder")
+    experiment = json.loads((root / "config.json").read_text())
+    dataset = ""
+    for model_file in sorted((root / "models").glob("*.pt")):
+        card = torch.load(model_file, map_location="cpu", weights_only=True)
+        dataset = str(card.get("dataset", {}).get("url", ""))
+        break
+    config = {
+        "name": root.name,
+        "dataset": dataset,
+        "seed": experiment.get("train", {}).get("seed"),
+        "experiment": experiment,
+    }
+    plan: dict[str, Any] = {"sweep_id": None, "arms": [], "kind": "train"}
+    return SweepRecord(root=path, config=config, plan=plan, table_folder="results")
 
 
 TRIAL_COLUMNS = [

@@ -28,7 +28,13 @@ import pandas as pd
 from eeg2bold.errors import DatasetError, Eeg2BoldError
 from eeg2bold.study import figures
 from eeg2bold.study.aggregate import PredictionFiles, Summary, plain_json, summarize
-from eeg2bold.study.queries import SweepRecord, load_sweep, trials_table
+from eeg2bold.study.queries import (
+    TRIAL_COLUMNS,
+    SweepRecord,
+    load_sweep,
+    load_train_folder,
+    trials_table,
+)
 from eeg2bold.study.results import read_results
 from eeg2bold.training.metrics import fisher_mean
 
@@ -255,6 +261,15 @@ def _median_fold(selection: pd.DataFrame, protocol: str, model: str) -> pd.Serie
     return rows[rows["fold"] == fold].iloc[0]
 
 
+def _stems(row: pd.Series) -> list[str]:
+    """File stems of a selected fold: sweeps name files by trial and fold, ``eeg2bold train``
+    by protocol, subject and config hash."""
+    return [
+        f"{row['trial']}-fold{int(row['fold'])}",
+        f"{row['protocol']}-{row['subject']}-{row['config_hash']}",
+    ]
+
+
 def _trace_section(
     summary: Summary, predictions: PredictionFiles, figs: dict[str, bytes]
 ) -> dict[str, Any]:
@@ -265,9 +280,14 @@ def _trace_section(
     row = _median_fold(summary.selection, protocol, model)
     if row is None:
         return {"skipped": "no finished fold with a test score"}
-    stem = f"{row['trial']}-fold{int(row['fold'])}"
-    if stem not in predictions:
-        return {"skipped": f"no predictions file for {stem}", "protocol": protocol, "model": model}
+    stem = next((s for s in _stems(row) if s in predictions), None)
+    if stem is None:
+        missing = _stems(row)[0]
+        return {
+            "skipped": f"no predictions file for {missing}",
+            "protocol": protocol,
+            "model": model,
+        }
     arrays = predictions[stem]
     times, truth, pred = arrays["test_times"], arrays["test_truth"], arrays["test_pred"]
     outputs = [str(o) for o in arrays["outputs"]]
@@ -309,7 +329,8 @@ def _interpretation_section(
     row = _median_fold(summary.selection, protocol, model)
     if row is None:
         return {"skipped": "no interpretable model has a test score"}
-    file = f"{sweep.root.rstrip('/')}/models/{row['trial']}-fold{int(row['fold'])}.pt"
+    files = [f"{sweep.root.rstrip('/')}/models/{stem}.pt" for stem in _stems(row)]
+    file = next((f for f in files if "://" in f or Path(f).exists()), files[0])
     if not Path(file).exists() and "://" not in file:
         return {"skipped": f"model file missing: {file}", "protocol": protocol, "model": model}
     try:
@@ -377,13 +398,16 @@ def build_report(
     """Read a sweep folder (or its study config) and compute everything the report shows."""
     say = echo or (lambda _msg: None)
     started = time.perf_counter()
-    sweep = load_sweep(study)
+    try:
+        sweep = load_sweep(study)
+    except DatasetError:
+        sweep = load_train_folder(study)  # or a clear error naming both layouts
     figs: dict[str, bytes] = {}
     say(f"report: reading {sweep.root}")
     results = read_results(sweep.table) if Path(sweep.table).exists() else pd.DataFrame()
     if results.empty or not results["final"].astype(bool).any():
         raise DatasetError(f"{sweep.root}: no finished fold in the results table yet")
-    trials = trials_table(sweep)
+    trials = trials_table(sweep) if sweep.arms() else pd.DataFrame(columns=TRIAL_COLUMNS)
     data: dict[str, Any] = {"format": REPORT_FORMAT, "study": str(study)}
     say("report: dataset summary")
     data["dataset"] = _dataset_section(sweep)
@@ -583,6 +607,11 @@ def _html_dataset(d: Mapping[str, Any]) -> str:
 
 def _html_sweep(report: Report) -> str:
     s = report.data["sweep"]
+    if not s["arms"]:
+        return _note(
+            "Trained with eeg2bold train: one configuration, no search (its settings are in "
+            "the reproducibility section)."
+        )
     out = f"<p>Sweep {_fmt(s['name'])} (id {_fmt(s['sweep_id'])}): {s['n_trials']} trials.</p>"
     rows = []
     for arm in s["arms"]:

@@ -8,17 +8,16 @@ when several were averaged).
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import eeg2bold
+from eeg2bold.files import write_bytes_atomic
 from eeg2bold.predict.apply import Prediction
 from eeg2bold.predict.models import PredictError
 
@@ -26,18 +25,7 @@ PREDICTION_FORMAT = "eeg2bold.prediction/1"
 
 
 def _publish(path: Path, payload: bytes) -> Path:
-    """Temporary name, then rename; an unwritable place is a one-line error naming it."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(payload)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise PredictError(f"{path}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-    return path
+    return write_bytes_atomic(path, payload, error=PredictError)
 
 
 def tsv_text(prediction: Prediction) -> str:

@@ -9,13 +9,11 @@ bootstrap CIs across subjects, surrogate chance, FDR, paired LOSO-vs-within test
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import json
 import math
 import os
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from eeg2bold.errors import DatasetError, Eeg2BoldError
+from eeg2bold.files import write_bytes_atomic
 from eeg2bold.study import figures
 from eeg2bold.study.aggregate import PredictionFiles, Summary, plain_json, summarize
 from eeg2bold.study.queries import (
@@ -893,16 +892,7 @@ def render_html(report: Report) -> str:
 
 
 def _publish(path: Path, payload: bytes) -> None:
-    """Write beside the target, then rename: a reader never sees half a report."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(payload)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise Eeg2BoldError(f"{path}: cannot write the report ({exc.strerror or exc})") from None
+    write_bytes_atomic(path, payload, what="the report")
 
 
 def write_report(

@@ -367,7 +367,7 @@ def _interpret_file(file: str, sweep: SweepRecord, *, subject: str) -> tuple[Any
     """Haufe patterns of a fold model, with the covariance of its held-out subject's EEG as the
     model sees it (normalised with the training statistics)."""
     from eeg2bold.launch.optuna_storage import expand_env
-    from eeg2bold.models.interpret import interpret
+    from eeg2bold.models.interpret import eeg_covariance, interpret
     from eeg2bold.predict.models import load_fold_model
     from eeg2bold.storage import open_dataset
 
@@ -380,7 +380,7 @@ def _interpret_file(file: str, sweep: SweepRecord, *, subject: str) -> tuple[Any
     eeg = np.asarray(run.eeg, dtype=np.float64)[[have.index(c) for c in channels]]
     norm = fold.normaliser
     x = (eeg - norm.eeg_mean[:, None]) / norm.eeg_scale[:, None]
-    cov = np.cov(x)
+    cov = eeg_covariance([x])
     return interpret(fold.module, covariance=cov, channels=channels), float(
         fold.card["spec"]["sfreq"]
     )

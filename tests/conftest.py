@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +101,52 @@ def ray_cluster():
                 os.environ[k] = v
     yield {"resources": resources, "address": ray.get_runtime_context().gcs_address}
     ray.shutdown()
+
+
+# The PostgreSQL server the suite may use (trust auth on this machine and CI's); override with
+# $EEG2BOLD_TEST_PG_ADMIN (a URL to a database the user may CREATE DATABASE from).
+PG_ADMIN = os.environ.get("EEG2BOLD_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+class PostgresServer:
+    """Creates uniquely named, empty databases on demand and drops them all at the end."""
+
+    def __init__(self, admin_url: str):
+        import psycopg
+
+        self._psycopg = psycopg
+        self.admin_url = admin_url
+        self.created: list[str] = []
+        with psycopg.connect(admin_url, connect_timeout=3):
+            pass  # raises when no server answers
+
+    def database(self, label: str = "db") -> str:
+        """A fresh database; returns its name."""
+        name = f"eeg2bold_test_{label}_{uuid.uuid4().hex[:10]}"
+        with self._psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return name
+
+    def url(self, name: str, *, user_info: str = "postgres") -> str:
+        """A SQLAlchemy URL of database ``name`` (``user_info`` may hold ``${VAR}``)."""
+        host = self.admin_url.split("@", 1)[1].rsplit("/", 1)[0]
+        return f"postgresql://{user_info}@{host}/{name}"
+
+    def drop_all(self) -> None:
+        with self._psycopg.connect(self.admin_url, autocommit=True) as conn:
+            for name in self.created:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.created.clear()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """The suite's PostgreSQL: every database it makes is new, and dropped afterwards."""
+    pytest.importorskip("psycopg")
+    try:
+        server = PostgresServer(PG_ADMIN)
+    except Exception as exc:
+        pytest.skip(f"no PostgreSQL server answers at {PG_ADMIN}: {str(exc).splitlines()[0]}")
+    yield server
+    server.drop_all()

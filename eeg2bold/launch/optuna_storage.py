@@ -54,7 +54,11 @@ def _postgres_driver(url: str) -> str:
 
 
 def optuna_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage object (Ray's OptunaSearch needs an object, not a URL string)."""
+    """An Optuna storage object (Ray's OptunaSearch needs an object, not a URL string).
+
+    Relational storages are :class:`~eeg2bold.launch.optuna_rdb.SafeRDBStorage`: several
+    processes may open one empty database at once, and pickles keep ``${VAR}`` unexpanded.
+    """
     import optuna
 
     if url.startswith("journal://"):
@@ -64,18 +68,18 @@ def optuna_storage(url: str) -> optuna.storages.BaseStorage:
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     if url.startswith("sqlite:///"):
+        from eeg2bold.launch.optuna_rdb import SafeRDBStorage
+
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs={"connect_args": {"timeout": 60}}, heartbeat_interval=None
-        )
+        return SafeRDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
     if url.startswith(("postgresql://", "postgresql+psycopg2://", "mysql://")):
+        from eeg2bold.launch.optuna_rdb import SafeRDBStorage
+
         url = _postgres_driver(url)
         secrets = [os.environ[n] for n in _VAR.findall(url) if os.environ.get(n)]
         secrets += [os.environ["PGPASSWORD"]] if os.environ.get("PGPASSWORD") else []
         try:
-            return optuna.storages.RDBStorage(
-                expand_env(url), engine_kwargs={"pool_pre_ping": True}
-            )
+            return SafeRDBStorage(url, engine_kwargs={"pool_pre_ping": True})
         except ConfigError:
             raise
         except Exception as exc:  # sqlalchemy/driver errors: report without credentials

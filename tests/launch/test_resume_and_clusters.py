@@ -22,7 +22,6 @@ from eeg2bold.study.results import read_results
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 EEG2BOLD = [sys.executable, "-m", "eeg2bold.cli"]
-PG_URL = "postgresql://postgres:${EEG2BOLD_TEST_PGPASSWORD}@127.0.0.1:5432/test"
 
 
 def _states(folder) -> dict[str, list[str]]:
@@ -121,25 +120,17 @@ def test_journal_file_storage(ray_cluster, write_study, tmp_path):
     assert states == ["COMPLETE", "COMPLETE"]
 
 
-def _postgres_available() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
-            pass
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _postgres_available(), reason="no PostgreSQL server on 127.0.0.1:5432")
 def test_two_sweeps_write_to_one_postgresql_storage_at_once(
-    ray_cluster, write_study, tmp_path, monkeypatch
+    ray_cluster, write_study, tmp_path, monkeypatch, postgres
 ):
+    database = postgres.database("sweeps")  # empty: both sweeps race to create the schema
+    url = postgres.url(database, user_info="postgres:${EEG2BOLD_TEST_PGPASSWORD}")
     password = "pw-" + uuid.uuid4().hex  # trust auth ignores it; it must never be printed
     monkeypatch.setenv("EEG2BOLD_TEST_PGPASSWORD", password)
     paths = [
         write_study(
             f"pg{i}",
-            storage={"results": str(tmp_path / f"sweep-pg{i}"), "optuna": PG_URL},
+            storage={"results": str(tmp_path / f"sweep-pg{i}"), "optuna": url},
             budget={"num_samples": 2},
         )
         for i in range(2)
@@ -149,19 +140,26 @@ def test_two_sweeps_write_to_one_postgresql_storage_at_once(
         for p in paths
     ]
     outputs = []
-    for proc in procs:
-        out, _ = proc.communicate(timeout=900)
-        outputs.append(out)
-        assert proc.returncode == 0, out
+    try:
+        for proc in procs:
+            out, _ = proc.communicate(timeout=900)
+            outputs.append(out)
+            assert proc.returncode == 0, out
+    finally:
+        for proc in procs:
+            _kill_group(proc)
     for out in outputs:
         assert password not in out
-        assert "postgresql://***@127.0.0.1:5432/test" in out
-    names = set()
+        assert f"postgresql://***@{postgres.url(database).split('@', 1)[1]}" in out
+    expected = set()
     for i in range(2):
         ((name, states),) = _states(tmp_path / f"sweep-pg{i}").items()
-        names.add(name)
+        expected.add(name)
         assert states == ["COMPLETE", "COMPLETE"]
-    assert len(names) == 2  # one study per sweep, never appended to another
+    storage = optuna_storage(postgres.url(database))
+    # exactly the two sweeps' studies, each with its own two trials: none appended to another
+    assert set(optuna.get_all_study_names(storage=storage)) == expected
+    assert len(expected) == 2
 
 
 def _free_port() -> int:

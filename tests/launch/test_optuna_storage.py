@@ -1,0 +1,82 @@
+"""Optuna storages open safely when several processes create the schema at once, and keep
+credentials out of their pickles."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+import time
+import uuid
+
+import optuna
+import pytest
+
+from eeg2bold.launch.optuna_storage import optuna_storage
+
+# Each child waits for the same wall-clock moment, then opens the storage and uses it: the
+# table creation of all of them overlaps (without the lock: UniqueViolation on pg_type).
+_CHILD = """
+import sys, time
+import optuna
+from eeg2bold.launch.optuna_storage import optuna_storage
+go = float(sys.argv[2])
+while time.time() < go:
+    time.sleep(0.001)
+storage = optuna_storage(sys.argv[1])
+study = optuna.create_study(storage=storage, study_name=sys.argv[3])
+study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+print("ok", len(study.trials))
+"""
+
+
+def _open_together(url: str, n: int) -> list[subprocess.CompletedProcess[str]]:
+    go = time.time() + 4.0  # every child has imported Optuna by then
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CHILD, url, str(go), f"study-{i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(n)
+    ]
+    out = []
+    for proc in procs:
+        try:
+            stdout, stderr = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise
+        out.append(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr))
+    return out
+
+
+@pytest.mark.parametrize("attempt", [1, 2])  # without the lock, each fails about 2 times in 3
+def test_processes_create_the_postgresql_schema_at_once(postgres, attempt):
+    url = postgres.url(postgres.database("race"))  # empty: no tables yet
+    results = _open_together(url, 4)
+    for r in results:
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.strip() == "ok 2"
+    studies = optuna.get_all_study_names(storage=optuna_storage(url))
+    assert sorted(studies) == [f"study-{i}" for i in range(4)]
+
+
+def test_pickled_storage_keeps_the_url_template(postgres, monkeypatch):
+    secret = "pw-" + uuid.uuid4().hex
+    monkeypatch.setenv("EEG2BOLD_TEST_PGPASSWORD", secret)
+    name = postgres.database("pickle")
+    url = postgres.url(name, user_info="postgres:${EEG2BOLD_TEST_PGPASSWORD}")
+    storage = optuna_storage(url)
+    study = optuna.create_study(storage=storage, study_name="s")
+    blob = pickle.dumps(study)  # what Ray writes into searcher-state-*.pkl
+    assert secret.encode() not in blob
+    assert b"${EEG2BOLD_TEST_PGPASSWORD}" in blob
+    again = pickle.loads(blob)  # re-expanded from the environment
+    again.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    assert len(optuna.load_study(study_name="s", storage=storage).trials) == 1
+    monkeypatch.delenv("EEG2BOLD_TEST_PGPASSWORD")
+    with pytest.raises(Exception, match="EEG2BOLD_TEST_PGPASSWORD"):
+        pickle.loads(blob)

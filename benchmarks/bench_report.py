@@ -1,17 +1,18 @@
 """Report build time for a sweep of 200 trials × 8 subjects × 14 ROIs. Target: < 30 s.
 
 The sweep folder is generated, not trained, in the layout a real sweep leaves
-(``eeg2bold.launch.sweep`` + ``launch.ray_tune`` + ``training.outputs``):
+(``eeg2bold.launch.sweep`` + ``training.engine``, written through ``eeg2bold.run_folder``):
 
 - a simulated dataset (8 subjects × ``--minutes`` min, 14 ROIs) the ``dataset`` section reads;
 - ``sweep.json`` with the validated study config and the plan of ``make_plan`` (arms within,
   loso × ridge, beira, all ``done``);
 - ``optuna.db`` (SQLite): ``--trials-per-arm`` completed trials per arm, each with the
   parameters the real search space samples (so importances compute) and the user attributes
-  the sweep records (``tune_trial_id``, ``finished``, ``config_hash``, ``test_r``, ``epochs``);
-- ``table/*.parquet`` written with ``ResultsWriter``, one part per trial epoch (val rows of
-  every fold, ``final=False``) and one ``<trial>-final`` part (val and test rows per fold ×
-  ROI at the best epoch), as ``run_trial`` publishes them;
+  the sweep records (``trial_id``, ``finished``, ``config_hash``, ``test_r``,
+  ``epochs_trained``, ``best_epoch``);
+- ``table/<trial>.parquet``, one part per trial as the engine leaves a finished trial (its
+  per-fold, per-epoch parts compacted): the val curve of every fold (``final=False``) and
+  the val and test rows per fold × ROI at the best epoch; ``configs/<hash>.json``;
 - ``predictions/<trial>-fold<k>.npz`` for every trial × fold: the real protocol folds of the
   sampled window/delay, truth = the simulated BOLD at the val/test volumes, prediction = a
   noisy copy of the noise-free BOLD; the table's r is computed from these arrays with the
@@ -34,7 +35,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
-import io
 import json
 import os
 import platform
@@ -97,13 +97,6 @@ def _split_arrays(
     }
 
 
-def _publish(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
-
-
 def make_sweep_folder(root: Path, *, trials_per_arm: int, minutes: float) -> dict[str, Any]:
     """Write a finished sweep's folder under ``root``; returns its sizes."""
     import optuna
@@ -111,11 +104,11 @@ def make_sweep_folder(root: Path, *, trials_per_arm: int, minutes: float) -> dic
     from eeg2bold.launch.config import parse_study_config
     from eeg2bold.launch.plan import make_plan
     from eeg2bold.protocols import build_sample_table, get_protocol
+    from eeg2bold.run_folder import RunFolder
     from eeg2bold.search_spaces.spaces import define_space, experiment_from_sample
     from eeg2bold.simulate import SimulationConfig
     from eeg2bold.simulate.write import simulate_to_store
     from eeg2bold.storage import open_dataset
-    from eeg2bold.study.results import ResultsWriter
     from eeg2bold.study.stats import segment_r
     from eeg2bold.training.metrics import fisher_mean
 
@@ -151,7 +144,8 @@ def make_sweep_folder(root: Path, *, trials_per_arm: int, minutes: float) -> dic
         "config": config.model_dump(mode="json"),
         "provenance": environment(),  # as ``launch.sweep`` records it
     }
-    _publish(sweep_root / "sweep.json", json.dumps(state, indent=2).encode())
+    folder = RunFolder(sweep_root)
+    folder.write_manifest("sweep", state)
 
     dataset = open_dataset(store)
     runs = {}
@@ -163,7 +157,6 @@ def make_sweep_folder(root: Path, *, trials_per_arm: int, minutes: float) -> dic
             "bold_clean": np.asarray(run.truth.arrays["bold_clean"], dtype=np.float64),
         }
     outputs = np.asarray(list(dataset.info.bold.rois))
-    writer = ResultsWriter(sweep_root / "table")
     storage = optuna.storages.RDBStorage(config.optuna_url)
     tables: dict[tuple[float, float], Any] = {}
     folds: dict[tuple[str, float, float], list[Any]] = {}
@@ -196,13 +189,16 @@ def make_sweep_folder(root: Path, *, trials_per_arm: int, minutes: float) -> dic
                 folds[arm.protocol, window_s, delay_s] = list(splitter.folds(samples))
             trial = f"{tag}_{i:05d}"
             base = {
-                "sweep": plan.name,
+                "sweep": plan.sweep_id,
                 "trial": trial,
                 "config_hash": experiment.config_hash(),
                 "model": arm.model,
                 "protocol": arm.protocol,
                 "seed": experiment.train.seed,
+                "window_s": window_s,
+                "delay_s": delay_s,
             }
+            folder.write_config(base["config_hash"], experiment.model_dump(mode="json"))
             quality = rng.uniform(0.15, 0.85) * (0.7 if arm.protocol == "loso" else 1.0)
             n_epochs = 1 if closed else int(rng.integers(4, MAX_EPOCHS + 1))
             epoch_rows: list[list[dict[str, Any]]] = [[] for _ in range(n_epochs)]
@@ -223,12 +219,9 @@ def make_sweep_folder(root: Path, *, trials_per_arm: int, minutes: float) -> dic
                     scores[split] = segment_r(
                         got["truth"], got["pred"], times=got["times"], segment=got["segment"]
                     )
-                buffer = io.BytesIO()
-                np.savez_compressed(buffer, **arrays)
-                stem = f"{trial}-fold{fold.index}"
-                _publish(sweep_root / "predictions" / f"{stem}.npz", buffer.getvalue())
+                written = folder.write_predictions(trial, fold.index, arrays)
                 n_npz += 1
-                npz_bytes += buffer.tell()
+                npz_bytes += Path(written).stat().st_size
                 best = n_epochs if closed else int(rng.integers(1, n_epochs + 1))
                 best_epochs.append(best)
                 fold_row = {**base, "fold": fold.index, "subject": fold.subject}
@@ -249,11 +242,10 @@ def make_sweep_folder(root: Path, *, trials_per_arm: int, minutes: float) -> dic
                     ]
                 fold_val.append(float(fisher_mean(scores["val"])))
                 fold_test.append(float(fisher_mean(scores["test"])))
-            for e, rows in enumerate(epoch_rows):  # closed form too: its one epoch
-                writer.write(rows, tag=f"{trial}-epoch{e + 1}")
-                n_rows, n_parts = n_rows + len(rows), n_parts + 1
-            writer.write(final_rows, tag=f"{trial}-final")
-            n_rows, n_parts = n_rows + len(final_rows), n_parts + 1
+            # one part per finished trial, as the engine leaves it (folder.compact_rows)
+            all_rows = [r for rows in epoch_rows for r in rows] + final_rows
+            folder.write_rows(all_rows, trial)
+            n_rows, n_parts = n_rows + len(all_rows), n_parts + 1
             value = float(fisher_mean(np.asarray(fold_val)))
             sampler.tell(ask, value)
             frozen.append(
@@ -262,11 +254,12 @@ def make_sweep_folder(root: Path, *, trials_per_arm: int, minutes: float) -> dic
                     distributions=ask.distributions,
                     value=value,
                     user_attrs={
-                        "tune_trial_id": trial,
+                        "trial_id": trial,
                         "finished": True,
                         "config_hash": base["config_hash"],
                         "test_r": float(fisher_mean(np.asarray(fold_test))),
-                        "epochs": max(best_epochs),
+                        "epochs_trained": n_epochs,
+                        "best_epoch": max(best_epochs),
                     },
                 )
             )

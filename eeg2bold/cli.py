@@ -66,13 +66,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = args.out or f"eeg2bold_runs/{config.model}-{config.protocol}-{config.config_hash()}"
     quiet = args.quiet
 
-    def on_epoch(fold: Any, report: Any) -> None:
+    def on_epoch(epoch: Any) -> None:
         if not quiet:
-            print(format_epoch(fold, report, max_epochs=config.train.epochs), file=sys.stderr)
+            line = format_epoch(config.protocol, epoch, max_epochs=config.train.epochs)
+            print(line, file=sys.stderr)
 
-    def on_fold(result: Any) -> None:
+    def on_fold(outcome: Any) -> None:
         if not quiet:
-            print(format_fold(result), file=sys.stderr)
+            print(format_fold(config.protocol, outcome), file=sys.stderr)
 
     result = train_protocol(
         dataset,
@@ -121,7 +122,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     print(format_trials(best_trials(sweep)))
     if outcome.orphans:
         print(f"({outcome.orphans} Optuna trial(s) left RUNNING by a killed driver marked FAIL)")
+    if outcome.n_retried:
+        print(f"({outcome.n_retried} trial(s) retried after their worker or node died)")
     print(f"\nsweep folder: {outcome.plan.results}  (eeg2bold trials / best / report)")
+    if outcome.n_trials and outcome.n_failed == outcome.n_trials:
+        print(
+            f"eeg2bold: error: all {outcome.n_trials} trial(s) failed; see `eeg2bold trials "
+            f"{outcome.plan.results}` for the reasons",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     return 0
 
 

@@ -17,9 +17,12 @@ def test_demo_study_config_matches_the_makefile():
     make = (ROOT / "Makefile").read_text()
     demo = make.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
     simulated = re.search(r"eeg2bold simulate \$\(DEMO_DIR\)/(\S+)", demo)
-    assert simulated and config.dataset == f"demo_out/{simulated.group(1)}"
+    assert simulated and config.as_written("dataset") == f"demo_out/{simulated.group(1)}"
     subjects = int(re.search(r"--subjects (\d+)", demo).group(1))
-    assert "report $(DEMO_DIR)/sweep" in demo and config.results_url == "demo_out/sweep"
+    assert (
+        "report $(DEMO_DIR)/sweep" in demo
+        and config.as_written("storage.results") == "demo_out/sweep"
+    )
     # every fold of a trial fits the 2 CPUs the demo is promised to run on
     per_trial = subjects * config.resources.cpu + config.resources.trial_cpu
     assert per_trial <= 2.0

@@ -57,11 +57,12 @@ def check_cluster_storage(config: StudyConfig) -> None:
     a journal file, because SQLite corrupts on network file systems and cannot live in an
     object store.
     """
-    _require_shared("storage.results", config.results_url, default=config.storage.results is None)
-    dataset = _expand_known(config.dataset)  # the one location expanded at run time
+    results = config.as_written("storage.results")
+    _require_shared("storage.results", results or f"sweeps/{config.name}", default=results is None)
+    dataset = _expand_known(config.as_written("dataset") or config.dataset)  # run-time expanded
     if not dataset.startswith("${"):  # else unset here: checked when the sweep runs
         _require_shared("dataset", dataset)
-    optuna = config.storage.optuna
+    optuna = config.as_written("storage.optuna") or config.storage.optuna
     if optuna is None or optuna.startswith("sqlite:"):
         where = "the default SQLite file" if optuna is None else display_url(optuna)
         raise ConfigError(

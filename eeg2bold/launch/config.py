@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from eeg2bold.errors import ConfigError
 from eeg2bold.models import get_model_class
@@ -63,6 +71,14 @@ class Resources(_Strict):
     )
 
 
+def _absolute(location: str) -> str:
+    """A local path made absolute when the config is read, so that what a sweep records means
+    the same from any working folder (URLs and ``${VAR}`` templates are kept as written)."""
+    if "://" in location or "${" in location:
+        return location
+    return str(Path(location).expanduser().resolve())
+
+
 class Storage(_Strict):
     """Where results go. Multi-node sweeps need a path every node sees (NFS) or an object store.
 
@@ -78,6 +94,19 @@ class Storage(_Strict):
             "journal:///path/file.log, or postgresql://user@host/db."
         ),
     )
+
+    @field_validator("results")
+    @classmethod
+    def _results(cls, value: str | None) -> str | None:
+        return None if value is None else _absolute(value)
+
+    @field_validator("optuna")
+    @classmethod
+    def _optuna(cls, value: str | None) -> str | None:
+        for scheme in ("sqlite:///", "journal://"):
+            if value is not None and value.startswith(scheme):
+                return scheme + _absolute(value[len(scheme) :])
+        return value
 
 
 class Failure(_Strict):
@@ -108,6 +137,27 @@ class StudyConfig(_Strict):
     storage: Storage = Field(default_factory=Storage)
     failure: Failure = Field(default_factory=Failure)
     seed: int = Field(0, ge=0, description="Seed of the samplers and of every trial's fit.")
+    _as_written: dict[str, str | None] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_locations(cls, data: Any, handler: Any) -> StudyConfig:
+        """Local paths are resolved when read; keep them as written too, for checks that
+        care (a relative path in a cluster job means another folder on every node)."""
+        config = handler(data)
+        if isinstance(data, dict):
+            storage = data.get("storage") or {}
+            storage = storage if isinstance(storage, dict) else {}
+            config._as_written = {
+                "dataset": data.get("dataset"),
+                "storage.results": storage.get("results"),
+                "storage.optuna": storage.get("optuna"),
+            }
+        return config
+
+    def as_written(self, key: str) -> str | None:
+        """``dataset``, ``storage.results`` or ``storage.optuna`` as the config file wrote it."""
+        return self._as_written.get(key)
 
     @field_validator("name")
     @classmethod
@@ -115,6 +165,11 @@ class StudyConfig(_Strict):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", value):
             raise ValueError("use letters, digits, '-' and '_' (start with a letter or digit)")
         return value
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, value: str) -> str:
+        return _absolute(value)
 
     @field_validator("models")
     @classmethod
@@ -136,7 +191,8 @@ class StudyConfig(_Strict):
 
     @property
     def results_url(self) -> str:
-        return self.storage.results or f"sweeps/{self.name}"
+        """The run folder of the sweep (local paths absolute)."""
+        return _absolute(self.storage.results or f"sweeps/{self.name}")
 
     @property
     def optuna_url(self) -> str:

@@ -2,10 +2,13 @@
 dataclasses and callables).
 
 A trial is a function trainable holding a placement group of ``1 + n_folds`` bundles: bundle 0
-for the trial's coordinator, one per fold for a :class:`FoldActor` that wraps a
-:class:`~eeg2bold.training.fit.FoldTrainer`. The coordinator steps every fold one epoch, reports
-the mean validation r (Fisher z of each fold's best so far) to Tune — so ASHA compares trials
-per epoch — writes the per-fold, per-ROI rows to the results table and checkpoints every fold.
+for the trial's coordinator, one per fold for a :class:`FoldActor`, the engine's
+:class:`~eeg2bold.training.engine.FoldRunner` in its own process. The trial only maps folds to
+actors and reports to Tune; the engine (:class:`~eeg2bold.training.engine.ProtocolRun`) does
+the stepping, the metric (mean validation r per epoch, so ASHA compares trials per epoch), the
+rows, files and resume state. A trial whose configuration, data or training fails for good
+reports its recorded failure and ends (never retried); one whose worker or node dies raises,
+and Tune retries it from the run folder's state.
 
 Security: Ray's token authentication is left as Ray sets it up (on by default); the dashboard
 is not started unless asked for, and then binds to 127.0.0.1.
@@ -14,17 +17,13 @@ is not started unless asked for, and then binds to 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
-import tempfile
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import fsspec
-import numpy as np
 import ray
 from ray import tune
 from ray.exceptions import RayTaskError
@@ -32,14 +31,18 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from eeg2bold.errors import Eeg2BoldError
-from eeg2bold.launch.fold_worker import FoldWorker
+from eeg2bold.errors import ConfigError, DatasetError, Eeg2BoldError
+from eeg2bold.run_folder import RunFolder
+from eeg2bold.storage import open_dataset
+from eeg2bold.training.engine import METRIC, FoldRunner, ProtocolRun
 
-METRIC = "val_r"
-# Our own progress lines replace Tune's tables; these keep Tune's console output quiet.
+# Our own progress lines replace Tune's tables; these keep Tune's console output quiet. A
+# failed trial ends with a result that holds its failure and no metric (never a made-up or
+# NaN score), which Tune's strict metric check would refuse.
 _QUIET_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
 }
 
 
@@ -122,8 +125,19 @@ def check_shared_path(url: str) -> list[str]:
 
 
 # -- the fold actor ----------------------------------------------------------------------
-# The class lives in a module without Ray/Tune/Optuna imports so actor processes start light.
-FoldActor = ray.remote(FoldWorker)
+# A fold actor is the engine's FoldRunner in its own process; the trial maps folds to actors.
+FoldActor = ray.remote(FoldRunner)
+
+
+class _ActorPool:
+    """The :class:`~eeg2bold.training.engine.RunnerPool` of a sweep trial: fold ``i`` is the
+    actor in bundle ``i + 1``; calls on several folds run at once."""
+
+    def __init__(self, actors: list[Any]):
+        self.actors = actors
+
+    def call(self, method: str, calls: Sequence[tuple[int, dict[str, Any]]]) -> list[Any]:
+        return ray.get([getattr(self.actors[i], method).remote(**kw) for i, kw in calls])
 
 
 # -- the trial ---------------------------------------------------------------------------
@@ -145,51 +159,42 @@ class TrialContext:
     n_folds: int = 1
 
 
-class TrialFailure(Eeg2BoldError):
-    """A trial that cannot succeed (NaN loss, bad configuration): fails alone, not retried."""
+def failure_kind(exc: BaseException) -> str:
+    """config (a setting that cannot work), data (a damaged or unsuitable store) or training
+    (e.g. a non-finite loss): deterministic failures, recorded and never retried."""
+    if isinstance(exc, ConfigError):
+        return "config"
+    if isinstance(exc, DatasetError):
+        return "data"
+    return "training"
 
 
-def _failure_path(results: str, trial_id: str) -> tuple[Any, str]:
-    fs, root = fsspec.core.url_to_fs(results)
-    return fs, f"{root.rstrip('/')}/failures/{trial_id}.json"
-
-
-def record_failure(results: str, trial_id: str, info: dict[str, Any]) -> None:
-    fs, path = _failure_path(results, trial_id)
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    with fs.open(path, "w") as f:
-        json.dump(info, f)
-
-
-def read_failure(results: str, trial_id: str) -> dict[str, Any] | None:
-    fs, path = _failure_path(results, trial_id)
-    if not fs.exists(path):
-        return None
-    with fs.open(path, "r") as f:
-        return json.load(f)
-
-
-def _fisher(values: list[float]) -> float:
-    from eeg2bold.training.metrics import fisher_mean
-
-    return float(fisher_mean(np.asarray(values)))
+def _fail(folder: RunFolder, trial_id: str, exc: BaseException) -> None:
+    """Record a deterministic failure and end the trial normally with it: Tune retries only
+    trials that raise (a dead worker or node), and this one would fail again."""
+    kind = failure_kind(exc)
+    reason = str(exc) if kind == "config" else f"{type(exc).__name__}: {exc}"
+    folder.record_failure(trial_id, {"reason": reason, "kind": kind})
+    tune.report({"failure": reason, "failure_kind": kind})
 
 
 def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
-    """Ray Tune function trainable: one configuration on every fold of the arm's protocol."""
+    """Ray Tune function trainable: one configuration on every fold of the arm's protocol, a
+    thin driver of :meth:`~eeg2bold.training.engine.ProtocolRun.run_lockstep`."""
     import logging
 
+    from eeg2bold.launch.optuna_storage import expand_env
     from eeg2bold.search_spaces import experiment_from_sample
-    from eeg2bold.study.results import ResultsWriter
 
-    started = time.perf_counter()
     for name in ("ray.tune", "ray.train"):
         logging.getLogger(name).setLevel(logging.WARNING)
     ctx = TrialContext(**context)
-    trial_id = tune.get_context().get_trial_id()
-    previous = read_failure(ctx.results, trial_id)
-    if previous is not None:  # a deterministic failure: do not burn a retry on it
-        raise TrialFailure(previous["reason"])
+    trial_id = str(config.get("trial") or tune.get_context().get_trial_id())
+    folder = RunFolder(ctx.results)
+    previous = folder.read_failure(trial_id)
+    if previous is not None:  # failed before a driver restart: the same again
+        tune.report({"failure": previous["reason"], "failure_kind": previous.get("kind")})
+        return
     try:
         experiment = experiment_from_sample(
             config["sample"],
@@ -199,89 +204,29 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
             data=ctx.data,
             train=ctx.train,
         )
+        run = ProtocolRun(
+            dataset=open_dataset(expand_env(ctx.dataset)),
+            config=experiment,
+            folder=folder,
+            sweep=ctx.sweep_id,
+            trial=trial_id,
+        )
     except Eeg2BoldError as exc:
-        record_failure(ctx.results, trial_id, {"reason": str(exc), "kind": "config"})
-        raise TrialFailure(str(exc)) from None
-    config_hash = experiment.config_hash()
-    writer = ResultsWriter(f"{ctx.results.rstrip('/')}/table")
-    done_before = _final_metrics(writer, trial_id)
-    if done_before is not None:  # finished before a driver restart: report, don't redo
-        tune.report({**done_before, "config_hash": config_hash})
-        return
+        return _fail(folder, trial_id, exc)
     actors = _fold_actors(ctx)
-    base = {"sweep": ctx.sweep, "trial": trial_id, "config_hash": config_hash}
     healthy = False
     try:
-        spec = experiment.model_dump_json()
-        ray.get([a.setup.remote(ctx.dataset, spec, i) for i, a in enumerate(actors)])
-        setup_seconds = time.perf_counter() - started
-        checkpoint = tune.get_checkpoint()
-        done = [False] * ctx.n_folds
-        best = [-1.0] * ctx.n_folds
-        states: dict[int, bytes] = {}
-        if checkpoint is not None:
-            with checkpoint.as_directory() as folder:
-                blobs = [
-                    _read_bytes(os.path.join(folder, f"fold{i}.pt")) for i in range(ctx.n_folds)
-                ]
-                meta = json.loads(_read_bytes(os.path.join(folder, "meta.json")))
-            ray.get([a.load.remote(b) for a, b in zip(actors, blobs, strict=True)])
-            done, best = meta["done"], meta["best"]
-            states = dict(enumerate(blobs))
-        while not all(done):
-            active = [i for i in range(ctx.n_folds) if not done[i]]
-            t0 = time.perf_counter()
-            reports = ray.get([actors[i].step.remote() for i in active])
-            rows = []
-            for i, rep in zip(active, reports, strict=True):
-                done[i], best[i] = rep["done"], rep["best"]
-                rows += _epoch_rows(experiment, base, i, rep)
-            writer.write(rows, tag=f"{trial_id}-epoch{reports[0]['epoch']}")
-            fresh = ray.get([actors[i].state.remote() for i in active])  # done folds are frozen
-            states.update(zip(active, fresh, strict=True))
-            blobs = [states[i] for i in range(ctx.n_folds)]
-            fold_seconds = max(r["seconds"] for r in reports)
-            metrics = {
-                METRIC: _fisher(best),
-                "val_r_epoch": _fisher([r["val_mean"] for r in reports]),
-                "epoch": max(r["epoch"] for r in reports),
-                "folds_done": int(sum(done)),
-                "epoch_seconds": time.perf_counter() - t0,
-                "fold_seconds": fold_seconds,  # the slowest fold's own training + scoring
-                "setup_seconds": setup_seconds,
-            }
-            with tempfile.TemporaryDirectory() as folder:
-                for i, blob in enumerate(blobs):
-                    with open(os.path.join(folder, f"fold{i}.pt"), "wb") as f:
-                        f.write(blob)
-                with open(os.path.join(folder, "meta.json"), "w") as meta_file:
-                    json.dump({"done": done, "best": best}, meta_file)
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-        finals = ray.get(
-            [a.finish.remote(ctx.sweep, trial_id, config_hash, ctx.results) for a in actors]
-        )
-        writer.write([r for f in finals for r in f["rows"]], tag=f"{trial_id}-final")
+        run.run_lockstep(pool=_ActorPool(actors), dataset=ctx.dataset, report=tune.report)
         healthy = True
-        tune.report(
-            {
-                METRIC: _fisher([f["val"] for f in finals]),
-                "test_r": _fisher([f["test"] for f in finals]),
-                "epoch": max(f["best_epoch"] for f in finals),
-                "finished": True,
-                "config_hash": config_hash,
-                "finish_seconds": max(f["seconds"] for f in finals),  # slowest fold's
-            }
-        )
     except RayTaskError as exc:
         cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-        if isinstance(cause, Eeg2BoldError):  # NaN loss and the like: deterministic
-            reason = f"{type(cause).__name__}: {cause}"
-            record_failure(ctx.results, trial_id, {"reason": reason, "kind": "training"})
-            raise TrialFailure(reason) from None
+        if isinstance(cause, Eeg2BoldError):  # NaN loss, damaged data: deterministic
+            return _fail(folder, trial_id, cause)
         raise
     finally:
         if not healthy:  # a failed or stopped trial may leave actors in a bad state
             _drop_fold_actors(actors)
+    return None
 
 
 # Fold actors outlive a trial: Tune reuses the trial's process and placement group for the
@@ -306,7 +251,7 @@ def _fold_actors(ctx: TrialContext) -> list[Any]:
             options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                 placement_group=pg, placement_group_bundle_index=i + 1
             )
-        actors.append(FoldActor.options(**options).remote(threads, ctx.fold_gpu > 0))
+        actors.append(FoldActor.options(**options).remote(threads=threads, gpu=ctx.fold_gpu > 0))
     _FOLD_ACTORS[key] = actors
     return actors
 
@@ -320,74 +265,52 @@ def _drop_fold_actors(actors: list[Any]) -> None:
             ray.kill(a)
 
 
-def _final_metrics(writer: Any, trial_id: str) -> dict[str, Any] | None:
-    """The final report of a trial whose final rows are already in the results table."""
-    import pyarrow.parquet as pq
-
-    parts = writer.fs.glob(f"{writer.root.rstrip('/')}/{trial_id}-final-*.parquet")
-    if not parts:
-        return None
-    with writer.fs.open(parts[0], "rb") as f:
-        rows = pq.read_table(f).to_pandas()
-    scores = {}
-    for split in ("val", "test"):
-        per_fold = (
-            rows[rows["split"] == split].groupby("fold")["r"].apply(lambda r: _fisher(list(r)))
-        )
-        scores[split] = _fisher(list(per_fold))
-    return {
-        METRIC: scores["val"],
-        "test_r": scores["test"],
-        "epoch": int(rows["epoch"].max()),
-        "finished": True,
-    }
-
-
-def _read_bytes(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def _epoch_rows(
-    experiment: Any, base: dict[str, Any], fold: int, rep: dict[str, Any]
-) -> list[dict]:
-    """Results-table rows of one fold's val scores at one epoch."""
-    return [
-        {
-            **base,
-            "model": experiment.model,
-            "protocol": experiment.protocol,
-            "fold": fold,
-            "subject": rep["subject"],
-            "roi": roi,
-            "split": "val",
-            "epoch": rep["epoch"],
-            "seed": experiment.train.seed,
-            "final": False,
-            "r": float(r),
-            "n": rep["n_val"],
-        }
-        for roi, r in zip(rep["outputs"], rep["val_r"], strict=True)
-    ]
-
-
 # -- the search --------------------------------------------------------------------------
-class _OptunaSearch(OptunaSearch):
-    """OptunaSearch that records each trial's outcome as Optuna user attributes (visible in
-    optuna-dashboard) and marks errored trials FAIL even when they reported earlier epochs."""
+# What the study's intermediate values are (a study attribute, shown by optuna-dashboard).
+INTERMEDIATE = (
+    "val_r after each epoch: the Fisher-z mean over folds of each fold's best val r so far "
+    "(what ASHA compares; step = epoch)"
+)
 
-    def __init__(self, *args: Any, results: str, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+
+class _OptunaSearch(OptunaSearch):
+    """OptunaSearch that makes its study self-describing (metric name, study and trial
+    attributes, intermediate values by epoch) and fails trials that failed, whether they
+    raised (a dead worker) or reported a recorded failure (configuration, data, training)."""
+
+    def __init__(
+        self, *args: Any, results: str, study_attrs: dict[str, Any], **kwargs: Any
+    ) -> None:
         self._results = results
+        self._study_attrs = study_attrs
+        self._identity: dict[str, str] = {}  # Tune's trial id -> the trial's one identity
+        super().__init__(*args, **kwargs)
+
+    def _setup_study(self, mode: Any) -> None:
+        import warnings
+
+        import optuna
+
+        super()._setup_study(mode)
+        assert self._ot_study is not None
+        with warnings.catch_warnings():  # set_metric_names is "experimental" since Optuna 3.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._ot_study.set_metric_names([METRIC])
+        for key, value in {**self._study_attrs, "intermediate_values": INTERMEDIATE}.items():
+            self._ot_study.set_user_attr(key, value)
 
     def suggest(self, trial_id: str) -> dict | None:
         """Adopt an Optuna trial a killed driver left RUNNING before asking for a new one.
 
         After ``Tuner.restore`` the searcher knows the trials of its last checkpoint; one
-        asked later (between checkpoint and kill) is RUNNING in storage but unknown. Reusing
-        it keeps the study at exactly ``num_samples`` trials; re-running the define-by-run
-        space on it returns its stored parameters.
+        asked later (between checkpoint and kill) is RUNNING in storage but unknown to Tune.
+        Reusing it keeps the study at exactly ``num_samples`` trials; re-running the
+        define-by-run space on it returns its stored parameters, and the trial keeps its
+        identity (``config["trial"]``), so it continues from the state it saved under that
+        id in the run folder. Every trial carries its one identity as the Optuna user
+        attribute ``trial_id`` from the moment it is asked.
         """
+        identity = trial_id
         if trial_id not in self._ot_trials and self._ot_study is not None:
             import optuna
 
@@ -403,14 +326,25 @@ class _OptunaSearch(OptunaSearch):
                     study_id, orphans[0].number
                 )
                 self._ot_trials[trial_id] = optuna.trial.Trial(self._ot_study, internal)
-        return super().suggest(trial_id)
+                identity = str(orphans[0].user_attrs.get("trial_id") or trial_id)
+        config = super().suggest(trial_id)
+        if config is None or trial_id not in self._ot_trials:
+            return config
+        self._identity[trial_id] = identity
+        ot_trial = self._ot_trials[trial_id]
+        ot_trial.set_user_attr("trial_id", identity)
+        if identity != trial_id:
+            ot_trial.set_user_attr("tune_trial_id", trial_id)  # Ray's own id for it this time
+        return {**config, "trial": identity}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        import optuna
-
-        # a trial finished before a driver restart: Tune replays its end (see run_trial)
-        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-            super().on_trial_result(trial_id, result)
+        """Intermediate values by epoch (a resumed trial restarts Tune's iteration count)."""
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None or trial_id in self._completed_trials:
+            return
+        if METRIC not in result or result.get("finished") or "epoch" not in result:
+            return
+        _report(ot_trial, result)
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
@@ -427,27 +361,44 @@ class _OptunaSearch(OptunaSearch):
             return None
 
     def _complete(self, ot_trial: Any, trial_id: str, result: dict | None, error: bool) -> None:
-        ot_trial.set_user_attr("tune_trial_id", trial_id)
-        if error:
-            import optuna
+        import optuna
 
-            failure = read_failure(self._results, trial_id)
-            reason = failure["reason"] if failure else "worker or node died (see error.txt)"
-            ot_trial.set_user_attr("failure_reason", reason)
+        result = result or {}
+        identity = self._identity.get(trial_id, trial_id)
+        if error or result.get("failure"):
+            failure = RunFolder(self._results).read_failure(identity)
+            if failure is None:
+                failure = {"reason": WORKER_DIED, "kind": "worker"}
+            ot_trial.set_user_attr("failure_reason", failure["reason"])
+            ot_trial.set_user_attr("failure_kind", failure.get("kind", "worker"))
             assert self._ot_study is not None  # a trial exists only once the study does
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
             self._completed_trials.add(trial_id)
             return None
-        result = result or {}
+        if METRIC in result and "epoch" in result and not result.get("finished"):
+            # Tune does not pass the result that made the scheduler stop a trial to
+            # on_trial_result: record it as the trial's last intermediate value here
+            _report(ot_trial, result)
         ot_trial.set_user_attr("finished", bool(result.get("finished")))
-        for key, attr in (
-            ("config_hash", "config_hash"),
-            ("test_r", "test_r"),
-            ("epoch", "epochs"),
-        ):
+        for key in ("config_hash", "test_r", "epochs_trained", "best_epoch"):
             if result.get(key) is not None:
-                ot_trial.set_user_attr(attr, result[key])
+                ot_trial.set_user_attr(key, result[key])
         return super().on_trial_complete(trial_id, result=result, error=error)
+
+
+def _report(ot_trial: Any, result: dict[str, Any]) -> None:
+    """One intermediate value (step = epoch); a step already there (a resumed trial re-runs
+    the epoch it was killed in) keeps its first value."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings(), contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        warnings.filterwarnings("ignore", message=".*is already reported")
+        ot_trial.report(float(result[METRIC]), step=int(result["epoch"]))
+
+
+WORKER_DIED = "worker or node died (retries exhausted; see the trial's error.txt)"
 
 
 class _Echo:
@@ -460,36 +411,51 @@ class _Echo:
 
 
 class _Progress(tune.Callback):
-    """One line per epoch and per finished trial (Tune's own table is switched off), and the
-    trial's outcome recorded as Optuna user attributes (visible in optuna-dashboard)."""
+    """One line per epoch and per finished trial (Tune's own table is switched off), and a
+    line when a trial is retried after its worker or node died."""
 
     def __init__(self, label: str, total: int, echo: Callable[[str], None], results: str):
         self.label, self.total, self.echo, self.results = label, total, echo, results
         self.finished = 0
+        self.failed = 0
+        self.retried = 0
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if not result.get("finished"):
+        if METRIC in result and not result.get("finished"):
             self.echo(
-                f"[{self.label}] trial {trial.trial_id} epoch {result.get('epoch')}: "
-                f"val r {result.get(METRIC, float('nan')):.3f} "
-                f"({result.get('folds_done', 0)} folds done)"
+                f"[{self.label}] trial {_identity(trial)} epoch {result.get('epoch')}: "
+                f"val r {result[METRIC]:.3f} ({result.get('folds_done', 0)} folds done)"
             )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.finished += 1
         last = trial.last_result or {}
+        if last.get("failure"):
+            self.failed += 1
+            self.echo(
+                f"[{self.label}] trial {_identity(trial)} FAILED ({self.finished}/{self.total}, "
+                f"{last.get('failure_kind')}): {last['failure']}"
+            )
+            return
         self.echo(
-            f"[{self.label}] trial {trial.trial_id} finished ({self.finished}/{self.total}): "
+            f"[{self.label}] trial {_identity(trial)} finished ({self.finished}/{self.total}): "
             f"val r {last.get(METRIC, float('nan')):.3f}"
             + (f", test r {last['test_r']:.3f}" if "test_r" in last else " (stopped early)")
         )
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.retried += 1
+        self.echo(
+            f"[{self.label}] trial {_identity(trial)}: its worker or node died; retrying it from "
+            "its last finished epoch"
+        )
+
     def on_trial_error(self, iteration, trials, trial, **info):
         self.finished += 1
-        failure = read_failure(self.results, trial.trial_id)
-        reason = failure["reason"] if failure else "worker or node died (see the trial's error.txt)"
+        self.failed += 1
         self.echo(
-            f"[{self.label}] trial {trial.trial_id} FAILED ({self.finished}/{self.total}): {reason}"
+            f"[{self.label}] trial {_identity(trial)} FAILED ({self.finished}/{self.total}): "
+            + WORKER_DIED
         )
 
 
@@ -500,6 +466,7 @@ class ArmSettings:
     name: str
     storage_path: str
     study_name: str
+    study_attrs: dict[str, Any]
     optuna_storage: Any
     space: Callable[[Any], dict[str, Any]]
     context: TrialContext
@@ -515,8 +482,22 @@ class ArmSettings:
     seed: int
 
 
+@dataclass
+class ArmOutcome:
+    """What one arm's Tuner did: trials that ended, failed, and were retried."""
+
+    trials: list[dict[str, Any]]
+    failed: int
+    retried: int
+
+
 def _trial_dirname(trial: Any) -> str:
-    return f"trial_{trial.trial_id}"
+    """Ray's trial folder (TensorBoard files) carries the trial's one identity."""
+    return f"trial_{_identity(trial)}"
+
+
+def _identity(trial: Any) -> str:
+    return str((trial.config or {}).get("trial") or trial.trial_id)
 
 
 def _trainable(settings: ArmSettings) -> Any:
@@ -524,15 +505,13 @@ def _trainable(settings: ArmSettings) -> Any:
     return tune.with_resources(fn, tune.PlacementGroupFactory(settings.bundles, strategy="PACK"))
 
 
-def run_arm(settings: ArmSettings, *, resume: bool, echo: Callable[[str], None]) -> list[dict]:
-    """Fit (or resume) one arm's Tuner; returns one summary dict per trial."""
+def run_arm(settings: ArmSettings, *, resume: bool, echo: Callable[[str], None]) -> ArmOutcome:
+    """Fit (or resume) one arm's Tuner."""
     import optuna
 
     path = f"{settings.storage_path.rstrip('/')}/{settings.name}"
     trainable = _trainable(settings)
-    callbacks: list[tune.Callback] = [
-        _Progress(settings.name, settings.num_samples, _Echo(), settings.context.results)
-    ]
+    progress = _Progress(settings.name, settings.num_samples, _Echo(), settings.context.results)
     if resume and tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(
             path, trainable=trainable, resume_unfinished=True, resume_errored=False
@@ -546,10 +525,11 @@ def run_arm(settings: ArmSettings, *, resume: bool, echo: Callable[[str], None])
             storage=settings.optuna_storage,
             study_name=settings.study_name,
             results=settings.context.results,
+            study_attrs=settings.study_attrs,
         )
         if settings.scheduler == "asha":
             scheduler: Any = ASHAScheduler(
-                time_attr="training_iteration",
+                time_attr="epoch",  # epochs trained (a resumed trial continues its count)
                 max_t=settings.max_epochs,
                 grace_period=min(settings.grace_period, settings.max_epochs),
                 reduction_factor=settings.reduction_factor,
@@ -574,23 +554,28 @@ def run_arm(settings: ArmSettings, *, resume: bool, echo: Callable[[str], None])
                 name=settings.name,
                 storage_path=settings.storage_path,
                 failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=callbacks,
+                callbacks=[progress],
                 verbose=0,
             ),
         )
+    import logging
+
+    # after a resume, trials the killed driver had only started have no result files yet
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     grid = tuner.fit()
-    out = []
+    trials = []
     for index in range(len(grid)):
         result = grid[index]
         metrics = result.metrics or {}
-        out.append(
+        trials.append(
             {
-                "trial": metrics.get("trial_id"),
+                "trial": metrics.get("trial") or metrics.get("trial_id"),
                 "val_r": metrics.get(METRIC),
                 "test_r": metrics.get("test_r"),
                 "finished": bool(metrics.get("finished")),
-                "error": str(result.error) if result.error else None,
+                "failure": metrics.get("failure")
+                or (str(result.error).splitlines()[0] if result.error else None),
             }
         )
-    return out
+    failed = sum(1 for t in trials if t["failure"])
+    return ArmOutcome(trials=trials, failed=failed, retried=progress.retried)

@@ -36,8 +36,40 @@ STATE_FILE = "sweep.json"
 @dataclass
 class SweepOutcome:
     plan: SweepPlan
-    arms: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    arms: dict[str, Any] = field(default_factory=dict)  # arm key -> ray_tune.ArmOutcome
     orphans: int = 0
+
+    @property
+    def n_trials(self) -> int:
+        return sum(len(a.trials) for a in self.arms.values())
+
+    @property
+    def n_failed(self) -> int:
+        return sum(a.failed for a in self.arms.values())
+
+    @property
+    def n_retried(self) -> int:
+        return sum(a.retried for a in self.arms.values())
+
+
+def study_attributes(plan: SweepPlan, config: StudyConfig, arm: Arm) -> dict[str, Any]:
+    """What an arm's Optuna study says about itself (optuna-dashboard shows these): enough to
+    rebuild any trial's configuration from Optuna alone, with the fixed search values."""
+    from eeg2bold.search_spaces import fixed_values
+
+    return {
+        "sweep": plan.name,
+        "sweep_id": plan.sweep_id,
+        "protocol": arm.protocol,
+        "model": arm.model,
+        "dataset": plan.dataset,
+        "metric": "val_r: Fisher-z mean over folds of each fold's validation r (selects)",
+        "fixed": fixed_values(config.search),
+        "protocol_options": config.protocol_options.get(arm.protocol, {}),
+        "data": config.data_settings(),
+        "train": config.train_settings(),
+        "results": plan.results,
+    }
 
 
 def results_root(config: StudyConfig) -> str:
@@ -168,6 +200,7 @@ def run_sweep(
                 name=arm.key.replace("/", "-"),
                 storage_path=f"{root.rstrip('/')}/ray",
                 study_name=arm.study_name,
+                study_attrs=study_attributes(plan, config, arm),
                 optuna_storage=storage,
                 space=space_function(model=arm.model, constraints=config.search),
                 context=ray_tune.TrialContext(

@@ -10,7 +10,6 @@ for ``loso`` that is an ensemble of models none of which saw the new subject.
 from __future__ import annotations
 
 import difflib
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,21 +21,8 @@ import torch
 
 from eeg2bold.errors import Eeg2BoldError
 from eeg2bold.models import BoldModel, DataSpec, build_model
-from eeg2bold.training.checkpoint import MODEL_FORMAT
+from eeg2bold.run_folder import RunFolder, cards
 from eeg2bold.training.data import Normaliser, SampleConfig
-
-_CARD_KEYS = (
-    "model",
-    "model_params",
-    "spec",
-    "sample_config",
-    "channels",
-    "units",
-    "outputs",
-    "normaliser",
-    "state_dict",
-    "dataset",
-)
 
 
 class PredictError(Eeg2BoldError):
@@ -144,25 +130,10 @@ def _one_line(exc: BaseException, limit: int = 160) -> str:
 
 def read_card(path: str) -> dict[str, Any]:
     """A model card (format ``eeg2bold.model/1``), loaded with ``weights_only=True``."""
-    fs, local = fsspec.core.url_to_fs(path)
-    if not fs.exists(local):
-        raise PredictError(f"{path}: no such model file")
     try:
-        blob = fs.cat_file(local)
-        card = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign or unsafe files
-        raise PredictError(f"{path}: not an eeg2bold model file ({_one_line(exc)})") from None
-    if not isinstance(card, dict) or card.get("format") != MODEL_FORMAT:
-        found = card.get("format") if isinstance(card, dict) else type(card).__name__
-        raise PredictError(
-            f"{path}: not an eeg2bold model file (format {found!r}, expected {MODEL_FORMAT!r}; "
-            "resume checkpoints under checkpoints/ cannot be applied, model files under models/ "
-            "can)"
-        )
-    missing = [k for k in _CARD_KEYS if k not in card]
-    if missing:
-        raise PredictError(f"{path}: model file lacks {missing}")
-    return card
+        return cards.read_card(path)
+    except cards.ModelFileError as exc:
+        raise PredictError(str(exc)) from None
 
 
 def load_fold_model(path: str, *, device: torch.device | str = "cpu") -> FoldModel:
@@ -242,33 +213,32 @@ def load_models(
         return model_set(
             [source], source=source, description=_describe_file(member), device=device, folds=folds
         )
-    root = source.rstrip("/")
-    if fs.exists(f"{local.rstrip('/')}/sweep.json"):
-        return _sweep_models(root, protocol=protocol, model=model, folds=folds, device=device)
-    found = sorted(fs.glob(f"{local.rstrip('/')}/models/*.pt"))
-    if not found:
+    folder = RunFolder(source)
+    if folder.kind == "sweep":
+        return _sweep_models(folder, protocol=protocol, model=model, folds=folds, device=device)
+    paths = folder.model_files()
+    if not paths:
         raise PredictError(
             f"{source}: neither a model file, a sweep folder (sweep.json) nor a train output "
             "folder (models/*.pt)"
         )
-    paths = [p if "://" not in source else fs.unstrip_protocol(p) for p in found]
-    cards = {p: read_card(p) for p in paths}
+    found_cards = {p: read_card(p) for p in paths}
     if protocol:
-        paths = [p for p in paths if cards[p].get("protocol") == protocol]
+        paths = [p for p in paths if found_cards[p].get("protocol") == protocol]
         if not paths:
-            have = sorted({str(c.get("protocol")) for c in cards.values()})
+            have = sorted({str(c.get("protocol")) for c in found_cards.values()})
             raise PredictError(f"{source}: no model of protocol {protocol!r} (found {have})")
     if model:
-        paths = [p for p in paths if cards[p].get("model") == model]
+        paths = [p for p in paths if found_cards[p].get("model") == model]
         if not paths:
             raise PredictError(f"{source}: no model {model!r}")
-    configs = {_config_key(cards[p]) for p in paths}
+    configs = {_config_key(found_cards[p]) for p in paths}
     if len(configs) > 1:
         raise PredictError(
             f"{source}: models of {len(configs)} configurations; name one model file "
             "(or --protocol/--model)"
         )
-    first = cards[paths[0]]
+    first = found_cards[paths[0]]
     description = (
         f"{first['model']} ({first.get('protocol')}), {len(paths)} fold model(s) of {source}"
     )
@@ -289,7 +259,7 @@ def _describe_file(member: FoldModel) -> str:
 
 # -- sweeps ----------------------------------------------------------------------------------
 def _sweep_models(
-    root: str,
+    folder: RunFolder,
     *,
     protocol: str | None,
     model: str | None,
@@ -298,6 +268,7 @@ def _sweep_models(
 ) -> ModelSet:
     from eeg2bold.study.queries import best_trials, load_sweep
 
+    root = folder.url
     sweep = load_sweep(root)
     arms = sweep.arms()
     protocols = sorted({a["protocol"] for a in arms})
@@ -325,33 +296,31 @@ def _sweep_models(
         )
     row = best.sort_values("val_r", ascending=False).iloc[0]
     arm = next(a for a in arms if a["protocol"] == protocol and a["model"] == row["model"])
-    trial_id = _tune_trial_id(sweep, arm=arm, number=int(row["trial"]))
-    if trial_id is None:
+    trial_id = row["trial"]
+    if not isinstance(trial_id, str) or not trial_id:
         raise PredictError(
-            f"{root}: trial {int(row['trial'])} of {arm['study_name']} has no tune_trial_id "
-            "user attribute, so its model files cannot be found"
+            f"{root}: trial {int(row['number'])} of {arm['study_name']} has no trial_id user "
+            "attribute, so its model files cannot be found"
         )
-    fs, local = fsspec.core.url_to_fs(root)
-    found = sorted(fs.glob(f"{local.rstrip('/')}/models/{trial_id}-fold*.pt"))
-    n_folds = len(arm.get("folds", [])) or len(found)
-    if not found or len(found) != n_folds:
+    paths = folder.model_files(trial_id)
+    n_folds = len(arm.get("folds", [])) or len(paths)
+    if not paths or len(paths) != n_folds:
         raise PredictError(
-            f"{root}: trial {int(row['trial'])} ({trial_id}) left {len(found)} of {n_folds} fold "
-            f"model files under models/"
+            f"{root}: trial {trial_id} left {len(paths)} of {n_folds} fold model files under "
+            "models/"
         )
-    paths = [p if "://" not in root else fs.unstrip_protocol(p) for p in found]
     selection = {
         "sweep": root,
         "protocol": protocol,
         "model": str(row["model"]),
-        "trial": int(row["trial"]),
-        "tune_trial_id": trial_id,
+        "trial": trial_id,
+        "number": int(row["number"]),
         "val_r": float(row["val_r"]),
         "config_hash": row.get("config_hash"),
         "rule": "best finished trial by mean validation r; its fold models averaged",
     }
     description = (
-        f"{row['model']} ({protocol}), trial {int(row['trial'])} of {root} "
+        f"{row['model']} ({protocol}), trial {trial_id} of {root} "
         f"(best by val r {float(row['val_r']):.3f}): mean of {len(paths)} fold model(s)"
     )
     return model_set(
@@ -362,23 +331,6 @@ def _sweep_models(
         folds=folds,
         selection=selection,
     )
-
-
-def _tune_trial_id(sweep: Any, *, arm: dict[str, Any], number: int) -> str | None:
-    """The Ray Tune trial id of an Optuna trial (user attribute ``tune_trial_id``)."""
-    import optuna
-
-    from eeg2bold.launch.optuna_storage import optuna_storage
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(
-        study_name=arm["study_name"], storage=optuna_storage(sweep.optuna_url)
-    )
-    for trial in study.get_trials(deepcopy=False):
-        if trial.number == number:
-            value = trial.user_attrs.get("tune_trial_id")
-            return str(value) if value else None
-    return None
 
 
 def _near(name: str, names: Sequence[str]) -> str:

@@ -17,15 +17,16 @@ from typing import Any
 import numpy as np
 
 import eeg2bold
-from eeg2bold.files import write_bytes_atomic
 from eeg2bold.predict.apply import Prediction
 from eeg2bold.predict.models import PredictError
+from eeg2bold.run_folder.files import write_bytes
 
 PREDICTION_FORMAT = "eeg2bold.prediction/1"
 
 
 def _publish(path: Path, payload: bytes) -> Path:
-    return write_bytes_atomic(path, payload, error=PredictError)
+    write_bytes(path, payload, error=PredictError)
+    return path
 
 
 def tsv_text(prediction: Prediction) -> str:

@@ -12,6 +12,7 @@ from eeg2bold.search_spaces.spaces import (
     define_space,
     describe_space,
     experiment_from_sample,
+    fixed_values,
     space_function,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "define_space",
     "describe_space",
     "experiment_from_sample",
+    "fixed_values",
     "space_function",
 ]

@@ -248,8 +248,36 @@ def check_constraints(models: list[str], constraints: Mapping[str, Constraint]) 
         # (models may share a parameter name with different distributions)
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         trial = study.ask()
-        define_space(trial, model=model, constraints=constraints)
+        sample = define_space(trial, model=model, constraints=constraints)
         study.tell(trial, 0.0)
+        _check_values(model, sample, constraints)
+
+
+def fixed_values(constraints: Mapping[str, Constraint]) -> dict[str, Any]:
+    """The constraints that fix a value (not a list of choices, not a range)."""
+    return {k: v for k, v in constraints.items() if not isinstance(v, dict | list)}
+
+
+def _check_values(model: str, sample: dict[str, Any], constraints: Mapping[str, Any]) -> None:
+    """Every fixed value and every listed choice must pass the typed configs, so a sweep never
+    starts trials that can only fail. Errors name the search key and the rule it breaks."""
+    candidates: list[tuple[str, Any]] = [(k, v) for k, v in fixed_values(constraints).items()]
+    candidates += [(k, c) for k, v in constraints.items() if isinstance(v, list) for c in v]
+    section_of = {"model": "model_params"}
+    for name, value in candidates:
+        section, _, key = name.partition(".")
+        target = section_of.get(section, section)
+        trial_sample = {k: dict(v) for k, v in sample.items()}
+        if target not in trial_sample:  # e.g. train.* of a closed-form model: unused
+            continue
+        trial_sample[target][key] = value
+        try:
+            experiment_from_sample(trial_sample, model=model, protocol="within")
+        except ConfigError as exc:
+            text = str(exc).removeprefix("invalid setting(s): ")
+            raise ConfigError(
+                f"search.{name} = {value!r} is not valid for {model}: {text}"
+            ) from None
 
 
 class SpaceFunction:
@@ -283,15 +311,26 @@ def experiment_from_sample(
 ) -> ExperimentConfig:
     """The experiment a sampled configuration stands for; ``data``/``train`` are the sweep's
     fixed settings (targets, epochs, device, seed) under the sample."""
+    from pydantic import ValidationError
+
     from eeg2bold.training.config import ExperimentConfig
 
     train_values = {**(train or {}), **sample.get("train", {})}
     loss = {**train_values.pop("loss", {}), **sample.get("loss", {})}
-    return ExperimentConfig(
-        model=model,
-        model_params=dict(sample.get("model_params", {})),
-        protocol=protocol,
-        protocol_options=dict(protocol_options or {}),
-        data={**(data or {}), **sample.get("data", {})},
-        train={**train_values, "loss": loss},
-    ).resolved()
+    try:
+        return ExperimentConfig(
+            model=model,
+            model_params=dict(sample.get("model_params", {})),
+            protocol=protocol,
+            protocol_options=dict(protocol_options or {}),
+            data={**(data or {}), **sample.get("data", {})},
+            train={**train_values, "loss": loss},
+        ).resolved()
+    except ValidationError as exc:  # a configuration failure, named, never a crash
+        parts = []
+        for e in exc.errors():
+            loc = [str(p) for p in e["loc"]]
+            if loc[:2] == ["train", "loss"]:
+                loc = loc[1:]
+            parts.append(f"{'.'.join(loc)}: {e['msg']}")
+        raise ConfigError("invalid setting(s): " + "; ".join(parts)) from None

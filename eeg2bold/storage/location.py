@@ -50,8 +50,9 @@ class Location:
         self.storage_options = dict(storage_options or {})
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.storage_options)
         self.is_local = isinstance(self.fs, LocalFileSystem)
-        if self.is_local:
+        if self.is_local:  # recorded absolute: the same store from any working folder
             self.root = str(Path(self.root).resolve())
+            self.url = self.root
 
     @property
     def display(self) -> str:

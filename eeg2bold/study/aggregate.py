@@ -10,20 +10,18 @@ other protocol against it. Everything comes back both as tidy DataFrames and as 
 
 from __future__ import annotations
 
-import io
 import math
-import os
 import warnings
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import fsspec
 import numpy as np
 import pandas as pd
 
 from eeg2bold.errors import DatasetError
+from eeg2bold.run_folder import fold_stem
 from eeg2bold.study.selection import FOLD_KEYS, nested_selection
 from eeg2bold.study.stats import (
     Alternative,
@@ -96,36 +94,6 @@ FOLD_CHANCE_COLUMNS = [
 ]
 
 
-class PredictionFiles(Mapping[str, dict[str, np.ndarray]]):
-    """The ``predictions/<stem>.npz`` files of a run or sweep folder, loaded on access.
-
-    Keys are the stems (``<trial>-fold<k>`` in sweeps, ``<protocol>-<subject>-<hash>`` for
-    ``eeg2bold train``); only the files a summary needs are read.
-    """
-
-    def __init__(self, root: str | os.PathLike[str], **storage_options: Any):
-        url = os.fspath(root).rstrip("/")
-        self.fs, base = fsspec.core.url_to_fs(url, **storage_options)
-        folder = base if base.endswith("predictions") else f"{base}/predictions"
-        found = self.fs.glob(f"{folder}/*.npz") if self.fs.exists(folder) else []
-        self._paths = {p.rsplit("/", 1)[-1].removesuffix(".npz"): p for p in sorted(found)}
-
-    def __getitem__(self, stem: str) -> dict[str, np.ndarray]:
-        with self.fs.open(self._paths[stem], "rb") as f:
-            data = io.BytesIO(f.read())
-        with np.load(data, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._paths)
-
-    def __len__(self) -> int:
-        return len(self._paths)
-
-    def __contains__(self, stem: object) -> bool:
-        return stem in self._paths
-
-
 @dataclass(frozen=True)
 class Summary:
     """A study's statistics: tidy tables plus the settings that produced them.
@@ -180,11 +148,7 @@ def _stream_seed(seed: int, *parts: Any) -> int:
 
 def _lookup(predictions: Predictions, row: pd.Series) -> Mapping[str, Any] | None:
     fold = int(row["fold"])
-    keys = (
-        (row["trial"], fold),
-        f"{row['trial']}-fold{fold}",
-        f"{row['protocol']}-{row['subject']}-{row['config_hash']}",
-    )
+    keys = ((row["trial"], fold), fold_stem(str(row["trial"]), fold))
     for key in keys:
         try:
             if key in predictions:
@@ -424,9 +388,9 @@ def summarize(
     means r above 0; ``n_boot`` sign flips, or all 2**S when that is no more — up to 13
     subjects at the default) and its BH ``sign_flip_q`` across ROIs.
 
-    With ``predictions`` — a mapping from ``(trial, fold)`` or a file stem
-    (``<trial>-fold<k>``, ``<protocol>-<subject>-<config_hash>``) to the arrays of a
-    predictions file, e.g. :class:`PredictionFiles` — each selected fold's test prediction is
+    With ``predictions`` — a mapping from ``(trial, fold)`` or a file stem (``<trial>-fold<k>``)
+    to the arrays of a predictions file, e.g. :class:`~eeg2bold.run_folder.PredictionFiles` —
+    each selected fold's test prediction is
     circularly shifted ≥ ``min_shift_s`` (``n_surrogates`` times, independently per subject);
     the chance level of the *mean* over subjects (``chance_r`` and its ``level`` band) is the
     Fisher mean of the subjects' surrogates, and ``surrogate_p``/``surrogate_q`` compare the

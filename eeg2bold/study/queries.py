@@ -1,13 +1,14 @@
 """Queries over a finished (or running) sweep: its trials and the best configurations.
 
-A sweep folder holds ``sweep.json`` (plan and config), the results table (``table/``) and,
-by default, the Optuna storage. Trials come from Optuna — the value is the mean validation r,
+A sweep folder (a run folder, :mod:`eeg2bold.run_folder`) holds ``sweep.json`` (plan and
+config), the results table (``table/``) and, by default, the Optuna storage. A trial is named
+by its one id (``trial``, the Ray Tune trial id, also in every file and row); ``number`` is
+Optuna's own counter within its study. Trials come from Optuna — the value is the mean validation r,
 which is what selects; test r is shown beside it and never used to rank.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,83 +16,85 @@ from typing import Any
 
 import pandas as pd
 
-from eeg2bold.errors import DatasetError
 from eeg2bold.launch.optuna_storage import optuna_storage
+from eeg2bold.run_folder import RunFolder
 
 
 @dataclass(frozen=True)
 class SweepRecord:
-    """What a sweep folder says about itself."""
+    """What a run folder says about itself: a sweep's plan and study config, or an
+    ``eeg2bold train`` run seen as a sweep of one configuration with no search."""
 
     root: str
     config: dict[str, Any]
     plan: dict[str, Any]
     provenance: dict[str, Any] = field(default_factory=dict)
-    table_folder: str = "table"  # "results" in an `eeg2bold train` output folder
+    kind: str = "sweep"
+
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.root)
 
     @property
     def optuna_url(self) -> str:
         url = self.config.get("storage", {}).get("optuna")
-        return url or f"sqlite:///{Path(self.root).resolve() / 'optuna.db'}"
+        return url or f"sqlite:///{self.folder.path('optuna.db')}"
 
     @property
     def table(self) -> str:
-        return f"{self.root.rstrip('/')}/{self.table_folder}"
+        return self.folder.table
+
+    @property
+    def dataset(self) -> str:
+        return str(self.config.get("dataset", ""))
 
     def arms(self) -> list[dict[str, Any]]:
-        return list(self.plan["arms"])
+        return list(self.plan.get("arms", []))
 
 
 def load_sweep(path: str | os.PathLike[str]) -> SweepRecord:
-    """Open a sweep by its results folder (or a study config YAML pointing at one)."""
+    """Open a run folder (a sweep's, a train run's) or a study config YAML pointing at one."""
     path = os.fspath(path)
     if path.endswith((".yaml", ".yml")) and Path(path).is_file():
         from eeg2bold.launch.config import load_study_config
-        from eeg2bold.launch.sweep import results_root
 
-        path = results_root(load_study_config(path))
-    state = Path(path) / "sweep.json"
-    if not state.exists():
-        raise DatasetError(f"{path}: not a sweep folder (no sweep.json)")
-    data = json.loads(state.read_text())
+        path = load_study_config(path).results_url
+    folder = RunFolder(path)
+    manifest = folder.read_manifest()  # a one-line error when it is not a run folder
+    if manifest["kind"] == "train":
+        experiment = manifest["config"]
+        config = {
+            "name": Path(folder.url).name,
+            "dataset": manifest.get("dataset", ""),
+            "seed": experiment.get("train", {}).get("seed"),
+            "experiment": experiment,
+        }
+        plan: dict[str, Any] = {"sweep_id": None, "arms": [], "kind": "train"}
+        return SweepRecord(
+            root=folder.url,
+            config=config,
+            plan=plan,
+            provenance=manifest.get("provenance", {}),
+            kind="train",
+        )
     return SweepRecord(
-        root=path, config=data["config"], plan=data["plan"], provenance=data.get("provenance", {})
+        root=folder.url,
+        config=manifest["config"],
+        plan=manifest["plan"],
+        provenance=manifest.get("provenance", {}),
     )
-
-
-def load_train_folder(path: str | os.PathLike[str]) -> SweepRecord:
-    """An ``eeg2bold train`` output folder seen as a sweep of one configuration and no search:
-    its results table (``results/``), model files and predictions, no Optuna trials."""
-    import torch
-
-    path = os.fspath(path)
-    root = Path(path)
-    if not (root / "config.json").is_file() or not (root / "results").is_dir():
-        raise DatasetError(f"{path}: not a sweep folder (no sweep.json) nor a train output folder")
-    experiment = json.loads((root / "config.json").read_text())
-    dataset = ""
-    for model_file in sorted((root / "models").glob("*.pt")):
-        card = torch.load(model_file, map_location="cpu", weights_only=True)
-        dataset = str(card.get("dataset", {}).get("url", ""))
-        break
-    config = {
-        "name": root.name,
-        "dataset": dataset,
-        "seed": experiment.get("train", {}).get("seed"),
-        "experiment": experiment,
-    }
-    plan: dict[str, Any] = {"sweep_id": None, "arms": [], "kind": "train"}
-    return SweepRecord(root=path, config=config, plan=plan, table_folder="results")
 
 
 TRIAL_COLUMNS = [
     "protocol",
     "model",
     "trial",
+    "number",
     "state",
     "val_r",
     "test_r",
     "epochs",
+    "best_epoch",
     "finished",
     "config_hash",
     "failure_reason",
@@ -121,11 +124,13 @@ def trials_table(sweep: SweepRecord) -> pd.DataFrame:
             row = {
                 "protocol": arm["protocol"],
                 "model": arm["model"],
-                "trial": t.number,
+                "trial": attrs.get("trial_id") or attrs.get("tune_trial_id"),
+                "number": t.number,
                 "state": t.state.name,
                 "val_r": t.value,
                 "test_r": attrs.get("test_r"),
-                "epochs": attrs.get("epochs"),
+                "epochs": attrs.get("epochs_trained", attrs.get("epochs")),
+                "best_epoch": attrs.get("best_epoch"),
                 "finished": attrs.get("finished", False),
                 "config_hash": attrs.get("config_hash"),
                 "failure_reason": attrs.get("failure_reason")

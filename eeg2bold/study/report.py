@@ -24,17 +24,11 @@ import numpy as np
 import pandas as pd
 
 from eeg2bold.errors import DatasetError, Eeg2BoldError
-from eeg2bold.files import write_bytes_atomic
+from eeg2bold.run_folder import PredictionFiles, fold_stem
+from eeg2bold.run_folder.files import write_bytes
 from eeg2bold.study import figures
-from eeg2bold.study.aggregate import PredictionFiles, Summary, plain_json, summarize
-from eeg2bold.study.queries import (
-    TRIAL_COLUMNS,
-    SweepRecord,
-    load_sweep,
-    load_train_folder,
-    trials_table,
-)
-from eeg2bold.study.results import read_results
+from eeg2bold.study.aggregate import Summary, plain_json, summarize
+from eeg2bold.study.queries import TRIAL_COLUMNS, SweepRecord, load_sweep, trials_table
 from eeg2bold.training.metrics import fisher_mean
 
 REPORT_FORMAT = "eeg2bold.report/1"
@@ -112,7 +106,7 @@ def _sweep_section(sweep: SweepRecord, trials: pd.DataFrame, echo: Echo) -> dict
     arms = []
     for arm in sweep.arms():
         mine = trials[(trials["protocol"] == arm["protocol"]) & (trials["model"] == arm["model"])]
-        mine = mine.sort_values("trial") if not mine.empty else mine
+        mine = mine.sort_values("number") if not mine.empty else mine
         states = mine["state"].value_counts().to_dict() if not mine.empty else {}
         entry: dict[str, Any] = {
             "protocol": arm["protocol"],
@@ -127,7 +121,8 @@ def _sweep_section(sweep: SweepRecord, trials: pd.DataFrame, echo: Echo) -> dict
                 else 0
             ),
             "history": [
-                {"trial": int(t.trial), "val_r": t.val_r, "state": t.state}
+                {"trial": str(t.trial), "number": int(t.number), "val_r": t.val_r}
+                | {"state": t.state}
                 for t in mine.itertuples()
             ],
             "best": None,
@@ -138,7 +133,8 @@ def _sweep_section(sweep: SweepRecord, trials: pd.DataFrame, echo: Echo) -> dict
             pool = finished if len(finished) else done
             best = pool.sort_values("val_r", ascending=False).iloc[0]
             entry["best"] = {
-                "trial": int(best["trial"]),
+                "trial": str(best["trial"]),
+                "number": int(best["number"]),
                 "val_r": best["val_r"],
                 "test_r": best.get("test_r"),
                 "epochs": best.get("epochs"),
@@ -162,7 +158,7 @@ def _sweep_section(sweep: SweepRecord, trials: pd.DataFrame, echo: Echo) -> dict
             {
                 "protocol": f.protocol,
                 "model": f.model,
-                "trial": int(f.trial),
+                "trial": str(f.trial),
                 "reason": f.failure_reason,
             }
             for f in failures.itertuples()
@@ -260,13 +256,9 @@ def _median_fold(selection: pd.DataFrame, protocol: str, model: str) -> pd.Serie
     return rows[rows["fold"] == fold].iloc[0]
 
 
-def _stems(row: pd.Series) -> list[str]:
-    """File stems of a selected fold: sweeps name files by trial and fold, ``eeg2bold train``
-    by protocol, subject and config hash."""
-    return [
-        f"{row['trial']}-fold{int(row['fold'])}",
-        f"{row['protocol']}-{row['subject']}-{row['config_hash']}",
-    ]
+def _stem(row: pd.Series) -> str:
+    """The file stem of a selected fold (its trial id and fold index)."""
+    return fold_stem(str(row["trial"]), int(row["fold"]))
 
 
 def _trace_section(
@@ -279,11 +271,10 @@ def _trace_section(
     row = _median_fold(summary.selection, protocol, model)
     if row is None:
         return {"skipped": "no finished fold with a test score"}
-    stem = next((s for s in _stems(row) if s in predictions), None)
-    if stem is None:
-        missing = _stems(row)[0]
+    stem = _stem(row)
+    if stem not in predictions:
         return {
-            "skipped": f"no predictions file for {missing}",
+            "skipped": f"no predictions file for {stem}",
             "protocol": protocol,
             "model": model,
         }
@@ -328,9 +319,9 @@ def _interpretation_section(
     row = _median_fold(summary.selection, protocol, model)
     if row is None:
         return {"skipped": "no interpretable model has a test score"}
-    files = [f"{sweep.root.rstrip('/')}/models/{stem}.pt" for stem in _stems(row)]
-    file = next((f for f in files if "://" in f or Path(f).exists()), files[0])
-    if not Path(file).exists() and "://" not in file:
+    folder = sweep.folder
+    file = folder.model_path(str(row["trial"]), int(row["fold"]))
+    if not folder.exists("models", file.rsplit("/", 1)[-1]):
         return {"skipped": f"model file missing: {file}", "protocol": protocol, "model": model}
     try:
         interp, sfreq = _interpret_file(file, sweep, subject=str(row["subject"]))
@@ -397,13 +388,10 @@ def build_report(
     """Read a sweep folder (or its study config) and compute everything the report shows."""
     say = echo or (lambda _msg: None)
     started = time.perf_counter()
-    try:
-        sweep = load_sweep(study)
-    except DatasetError:
-        sweep = load_train_folder(study)  # or a clear error naming both layouts
+    sweep = load_sweep(study)  # a sweep's or a train run's folder (or a clear error)
     figs: dict[str, bytes] = {}
     say(f"report: reading {sweep.root}")
-    results = read_results(sweep.table) if Path(sweep.table).exists() else pd.DataFrame()
+    results = sweep.folder.results()
     if results.empty or not results["final"].astype(bool).any():
         raise DatasetError(f"{sweep.root}: no finished fold in the results table yet")
     trials = trials_table(sweep) if sweep.arms() else pd.DataFrame(columns=TRIAL_COLUMNS)
@@ -422,7 +410,7 @@ def build_report(
                 arm["importances"]["values"], title=f"{arm['protocol']} × {arm['model']}"
             )
             arm["figure_importances"] = key
-    predictions = PredictionFiles(sweep.root)
+    predictions = sweep.folder.predictions()
     say(f"report: statistics ({n_boot} bootstrap resamples, {n_surrogates} surrogates per fold)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -892,7 +880,7 @@ def render_html(report: Report) -> str:
 
 
 def _publish(path: Path, payload: bytes) -> None:
-    write_bytes_atomic(path, payload, what="the report")
+    write_bytes(path, payload, what="the report")
 
 
 def write_report(

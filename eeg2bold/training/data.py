@@ -17,7 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
-from eeg2bold.errors import ConfigError
+from eeg2bold.errors import ConfigError, DatasetError
 from eeg2bold.models import DataSpec
 from eeg2bold.protocols import Fold, SampleTable
 from eeg2bold.storage import Dataset, RunData, RunKey
@@ -94,6 +94,20 @@ def _targets(
     return values, times
 
 
+def _check_finite(dataset: Dataset, key: RunKey, run: RunData) -> None:
+    """NaN or inf read from a store is damage (a missing chunk reads as NaN), not a property
+    of the hyperparameters: name the run and the array before anything trains on it."""
+    for name in ("eeg", "bold", "volume_times"):
+        values = getattr(run, name)
+        if not np.isfinite(values).all():
+            bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+            raise DatasetError(
+                f"{dataset.url}: run {key}: {name} holds {bad} non-finite value(s) (a missing "
+                f"or damaged chunk?); check the store with `eeg2bold inspect {dataset.url} "
+                "--verify`"
+            )
+
+
 class FoldData:
     """All data of one fold on ``device``: EEG of the runs it touches, targets, normaliser."""
 
@@ -130,6 +144,7 @@ class FoldData:
         target_times = np.zeros((n, config.n_out))
         for r in used:
             run = (read_run or dataset.read_run)(samples.runs[r])
+            _check_finite(dataset, samples.runs[r], run)
             offsets[r] = total
             total += run.eeg.shape[1]
             eeg_parts.append(run.eeg)

@@ -17,17 +17,37 @@ PLUGIN = "eeg2bold_test_plugins"
 
 
 @pytest.fixture
-def exploding_model(monkeypatch):
-    """Register the test plugin's model in this process for one test."""
+def test_plugins(monkeypatch):
+    """Register the test plugin's models (exploding, planted) in this process for one test."""
     from eeg2bold.models import base
 
     monkeypatch.syspath_prepend(str(HERE))
     registry = dict(base._REGISTRY)
     __import__(PLUGIN)
-    yield "exploding"
+    yield
     base._REGISTRY.clear()
     base._REGISTRY.update(registry)
     sys.modules.pop(PLUGIN, None)
+
+
+@pytest.fixture
+def plugin_env(monkeypatch):
+    """Child processes (a sweep's driver, `ray start` nodes) find the test plugin too."""
+    import os
+
+    monkeypatch.setenv("EEG2BOLD_PLUGINS", PLUGIN)
+    paths = [str(HERE), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
+
+
+@pytest.fixture
+def exploding_model(test_plugins):
+    return "exploding"
+
+
+@pytest.fixture
+def planted_model(test_plugins):
+    return "planted"
 
 
 @pytest.fixture(scope="session")

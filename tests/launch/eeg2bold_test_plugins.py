@@ -39,3 +39,31 @@ class Exploding(BoldModel):
     @classmethod
     def search_space(cls, trial):
         return {"explode": trial.suggest_categorical("explode", [True, False])}
+
+
+class PlantedParams(ModelParams):
+    signal: bool = Field(True, description="Learn from the EEG (False: predict noise).")
+
+
+@register_model("planted")
+class Planted(BoldModel):
+    """Test-only plugin with a planted quality: ``signal=False`` predicts noise (val r ≈ 0),
+    so a scheduler has a clearly worse trial to stop."""
+
+    Params = PlantedParams
+
+    def __init__(self, spec, params=None):
+        super().__init__(spec, params)
+        self.spatial = nn.Conv1d(spec.n_channels, 4, 1)
+        self.head = nn.Linear(4, spec.n_rois)
+
+    def forward(self, eeg):
+        features = torch.log1p(self.spatial(eeg).square().mean(dim=-1))
+        if not self.params.signal:
+            generator = torch.Generator().manual_seed(int(eeg.shape[0]))
+            features = torch.randn(features.shape, generator=generator) + 0 * features
+        return resample_time(self.head(features)[:, :, None], self.spec.n_out)
+
+    @classmethod
+    def search_space(cls, trial):
+        return {"signal": trial.suggest_categorical("signal", [True, False])}

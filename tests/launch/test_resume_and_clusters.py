@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 
 from eeg2bold.launch.optuna_storage import optuna_storage
+from eeg2bold.run_folder import ROW_KEY, RunFolder
 from eeg2bold.study.queries import load_sweep, trials_table
-from eeg2bold.study.results import read_results
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 EEG2BOLD = [sys.executable, "-m", "eeg2bold.cli"]
@@ -46,18 +50,45 @@ def _start(args, **kw) -> subprocess.Popen[str]:
     )
 
 
-def _wait_for(proc: subprocess.Popen[str], needle: str, timeout: float) -> list[str]:
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if needle in line:
-            return lines
-    raise AssertionError(f"{needle!r} never appeared:\n{''.join(lines[-40:])}")
+class _Lines:
+    """A child's output read by a thread, so waiting for a line can time out (a plain
+    ``readline`` blocks forever on a stuck child)."""
+
+    def __init__(self, proc: subprocess.Popen[str]):
+        assert proc.stdout is not None
+        self.proc, self.seen = proc, []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, args=(proc.stdout,), daemon=True).start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen.append(line)
+            if match := re.search(pattern, line):
+                return match
+        raise AssertionError(f"{pattern!r} never appeared:\n{''.join(self.seen[-40:])}")
+
+    def rest(self, timeout: float) -> str:
+        """Everything the child prints until it exits (killed on timeout)."""
+        try:
+            self.proc.wait(timeout=timeout)
+        finally:
+            _kill_group(self.proc)
+        out = []
+        while (line := self._queue.get(timeout=30)) is not None:
+            out.append(line)
+        return "".join(self.seen + out)
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
@@ -67,40 +98,54 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
 
 
 @pytest.mark.slow
-def test_killed_driver_resumes_without_lost_or_duplicate_trials(write_study, tmp_path):
+def test_killed_driver_resumes_without_lost_or_duplicate_trials(
+    ray_cluster, write_study, tmp_path, planted_model, plugin_env
+):
+    """SIGKILL the driver right after a trial's first of three epochs; `--resume` finishes
+    that very trial from its saved state (its next epoch is 2, not 1), runs the rest, and no
+    trial, Optuna trial or results row appears twice."""
     path = write_study(
         "resume",
-        budget={"num_samples": 4},
+        models=["planted"],
+        budget={"num_samples": 3},
         max_concurrent_trials=1,
-        scheduler={"type": "fifo", "max_epochs": 2},
+        search={"data.window_s": 10.0, "train.steps_per_epoch": 20, "train.patience": 0},
+        scheduler={"type": "fifo", "max_epochs": 3},
     )
-    first = _start([*EEG2BOLD, "sweep", str(path), "--num-cpus", "2"])
+    address = ["--address", ray_cluster["address"]]  # the suite's one Ray; only drivers die
+    first = _start([*EEG2BOLD, "sweep", str(path), *address])
     try:
-        _wait_for(first, "finished (1/4)", timeout=600)
+        lines = _Lines(first)
+        lines.wait_for(r"finished \(1/3\)", timeout=600)
+        killed = lines.wait_for(r"trial (\S+) epoch 1:", timeout=600).group(1)
     finally:
-        _kill_group(first)  # the driver and the Ray instance it started, at once
-    folder = tmp_path / "sweep-resume"
-    before = _states(folder)
-    assert sum(len(v) for v in before.values()) < 4 or "RUNNING" in str(before)
+        _kill_group(first)  # mid-trial: two of its three epochs still to run
+    folder = RunFolder(tmp_path / "sweep-resume")
+    assert folder.load_state(killed, 0) is not None, "the trial saved no state before the kill"
+    assert folder.done(killed, 0) is None, "the trial finished before the kill landed"
+    (before,) = _states(folder.url).values()
+    assert "RUNNING" in before and len(before) == 2
 
-    second = subprocess.run(
-        [*EEG2BOLD, "sweep", str(path), "--resume", "--num-cpus", "2"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert second.returncode == 0, second.stdout + second.stderr
-    (states,) = _states(folder).values()
-    assert len(states) == 4  # exactly the requested number of trials
-    assert "RUNNING" not in states
-    assert states.count("COMPLETE") == 4
-    table = trials_table(load_sweep(folder))
+    second = _start([*EEG2BOLD, "sweep", str(path), "--resume", *address])
+    out = _Lines(second).rest(timeout=900)
+    assert second.returncode == 0, out
+    resumed_epochs = re.findall(rf"trial {re.escape(killed)} epoch (\d+):", out)
+    assert resumed_epochs and resumed_epochs[0] == "2", out  # continued, not restarted
+    (states,) = _states(folder.url).values()
+    assert states == ["COMPLETE"] * 3  # exactly the requested trials, none RUNNING
+    table = trials_table(load_sweep(folder.url))
     assert not table["failure_reason"].astype(bool).any()
-    final = read_results(folder / "table")
-    final = final[final["final"]]
+    assert killed in set(table["trial"])
+    results = folder.results()
+    assert not results.duplicated(ROW_KEY).any()
+    raw = pd.concat([pd.read_parquet(p) for p in (tmp_path / "sweep-resume" / "table").glob("*")])
+    assert not raw.duplicated(ROW_KEY).any()  # unique on disk too, not only after reading
+    final = results[results["final"]]
+    assert final["trial"].nunique() == 3
     per_trial = final.groupby(["trial", "subject", "roi", "split"]).size()
-    assert (per_trial == 1).all()  # no trial wrote its final scores twice
-    assert final["trial"].nunique() == 4
+    assert (per_trial == 1).all()
+    killed_curve = results[(results["trial"] == killed) & ~results["final"]]
+    assert sorted(set(killed_curve["epoch"])) == [1, 2, 3]
 
 
 def test_journal_file_storage(ray_cluster, write_study, tmp_path):
@@ -178,7 +223,9 @@ def _alive_nodes(address: str) -> int:
 
 
 @pytest.mark.slow
-def test_two_node_cluster_survives_losing_a_node(write_study, tmp_path, monkeypatch):
+def test_two_node_cluster_survives_losing_a_node(write_study, tmp_path, monkeypatch, plugin_env):
+    """A worker node dies while trials run on it: they are retried (the user is told) from
+    their saved state, and every trial completes."""
     monkeypatch.setenv("RAY_AUTH_MODE", "token")  # the local token, shared by both nodes
     ray_bin = str(Path(sys.executable).parent / "ray")
     port = _free_port()
@@ -201,6 +248,8 @@ def test_two_node_cluster_survives_losing_a_node(write_study, tmp_path, monkeypa
         worker = _start([ray_bin, "start", f"--address={address}", "--num-cpus=2", "--block"])
         path = write_study(
             "twonode",
+            models=["planted"],
+            search={"data.window_s": 10.0, "train.steps_per_epoch": 20, "train.patience": 0},
             budget={"num_samples": 3},
             max_concurrent_trials=3,
             scheduler={"type": "fifo", "max_epochs": 3},
@@ -215,13 +264,20 @@ def test_two_node_cluster_survives_losing_a_node(write_study, tmp_path, monkeypa
             assert time.monotonic() < deadline, "worker node did not join"
             time.sleep(1)
         sweep = _start([*EEG2BOLD, "sweep", str(path), "--address", address])
-        _wait_for(sweep, "epoch 1:", timeout=600)
-        _kill_group(worker)  # the second node dies mid-sweep
+        lines = _Lines(sweep)
+        lines.wait_for("epoch 1:", timeout=600)
+        _kill_group(worker)  # the second node dies mid-sweep, holding at least two trials
         worker = None
-        out, _ = sweep.communicate(timeout=900)
+        out = lines.rest(timeout=900)
         assert sweep.returncode == 0, out
         (states,) = _states(tmp_path / "sweep-twonode").values()
         assert states == ["COMPLETE"] * 3  # every trial complete, retried where needed
+        retried = set(re.findall(r"trial (\S+): its worker or node died; retrying", out))
+        assert retried, out  # the head fits one trial: the others ran on the killed node
+        assert re.search(r"\(\d+ trial\(s\) retried after their worker or node died\)", out)
+        results = RunFolder(tmp_path / "sweep-twonode").results()
+        assert not results.duplicated(ROW_KEY).any()
+        assert set(results[results["final"]]["trial"]) >= retried
     finally:
         if worker is not None:
             _kill_group(worker)

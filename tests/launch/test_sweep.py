@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 
@@ -14,8 +15,9 @@ from eeg2bold.cli import main
 from eeg2bold.errors import ConfigError
 from eeg2bold.launch.config import load_study_config, parse_study_config
 from eeg2bold.launch.optuna_storage import optuna_storage
+from eeg2bold.run_folder import ROW_KEY, RunFolder, read_results
 from eeg2bold.study.queries import best_trials, load_sweep, trials_table
-from eeg2bold.study.results import read_results
+from eeg2bold.training.metrics import fisher_mean
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -49,6 +51,14 @@ def test_dry_run_prints_the_plan_and_starts_nothing(write_study, capsys, tmp_pat
         ({"protocols": ["loos"]}, "unknown protocol 'loos'"),
         ({"search": {"train.lrr": 1e-3}}, "unknown parameter 'train.lrr' (did you mean"),
         ({"name": "bad name"}, "name: use letters"),
+        ({"search": {"train.lr": 0}}, "search.train.lr = 0 is not valid for ridge"),
+        (
+            {"models": ["beira"], "search": {"model.n_branches": 0}},
+            "search.model.n_branches = 0 is not valid for beira",
+        ),
+        ({"search": {"data.window_s": "ten"}}, "search.data.window_s = 'ten' is not valid"),
+        ({"models": ["beira"], "search": {"train.lr": "1e3"}}, "less than or equal to 1"),
+        ({"search": {"data.window_s": [10.0, -1.0]}}, "search.data.window_s = -1.0 is not valid"),
         ({"storage": {"results": "s3://bucket/x"}}, None),
     ],
 )
@@ -63,6 +73,13 @@ def test_config_validation_errors_name_the_key(write_study, change, message):
         load_study_config(path)
     assert message in str(err.value)
     assert str(path) in str(err.value)
+
+
+def test_invalid_fixed_value_fails_the_dry_run_in_one_line(write_study, capsys):
+    path = write_study("badlr", models=["beira"], search={"train.lr": 0})
+    assert main(["sweep", str(path), "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "search.train.lr = 0" in err and "greater than 0" in err
 
 
 def test_config_file_errors(tmp_path):
@@ -123,6 +140,131 @@ def test_small_sweep_with_asha_through_the_cli(ray_cluster, write_study, capsys,
     assert len(json.loads(capsys.readouterr().out)) == 6
     assert main(["best", str(folder), "--model", "ridge"]) == 0
     assert "ridge" in capsys.readouterr().out
+    _check_one_identity_and_self_describing_studies(folder)
+    _check_the_objective_is_val_r(folder)
+
+
+def _check_one_identity_and_self_describing_studies(folder):
+    """One trial id in the Optuna attributes, `trials`, the results table, model files and
+    Ray's trial folders; studies that say what they measure and how each trial was built."""
+    sweep = load_sweep(folder)
+    run_folder = RunFolder(folder)
+    results = run_folder.results()
+    assert not results.duplicated(ROW_KEY).any()
+    table = trials_table(sweep)
+    ids = set(table["trial"])
+    assert ids == set(results["trial"])  # every trial wrote rows (ridge: one epoch each)
+    assert set(results["sweep"]) == {sweep.plan["sweep_id"]}
+    for trial_id in table[table["finished"].astype(bool)]["trial"]:
+        assert len(run_folder.model_files(trial_id)) == 2
+    ray_dirs = {p.name.removeprefix("trial_") for p in (folder / "ray").glob("*/trial_*")}
+    assert ray_dirs == ids  # TensorBoard event files live in these folders
+    for arm, study in _studies(folder).items():
+        assert study.metric_names == ["val_r"]
+        attrs = study.user_attrs
+        assert (attrs["protocol"], attrs["model"]) == arm
+        assert attrs["sweep_id"] == sweep.plan["sweep_id"] and attrs["dataset"] == sweep.dataset
+        assert attrs["fixed"] == {"data.window_s": 10.0, "train.steps_per_epoch": 3}
+        assert "ASHA" in attrs["intermediate_values"]
+        for t in study.trials:
+            assert t.user_attrs["trial_id"] in ids
+            assert t.user_attrs["epochs_trained"] >= 1 and t.user_attrs["best_epoch"] >= 1
+            # the config hash resolves to the resolved config the trial trained
+            config = run_folder.read_config(t.user_attrs["config_hash"])
+            assert config["model"] == arm[1] and config["data"]["window_s"] == 10.0
+    rows = results.drop_duplicates("config_hash")
+    for _, row in rows.iterrows():
+        saved = run_folder.read_config(row["config_hash"])
+        assert (row["window_s"], row["delay_s"]) == (
+            saved["data"]["window_s"],
+            saved["data"]["delay_s"],
+        )
+
+
+def _fold_val_means(results, trial, *, final: bool):
+    rows = results[(results["trial"] == trial) & (results["split"] == "val")]
+    rows = rows[rows["final"] == final]
+    return rows.groupby(["fold", "epoch"])["r"].agg(lambda r: float(fisher_mean(r.to_numpy())))
+
+
+def _check_the_objective_is_val_r(folder):
+    """What Optuna stores and ASHA compares is the mean over folds of val r, never test r:
+    recomputed here from the results table, row by row."""
+    results = RunFolder(folder).results()
+    for study in _studies(folder).values():
+        for t in study.trials:
+            trial = t.user_attrs["trial_id"]
+            curve = _fold_val_means(results, trial, final=False)
+            best: dict[int, float] = {}
+            for epoch in sorted({e for _, e in curve.index}):
+                for (fold, e), value in curve.items():
+                    if e == epoch and value > best.get(fold, -np.inf) + 1e-4:
+                        best[fold] = value
+                expected = float(fisher_mean(np.array(list(best.values()))))
+                assert t.intermediate_values[epoch] == pytest.approx(expected, abs=1e-9)
+            if t.user_attrs.get("finished"):
+                final = _fold_val_means(results, trial, final=True)
+                test = results[(results["trial"] == trial) & (results["split"] == "test")]
+                test_mean = test.groupby("fold")["r"].agg(
+                    lambda r: float(fisher_mean(r.to_numpy()))
+                )
+                assert t.value == pytest.approx(float(fisher_mean(final.to_numpy())), abs=1e-9)
+                assert t.user_attrs["test_r"] == pytest.approx(
+                    float(fisher_mean(test_mean.to_numpy())), abs=1e-9
+                )
+                assert t.value != pytest.approx(t.user_attrs["test_r"], abs=1e-9)
+
+
+def test_asha_stops_a_poor_trial(ray_cluster, planted_model, write_study, tmp_path, capsys):
+    """With one trial at a time, a noise-predicting trial that reaches the first rung after a
+    learning one is stopped there: fewer epochs, no test score, no model files."""
+    path = write_study(
+        "asha",
+        models=["planted"],
+        budget={"num_samples": 4},
+        max_concurrent_trials=1,
+        search={"data.window_s": 10.0, "train.steps_per_epoch": 3, "train.patience": 0},
+        scheduler={"type": "asha", "max_epochs": 3, "grace_period": 1, "reduction_factor": 2},
+        seed=0,  # samples signal True, False, True, True
+    )
+    assert main(["sweep", str(path)]) == 0
+    study = next(iter(_studies(tmp_path / "sweep-asha").values()))
+    trials = sorted(study.trials, key=lambda t: t.number)
+    first = trials[0]
+    assert first.params["model.signal"] is True, "the first trial predicts noise: another seed"
+    assert first.user_attrs["finished"] and first.user_attrs["epochs_trained"] == 3
+    noise = trials[1]
+    assert noise.params["model.signal"] is False, "the second trial learns: another seed"
+    stopped = [t for t in trials if not t.user_attrs.get("finished")]
+    assert noise in stopped, "ASHA did not stop the noise trial"
+    folder = RunFolder(tmp_path / "sweep-asha")
+    for t in stopped:
+        assert t.state == optuna.trial.TrialState.COMPLETE  # ASHA-stopped trials are COMPLETE
+        assert t.user_attrs["epochs_trained"] < 3 and "test_r" not in t.user_attrs
+        assert folder.model_files(t.user_attrs["trial_id"]) == []
+    assert "(stopped early)" in capsys.readouterr().err
+
+
+def test_a_configuration_failure_is_recorded_once_and_fails_the_sweep(
+    ray_cluster, write_study, tmp_path, capsys
+):
+    """Windows too long for the recordings' blocks: every trial fails its configuration
+    check — recorded with the reason, never retried, and the sweep exits non-zero."""
+    path = write_study(
+        "toolong",
+        search={"data.window_s": [100.0], "train.steps_per_epoch": 3},
+        failure={"max_failures": 2},
+    )
+    assert main(["sweep", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert "all 2 trial(s) failed" in captured.err
+    assert "retrying" not in captured.err and "worker or node died" not in captured.err
+    study = next(iter(_studies(tmp_path / "sweep-toolong").values()))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
+    for t in study.trials:
+        assert t.user_attrs["failure_kind"] == "config"
+        assert "no val samples" in t.user_attrs["failure_reason"]
+    assert not list((tmp_path / "sweep-toolong" / "ray").glob("*/trial_*/error.txt"))
 
 
 def test_a_nan_trial_fails_alone(ray_cluster, exploding_model, write_study, tmp_path):
@@ -148,4 +290,8 @@ def test_a_nan_trial_fails_alone(ray_cluster, exploding_model, write_study, tmp_
         assert t.params["model.explode"] is False
         assert t.value is not None
     failures = list((tmp_path / "sweep-nan" / "failures").glob("*.json"))
-    assert len(failures) == len(failed)  # a deterministic failure is not retried
+    assert len(failures) == len(failed)
+    # a deterministic failure is not retried: Tune saw no error (none would need a retry)
+    assert not list((tmp_path / "sweep-nan" / "ray").glob("*/trial_*/error.txt"))
+    for t in failed:
+        assert t.user_attrs["failure_kind"] == "training"

@@ -168,7 +168,7 @@ def write() -> SimpleNamespace:
 @pytest.fixture(scope="session")
 def sweep(sim, tmp_path_factory):
     """A finished sweep folder as the launcher leaves it, without running Ray: sweep.json, an
-    Optuna SQLite storage and fold model files named ``models/<tune_trial_id>-fold<k>.pt``.
+    Optuna SQLite storage and fold model files named ``models/<trial_id>-fold<k>.pt``.
 
     Arm within/ridge: trial 0 (val 0.2, seq2seq models), trial 1 (val 0.5, the seq2one
     models: the best finished one), trial 2 (val 0.9 but stopped early: no model files).
@@ -212,15 +212,15 @@ def sweep(sim, tmp_path_factory):
     within = optuna.create_study(
         study_name=arms[0]["study_name"], storage=storage, direction="maximize"
     )
-    add(within, 0.2, tune_trial_id="t0", finished=True, config_hash="h0")
-    add(within, 0.5, tune_trial_id="t1", finished=True, config_hash="h1")
-    add(within, 0.9, tune_trial_id="t2", finished=False, config_hash="h2")
+    add(within, 0.2, trial_id="t0", finished=True, config_hash="h0")
+    add(within, 0.5, trial_id="t1", finished=True, config_hash="h1")
+    add(within, 0.9, trial_id="t2", finished=False, config_hash="h2")
     loso = optuna.create_study(
         study_name=arms[1]["study_name"], storage=storage, direction="maximize"
     )
-    add(loso, None, state=optuna.trial.TrialState.FAIL, tune_trial_id="t3")
-    add(loso, 0.4, tune_trial_id="t4", finished=False)
+    add(loso, None, state=optuna.trial.TrialState.FAIL, trial_id="t3")
+    add(loso, 0.4, trial_id="t4", finished=False)
     for tid, result in (("t0", sim.s2s), ("t1", sim.s2o)):
         for fold in result.folds:
-            shutil.copy(fold.model_file, root / "models" / f"{tid}-fold{fold.fold.index}.pt")
+            shutil.copy(fold.model_file, root / "models" / f"{tid}-fold{fold.fold}.pt")
     return SimpleNamespace(root=root, best=[f.model_file for f in sim.s2o.folds])

@@ -15,7 +15,7 @@ def test_sweep_uses_the_best_finished_trial_and_averages_its_folds(sim, sweep):
     notes = []
     prediction = predict(str(sweep.root), sim.vhdr, protocol="within", echo=notes.append)
     selection = prediction.info["selection"]
-    assert selection["trial"] == 1 and selection["tune_trial_id"] == "t1"
+    assert selection["trial"] == "t1" and selection["number"] == 1
     assert selection["val_r"] == pytest.approx(0.5)
     assert [m["fold_subject"] for m in prediction.info["members"]] == ["sub-01", "sub-02"]
     assert any("mean of 2 fold model(s)" in n for n in notes)
@@ -54,7 +54,7 @@ def test_train_folder(sim):
 def test_files_that_are_not_model_files(sim, tmp_path):
     text = tmp_path / "notes.pt"
     text.write_text("hello")
-    resume = next((sim.root / "s2o" / "checkpoints").glob("*.state.pt"))
+    resume = next((sim.root / "s2o" / "checkpoints").glob("*.pt"))
     for path, message in (
         (text, "not an eeg2bold model file"),
         (resume, "not an eeg2bold model file .*format None"),

@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from eeg2bold.cli import main
+from eeg2bold.run_folder.table import read_results
 from eeg2bold.simulate import SimulationConfig
 from eeg2bold.simulate.write import simulate_to_store
 from eeg2bold.study.report import SECTIONS
-from eeg2bold.study.results import read_results
 from eeg2bold.study.selection import nested_selection
 from eeg2bold.training.metrics import fisher_mean
 
@@ -205,7 +205,7 @@ def test_unwritable_output_is_one_line(study, tmp_path, capsys):
 def test_report_errors_are_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "r.html")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "not a sweep folder" in err[0]
+    assert len(err) == 1 and "not a run folder" in err[0]
     assert not (tmp_path / "r.html").exists()
 
 

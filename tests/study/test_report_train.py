@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
 
 from eeg2bold.cli import main
+from eeg2bold.run_folder import RunFolder
 from eeg2bold.simulate import SimulationConfig
 from eeg2bold.simulate.write import simulate_to_store
-from eeg2bold.study.results import read_results
 from eeg2bold.training.metrics import fisher_mean
 
 
@@ -22,12 +23,19 @@ def trained(tmp_path_factory):
     simulate_to_store(store, config, progress=False)
     out = root / "run"
     sets = ["window_s=10", "epochs=2", "steps_per_epoch=3"]
-    args = ["train", str(store), "--model", "beira", "--protocol", "loso", "--out", str(out)]
-    assert main([*args, *(a for s in sets for a in ("--set", s)), "-q"]) == 0
+    # relative paths, as a user types them: the run folder must record them absolute
+    args = ["train", "sim.zarr", "--model", "beira", "--protocol", "loso", "--out", "run"]
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        assert main([*args, *(a for s in sets for a in ("--set", s)), "-q"]) == 0
+    finally:
+        os.chdir(here)
     return out
 
 
-def test_report_of_a_train_folder(trained, tmp_path, capsys):
+def test_report_of_a_train_folder(trained, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # another working folder than the one train ran in
     html_path, json_path = tmp_path / "r.html", tmp_path / "r.json"
     code = main(
         ["report", str(trained), "-o", str(html_path), "--json", str(json_path)]
@@ -37,7 +45,7 @@ def test_report_of_a_train_folder(trained, tmp_path, capsys):
     data = json.loads(json_path.read_text())
     assert data["sweep"]["arms"] == [] and "no search" in html_path.read_text()
     assert data["dataset"]["n_subjects"] == 3  # found through the model files' cards
-    results = read_results(trained / "results")
+    results = RunFolder(trained).results()
     test = results[results["final"] & (results["split"] == "test")]
     for row in data["statistics"]["rois"]:
         r = test.loc[test["roi"] == row["roi"], "r"].to_numpy()
@@ -49,7 +57,7 @@ def test_report_of_a_train_folder(trained, tmp_path, capsys):
 
 
 def test_neither_sweep_nor_train_folder(tmp_path, capsys):
-    (tmp_path / "results").mkdir()
+    (tmp_path / "table").mkdir()
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "r.html")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "nor a train output folder" in err[0]
+    assert len(err) == 1 and "not a run folder" in err[0] and str(tmp_path) in err[0]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from eeg2bold.errors import DatasetError
-from eeg2bold.study.results import COLUMNS, ResultsWriter, read_results
+from eeg2bold.run_folder.table import COLUMNS, ResultsWriter, read_results
 from eeg2bold.study.selection import SELECTION_COLUMNS, nested_selection
 from eeg2bold.training.metrics import fisher_mean
 
@@ -36,6 +36,8 @@ def _table(
                 "fold": fold,
                 "subject": subject,
                 "seed": 0,
+                "window_s": 10.0,
+                "delay_s": 0.0,
             }
             for j, roi in enumerate(ROIS):
                 for split, r in (("val", val[trial][fold, j]), ("test", test[trial][fold, j])):
@@ -150,7 +152,7 @@ def test_selection_reads_a_results_folder(tmp_path):
     table = _table(val, test)
     writer = ResultsWriter(tmp_path / "results")
     for fold, part in table.groupby("fold"):
-        writer.write(part.to_dict(orient="records"), tag=f"fold{fold}")
+        writer.write(part.to_dict(orient="records"), part=f"fold{fold}")
     from_disk = nested_selection(read_results(tmp_path / "results"))
     in_memory = nested_selection(table)
     pd.testing.assert_frame_equal(from_disk, in_memory, check_dtype=False)

@@ -1,4 +1,5 @@
-"""`eeg2bold train` and `eeg2bold models` from the command line."""
+"""`eeg2bold train` and `eeg2bold models` from the command line, and what a train run leaves
+in its run folder."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import json
 import pytest
 
 from eeg2bold.cli import main
-from eeg2bold.study.results import read_results
-from eeg2bold.training.checkpoint import load_model_file
+from eeg2bold.run_folder import ROW_KEY, RunFolder, read_card
+from eeg2bold.storage import open_dataset
+from eeg2bold.training.config import build_config
+from eeg2bold.training.run import train_protocol
 
 
 @pytest.fixture(scope="module")
@@ -23,33 +26,98 @@ def trained(sim_store, tmp_path_factory):
     return out, json.loads(summary.read_text())
 
 
-def test_train_writes_scores_results_and_model_files(trained, capsys):
+def test_train_writes_scores_results_and_model_files(trained, sim_store):
     out, summary = trained
+    folder = RunFolder(out)
     assert len(summary["folds"]) == 3
     assert set(summary["test_r_per_output"]) == set(summary["outputs"])
-    df = read_results(out / "results")
+    df = folder.results()
     final = df[df["final"]]
     assert set(final["split"]) == {"val", "test"}
     assert len(final) == 3 * 2 * len(summary["outputs"])  # folds × splits × outputs
     assert set(df["subject"]) == {"sub-01", "sub-02", "sub-03"}
-    config = json.loads((out / "config.json").read_text())
-    assert config["data"]["window_s"] == 12.0
-    card = load_model_file(summary["folds"][0]["model_file"])
+    assert set(df["window_s"]) == {12.0} and set(df["delay_s"]) == {2.0}
+    assert set(df["trial"]) == {summary["trial"]}
+    # a finished run's parts (one per fold and epoch) are compacted into one per trial
+    assert sorted(p.name for p in (out / "table").iterdir()) == [f"{summary['trial']}.parquet"]
+    # every row's config hash resolves to the saved, resolved config
+    (config_hash,) = set(df["config_hash"])
+    assert folder.read_config(config_hash)["data"]["window_s"] == 12.0
+    manifest = folder.read_manifest()
+    assert manifest["kind"] == "train" and manifest["trial"] == summary["trial"]
+    assert manifest["dataset"] == str(sim_store.resolve())  # absolute: same from any folder
+    card = read_card(summary["folds"][0]["model_file"])
     assert card["model"] == "ridge"
     assert card["channels"] and card["outputs"] == summary["outputs"]
+    assert summary["folds"][0]["model_file"] == folder.model_path(summary["trial"], 0)
 
 
 def test_resume_skips_finished_folds_without_duplicating_rows(trained, sim_store, capsys):
     out, summary = trained
-    before = len(read_results(out / "results"))
+    before = RunFolder(out).results()
     code = main(
         ["train", str(sim_store), "--model", "ridge", "--protocol", "loso", "--resume", "-q"]
         + ["--set", "window_s=12", "--set", "delay_s=2", "--out", str(out)]
     )
     assert code == 0
-    assert len(read_results(out / "results")) == before
+    after = RunFolder(out).results()
+    assert len(after) == len(before)
     text = capsys.readouterr().out
     assert f"{summary['test_r_mean']:.3f}" in text
+
+
+def test_train_again_without_resume_is_refused(trained, sim_store, capsys):
+    out, _ = trained
+    code = main(
+        ["train", str(sim_store), "--model", "ridge", "--protocol", "loso", "-q"]
+        + ["--set", "window_s=12", "--set", "delay_s=2", "--out", str(out)]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "--resume" in err and err.count("\n") == 1
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_interrupted_train_resumes_to_the_same_numbers(sim_store, tiny_model, tmp_path):
+    """Killed mid-fold (after epoch 2 of fold 1), then resumed: the same per-fold, per-ROI
+    scores as one uninterrupted run, and every row once."""
+    dataset = open_dataset(sim_store)
+    sets = {"window_s": "8", "epochs": "3", "steps_per_epoch": "4", "patience": "0"}
+    config = build_config(model=tiny_model, protocol="loso", sets=sets)
+    straight = train_protocol(dataset, config, out_dir=tmp_path / "straight")
+
+    seen = []
+
+    def stop_in_fold_1(epoch):
+        seen.append((epoch.fold, epoch.epoch))
+        if (epoch.fold, epoch.epoch) == (1, 2):
+            raise _Interrupt
+
+    out = tmp_path / "interrupted"
+    with pytest.raises(_Interrupt):
+        train_protocol(dataset, config, out_dir=out, on_epoch=stop_in_fold_1)
+    folder = RunFolder(out)
+    trial = straight.trial
+    assert folder.done(trial, 0) is not None and folder.done(trial, 1) is None
+    assert folder.load_state(trial, 1) is not None  # fold 1 stopped after its 2nd epoch
+
+    resumed_epochs = []
+    resumed = train_protocol(
+        dataset, config, out_dir=out, resume=True, on_epoch=resumed_epochs.append
+    )
+    assert [(e.fold, e.epoch) for e in resumed_epochs] == [(1, 3), (2, 1), (2, 2), (2, 3)]
+    for a, b in zip(straight.folds, resumed.folds, strict=True):
+        assert a.val_r == b.val_r and a.test_r == b.test_r and a.best_epoch == b.best_epoch
+    rows = folder.results()
+    assert not rows.duplicated(ROW_KEY).any()
+    expected = RunFolder(tmp_path / "straight").results()
+    assert len(rows) == len(expected)
+    merged = rows.merge(expected, on=ROW_KEY, suffixes=("", "_straight"))
+    assert len(merged) == len(rows)
+    assert (merged["r"] == merged["r_straight"]).all()
 
 
 def test_train_errors_are_one_line(sim_store, tmp_path, capsys):

@@ -39,15 +39,16 @@ def test_tsv_rows_columns_and_sidecar(sim, tmp_path):
     assert list(columns) == rois
     header = written["tsv"].read_text().splitlines()[0].split("\t")
     assert header == ["time", *rois]
-    # no TR in the model file (simulated data): one row per second on the recording's clock,
-    # from the first full window (window 12 s + delay 2 s) to the end of the EEG + delay
+    # the model file records the training TR: one row per TR on the recording's clock, from
+    # the first full window (window 12 s + delay 2 s) to the end of the EEG + delay
     models = load_models(str(sim.model))
-    step = models.training_tr or 1.0
+    step = sim.dataset.info.bold.tr
+    assert models.training_tr == step
     duration = sim.run.eeg.shape[1] / 100.0
     assert np.allclose(np.diff(times), step)
     assert times[0] == pytest.approx(14.0)
-    assert times[-1] == pytest.approx(duration + 2.0)
-    assert any("every 1 s" in n for n in notes) or models.training_tr
+    assert times[-1] == pytest.approx(14.0 + step * ((duration + 2.0 - 14.0) // step))
+    assert not any("every 1 s" in n for n in notes)  # that note is for files without a TR
     for i, roi in enumerate(rois):
         assert np.allclose(columns[roi], prediction.values[i], rtol=1e-6, atol=1e-6)
     meta = json.loads(written["json"].read_text())

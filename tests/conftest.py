@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +25,51 @@ PLUGIN = "eeg2bold_test_plugins"
 # One intra-op thread: tests are many small problems, and multi-threaded BLAS/LAPACK on a
 # shared 2-core machine spends most of its time waiting (an 800×800 eigh: 9 s vs 0.08 s).
 torch.set_num_threads(1)
+
+
+_RAY_ENV = (
+    "RAY_TMPDIR",
+    "RAY_AUTH_TOKEN_PATH",
+    "RAY_AUTH_TOKEN",
+    "RAY_AUTH_MODE",
+    "EEG2BOLD_RESUME_KEY",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ray state of this test session only: its own temp dir (sessions, sockets, logs; never
+    /tmp/ray) and its own token (never the user's ~/.ray/auth_token), token auth on; and its
+    own resume key (never ~/.config/eeg2bold). Set in the environment so every child (a
+    sweep's driver, `ray start`) inherits the same."""
+    root = Path(tempfile.mkdtemp(prefix="e2b-ray-", dir="/tmp"))  # short: socket paths
+    token = root / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
+    config._eeg2bold_ray = (root, {k: os.environ.get(k) for k in _RAY_ENV})  # type: ignore[attr-defined]
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    os.environ.update(
+        RAY_TMPDIR=str(root),
+        RAY_AUTH_TOKEN_PATH=str(token),
+        RAY_AUTH_MODE="token",
+        EEG2BOLD_RESUME_KEY=str(root / "resume.key"),
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    root, saved = getattr(config, "_eeg2bold_ray", (None, {}))
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    if root is not None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_temp_dir() -> Path:
+    """Where this session's Ray instances keep their files."""
+    return Path(os.environ["RAY_TMPDIR"])
 
 
 @pytest.fixture
@@ -78,8 +126,8 @@ def make_run() -> Callable[..., RunData]:
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """One local Ray with 2 CPUs for every test that needs it (ray.init costs seconds);
-    token authentication left on (the local token is shared).
+    """One local Ray with 2 CPUs for every test that needs it (ray.init costs seconds), in
+    this session's own temp dir with its own token (see :func:`pytest_configure`).
 
     Workers inherit $EEG2BOLD_PLUGINS and a PYTHONPATH holding tests/launch, so the test-only
     model plugin resolves there; the test process itself keeps its environment.

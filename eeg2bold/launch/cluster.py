@@ -20,7 +20,6 @@ from collections.abc import Iterable, Sequence
 from importlib import metadata, resources
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
@@ -38,7 +37,6 @@ NETWORK_DATABASES = ("postgresql://", "postgresql+psycopg2://", "mysql://")
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SECRET_KEY = re.compile(r"(?i)password|secret|token|key|signature|credential")
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 _SLURM_TIME = re.compile(r"(\d+-)?\d+(:\d+){0,2}")
 _SLURM_NAME = re.compile(r"[A-Za-z0-9_.,+-]+")
@@ -113,23 +111,6 @@ def _require_shared(what: str, location: str, *, default: bool = False) -> None:
 def _expand_known(url: str) -> str:
     """``${NAME}`` replaced where the variable is set (the dataset path is expanded at run time)."""
     return _VAR.sub(lambda m: os.environ.get(m.group(1), m.group(0)), url)
-
-
-def _inline_secrets(config: StudyConfig) -> list[str]:
-    """Storage URLs holding a literal password or secret query value (not ``${NAME}``)."""
-    found = []
-    for what, url in (
-        ("dataset", config.dataset),
-        ("storage.results", config.storage.results or ""),
-        ("storage.optuna", config.storage.optuna or ""),
-    ):
-        if "://" not in url:
-            continue
-        probe = urlsplit(_VAR.sub("", url))
-        query = parse_qsl(probe.query, keep_blank_values=True)
-        if probe.password or any(v and _SECRET_KEY.search(k) for k, v in query):
-            found.append(what)
-    return found
 
 
 def _check_fits(config: StudyConfig, *, cpus: float, gpus: float, where: str) -> None:
@@ -340,7 +321,7 @@ def render_k8s(
     ``pvc_mount``.
     """
     check_cluster_storage(config)
-    inline = _inline_secrets(config)
+    inline = config.inline_credentials()
     if inline:
         raise ConfigError(
             f"{', '.join(inline)} holds a literal credential, which a ConfigMap would expose: "

@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 from pydantic import (
@@ -25,6 +26,9 @@ from pydantic import (
 from eeg2bold.errors import ConfigError
 from eeg2bold.models import get_model_class
 from eeg2bold.protocols import get_protocol
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SECRET_KEY = re.compile(r"(?i)password|secret|token|key|signature|credential")
 
 
 class _Strict(BaseModel):
@@ -205,6 +209,32 @@ class StudyConfig(_Strict):
                 "(SQLite cannot live there): use postgresql://… or journal:///shared/path"
             )
         return f"sqlite:///{Path(results).resolve() / 'optuna.db'}"
+
+    def inline_credentials(self) -> list[str]:
+        """Locations holding a literal password or secret query value (not ``${NAME}``):
+        whatever a sweep records (sweep.json, reports, Ray's files) would carry it."""
+        found = []
+        for what, url in (
+            ("dataset", self.dataset),
+            ("storage.results", self.storage.results or ""),
+            ("storage.optuna", self.storage.optuna or ""),
+        ):
+            if "://" not in url:
+                continue
+            probe = urlsplit(_VAR.sub("", url))
+            query = parse_qsl(probe.query, keep_blank_values=True)
+            if probe.password or any(v and _SECRET_KEY.search(k) for k, v in query):
+                found.append(what)
+        return found
+
+    def refuse_inline_credentials(self, *, where: str) -> None:
+        inline = self.inline_credentials()
+        if inline:
+            raise ConfigError(
+                f"{', '.join(inline)} holds a literal credential, which {where} would write "
+                "down: write it as ${NAME} (e.g. postgresql://user:${PGPASSWORD}@host/db) with "
+                "NAME set in the environment, or leave the password out and set PGPASSWORD"
+            )
 
     def data_settings(self) -> dict[str, Any]:
         """SampleConfig fields every trial shares."""

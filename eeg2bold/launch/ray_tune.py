@@ -32,6 +32,7 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from eeg2bold.errors import ConfigError, DatasetError, Eeg2BoldError
+from eeg2bold.launch.resume_auth import StateSigner
 from eeg2bold.run_folder import RunFolder
 from eeg2bold.storage import open_dataset
 from eeg2bold.training.engine import METRIC, FoldRunner, ProtocolRun
@@ -459,6 +460,25 @@ class _Progress(tune.Callback):
         )
 
 
+class _SignState(tune.Callback):
+    """Signs Tune's saved state after Tune writes it (see :mod:`eeg2bold.launch.resume_auth`),
+    so that ``--resume`` loads only state this user's drivers wrote."""
+
+    def __init__(self, experiment: str):
+        self.signer = StateSigner(experiment)
+        self._last = 0.0
+
+    def on_step_end(self, iteration, trials, **info):
+        import time
+
+        if time.monotonic() - self._last >= 1.0:  # Tune saves at most every few seconds
+            self.signer.sign_if_changed()
+            self._last = time.monotonic()
+
+    def on_experiment_end(self, trials, **info):
+        self.signer.sign_if_changed()
+
+
 @dataclass
 class ArmSettings:
     """Everything the Tuner of one arm needs, as plain data."""
@@ -513,6 +533,7 @@ def run_arm(settings: ArmSettings, *, resume: bool, echo: Callable[[str], None])
     trainable = _trainable(settings)
     progress = _Progress(settings.name, settings.num_samples, _Echo(), settings.context.results)
     if resume and tune.Tuner.can_restore(path):
+        StateSigner(path).restore_verified()  # or a one-line refusal: nothing unpickled
         tuner = tune.Tuner.restore(
             path, trainable=trainable, resume_unfinished=True, resume_errored=False
         )
@@ -554,7 +575,7 @@ def run_arm(settings: ArmSettings, *, resume: bool, echo: Callable[[str], None])
                 name=settings.name,
                 storage_path=settings.storage_path,
                 failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-                callbacks=[progress],
+                callbacks=[progress, _SignState(path)],
                 verbose=0,
             ),
         )

@@ -142,6 +142,7 @@ def run_sweep(
     num_cpus: float | None = None,
 ) -> SweepOutcome | str:
     """Run (or with ``dry_run`` only describe) a sweep; returns its outcome or the plan text."""
+    config.refuse_inline_credentials(where="the sweep folder (sweep.json), reports and Ray")
     if dry_run:
         existing = _read_state(results_root(config)) is not None
         plan, _ = prepare(config, resume=existing)

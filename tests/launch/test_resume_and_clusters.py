@@ -166,8 +166,11 @@ def test_journal_file_storage(ray_cluster, write_study, tmp_path):
 
 
 def test_two_sweeps_write_to_one_postgresql_storage_at_once(
-    ray_cluster, write_study, tmp_path, monkeypatch, postgres
+    ray_cluster, write_study, tmp_path, monkeypatch, postgres, ray_temp_dir
 ):
+    """Two sweeps start together on an empty database (both create the schema), each gets
+    its own study, and the database password reaches no file: not the sweep folders, not the
+    report, not Ray's pickles or session folder."""
     database = postgres.database("sweeps")  # empty: both sweeps race to create the schema
     url = postgres.url(database, user_info="postgres:${EEG2BOLD_TEST_PGPASSWORD}")
     password = "pw-" + uuid.uuid4().hex  # trust auth ignores it; it must never be printed
@@ -205,6 +208,22 @@ def test_two_sweeps_write_to_one_postgresql_storage_at_once(
     # exactly the two sweeps' studies, each with its own two trials: none appended to another
     assert set(optuna.get_all_study_names(storage=storage)) == expected
     assert len(expected) == 2
+    from eeg2bold.cli import main
+
+    report = tmp_path / "report"
+    args = ["report", str(tmp_path / "sweep-pg0"), "-o", str(report / "r.html")]
+    assert main([*args, "--json", str(report / "r.json"), "--n-boot", "50", "-q"]) == 0
+    assert "${EEG2BOLD_TEST_PGPASSWORD}" in (tmp_path / "sweep-pg0" / "sweep.json").read_text()
+    leaks = [p for p in _files(tmp_path, ray_temp_dir) if password.encode() in p.read_bytes()]
+    assert not leaks, leaks
+    assert len(list(_files(tmp_path / "sweep-pg0" / "ray"))) > 5  # Tune's pickles were read
+
+
+def _files(*roots: Path):
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file() and not path.is_symlink() and path.stat().st_size < 200e6:
+                yield path
 
 
 def _free_port() -> int:
@@ -226,7 +245,6 @@ def _alive_nodes(address: str) -> int:
 def test_two_node_cluster_survives_losing_a_node(write_study, tmp_path, monkeypatch, plugin_env):
     """A worker node dies while trials run on it: they are retried (the user is told) from
     their saved state, and every trial completes."""
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # the local token, shared by both nodes
     ray_bin = str(Path(sys.executable).parent / "ray")
     port = _free_port()
     head = _start(

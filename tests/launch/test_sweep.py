@@ -82,6 +82,16 @@ def test_invalid_fixed_value_fails_the_dry_run_in_one_line(write_study, capsys):
     assert err.count("\n") == 1 and "search.train.lr = 0" in err and "greater than 0" in err
 
 
+def test_a_literal_password_is_refused_before_anything_is_written(write_study, capsys, tmp_path):
+    url = "postgresql://eeg:hunter2@127.0.0.1:5432/optuna"
+    path = write_study("literal", storage={"results": str(tmp_path / "lit"), "optuna": url})
+    for extra in (["--dry-run"], []):
+        assert main(["sweep", str(path), *extra]) == 1
+        err = capsys.readouterr().err
+        assert "storage.optuna holds a literal credential" in err and "hunter2" not in err
+    assert not (tmp_path / "lit").exists()
+
+
 def test_config_file_errors(tmp_path):
     with pytest.raises(ConfigError, match="no such study config"):
         load_study_config(tmp_path / "none.yaml")

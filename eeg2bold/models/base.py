@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import Tensor, nn
 
 from eeg2bold.errors import ConfigError
+from eeg2bold.geometry import window_samples
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,8 +44,8 @@ class DataSpec:
 
     @property
     def n_times(self) -> int:
-        """EEG samples per window."""
-        return int(round(self.window_s * self.sfreq))
+        """EEG samples per window (the one sample geometry)."""
+        return window_samples(self.window_s, self.sfreq)
 
 
 class ModelParams(BaseModel):

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from eeg2bold.geometry import WindowGeometry
 from eeg2bold.ingest.specs import EEGFormat, MatOptions
 from eeg2bold.predict.models import FoldModel, ModelSet, PredictError, load_models
 from eeg2bold.predict.recording import Recording, read_recording
@@ -69,24 +70,22 @@ def prediction_times(
     return times[_valid(times, models=models, n_samples=n_samples, sfreq=sfreq)]
 
 
+def _geometry(models: ModelSet, sfreq: float) -> WindowGeometry:
+    """The windows the models were trained on (the one sample geometry)."""
+    return WindowGeometry(models.sample.window_s, models.sample.delay_s, sfreq)
+
+
 def _window_ends(times: np.ndarray, *, models: ModelSet, sfreq: float) -> np.ndarray:
-    return np.round((times - models.sample.delay_s) * sfreq).astype(np.int64)
+    return _geometry(models, sfreq).ends(times)
 
 
 def _valid(times: np.ndarray, *, models: ModelSet, n_samples: int, sfreq: float) -> np.ndarray:
-    n_window = int(round(models.sample.window_s * sfreq))
-    ends = _window_ends(times, models=models, sfreq=sfreq)
-    return (ends - n_window >= 0) & (ends <= n_samples)
+    return _geometry(models, sfreq).valid(times, n_samples)
 
 
 def _output_times(times: np.ndarray, models: ModelSet) -> np.ndarray:
     """[n, n_out] instants each window predicts (as the training targets are laid out)."""
-    sample = models.sample
-    n_out = sample.n_out
-    if n_out == 1:
-        return times[:, None]
-    step = sample.window_s / n_out
-    return times[:, None] - step * np.arange(n_out - 1, -1, -1)[None]
+    return _geometry(models, 1.0).output_times(times, models.sample.n_out)
 
 
 @torch.no_grad()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from eeg2bold.errors import ConfigError, DatasetError
+from eeg2bold.geometry import WindowGeometry
 from eeg2bold.storage import Dataset, RunKey
 
 
@@ -40,15 +41,18 @@ class SampleTable:
         return self.run_subject[self.run]
 
     @property
+    def geometry(self) -> WindowGeometry:
+        return WindowGeometry(self.window_s, self.delay_s, self.sfreq)
+
+    @property
     def start(self) -> np.ndarray:
         """[N] start of each sample's footprint (= start of its EEG window), seconds."""
-        return self.time - self.delay_s - self.window_s
+        return self.geometry.footprint_start(self.time)
 
     @property
     def start_sample(self) -> np.ndarray:
-        """[N] first EEG sample of each window (same rounding as the window reader)."""
-        n_window = int(round(self.window_s * self.sfreq))
-        return np.round((self.time - self.delay_s) * self.sfreq).astype(np.int64) - n_window
+        """[N] first EEG sample of each window (the window reader's geometry)."""
+        return self.geometry.starts(self.time)
 
     def of_subject(self, subject: str) -> np.ndarray:
         """Indices of every sample of ``subject``."""
@@ -63,15 +67,11 @@ def build_sample_table(
     runs: list[RunKey] | None = None,
 ) -> SampleTable:
     """Sample table of ``dataset`` (or of the given runs) for one window/delay setting."""
-    if not window_s > 0:
-        raise ConfigError(f"window_s must be positive, got {window_s}")
-    if delay_s < 0:
-        raise ConfigError(f"delay_s must be >= 0, got {delay_s}")
+    geometry = WindowGeometry(float(window_s), float(delay_s), dataset.info.eeg.sfreq)
     keys = tuple(sorted(runs if runs is not None else dataset.runs()))
     if not keys:
         raise DatasetError(f"{dataset.url}: the dataset has no runs")
     sfreq = dataset.info.eeg.sfreq
-    n_window = int(round(window_s * sfreq))
     subjects = tuple(sorted({k.subject for k in keys}))
     cols: dict[str, list[np.ndarray]] = {"run": [], "volume": [], "time": []}
     durations, run_subject = [], []
@@ -79,8 +79,7 @@ def build_sample_table(
         attrs = dataset.run_attrs(key)
         n_samples = int(attrs["n_samples"])
         times = np.asarray(dataset.array(key, "volume_times")[...], dtype=np.float64)
-        ends = np.round((times - delay_s) * sfreq).astype(np.int64)
-        ok = np.flatnonzero((ends - n_window >= 0) & (ends <= n_samples))
+        ok = np.flatnonzero(geometry.valid(times, n_samples))
         cols["run"].append(np.full(ok.size, i, dtype=np.int64))
         cols["volume"].append(ok.astype(np.int64))
         cols["time"].append(times[ok])

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from eeg2bold.errors import ConfigError, DatasetError
+from eeg2bold.errors import DatasetError
+from eeg2bold.geometry import WindowGeometry
 from eeg2bold.storage.schema import RunKey
 from eeg2bold.storage.store import Dataset
 
@@ -56,15 +57,12 @@ class WindowReader:
         lazy: bool = False,
     ):
         sfreq = dataset.info.eeg.sfreq
-        if not window_s > 0:
-            raise ConfigError(f"window_s must be positive, got {window_s}")
-        if delay_s < 0:
-            raise ConfigError(f"delay_s must be >= 0, got {delay_s}")
+        self.geometry = WindowGeometry(float(window_s), float(delay_s), sfreq)
         self.dataset = dataset
         self.window_s = float(window_s)
         self.delay_s = float(delay_s)
         self.sfreq = sfreq
-        self.n_window = int(round(window_s * sfreq))
+        self.n_window = self.geometry.n_window
         self.lazy = lazy
         self.cache_bytes = int(cache_bytes)
         self._cache: OrderedDict[RunKey, np.ndarray] = OrderedDict()
@@ -88,15 +86,12 @@ class WindowReader:
         return index
 
     def _ends(self, key: RunKey, volumes: np.ndarray) -> np.ndarray:
-        times = self._run_index(key).volume_times[volumes]
-        return np.round((times - self.delay_s) * self.sfreq).astype(np.int64)
+        return self.geometry.ends(self._run_index(key).volume_times[volumes])
 
     def valid_volumes(self, key: RunKey) -> np.ndarray:
         """Indices of the volumes whose whole EEG window lies inside the recording."""
         index = self._run_index(key)
-        ends = self._ends(key, np.arange(index.volume_times.size))
-        ok = (ends - self.n_window >= 0) & (ends <= index.n_samples)
-        return np.flatnonzero(ok)
+        return np.flatnonzero(self.geometry.valid(index.volume_times, index.n_samples))
 
     def _eeg(self, key: RunKey) -> np.ndarray | None:
         """Whole-run EEG from the cache (loading it), or None when the run is read lazily."""

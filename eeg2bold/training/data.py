@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
 from eeg2bold.errors import ConfigError, DatasetError
+from eeg2bold.geometry import WindowGeometry
 from eeg2bold.models import DataSpec
 from eeg2bold.protocols import Fold, SampleTable
 from eeg2bold.storage import Dataset, RunData, RunKey
@@ -84,12 +85,7 @@ def _targets(
     bold: np.ndarray, vol_times: np.ndarray, t: np.ndarray, *, config: SampleConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """Targets [n, R, n_out] and their times [n, n_out] for target times ``t`` of one run."""
-    n_out = config.n_out
-    if n_out == 1:
-        times = t[:, None]
-    else:
-        step = config.window_s / n_out
-        times = t[:, None] - step * np.arange(n_out - 1, -1, -1)[None]
+    times = WindowGeometry(config.window_s, config.delay_s, 1.0).output_times(t, config.n_out)
     values = np.stack([np.interp(times, vol_times, row) for row in bold], axis=1)
     return values, times
 
@@ -135,7 +131,7 @@ class FoldData:
             raise ConfigError(f"unknown ROI(s) {unknown}; the dataset has {list(info.bold.rois)}")
         roi_idx = [info.bold.rois.index(r) for r in rois]
         self.outputs = config.output_names(info.bold.rois)
-        self.n_window = int(round(config.window_s * self.sfreq))
+        self.n_window = samples.geometry.n_window
 
         used = np.flatnonzero(np.isin(np.arange(len(samples.runs)), samples.run[self._all()]))
         eeg_parts, offsets, total = [], np.full(len(samples.runs), -1, dtype=np.int64), 0

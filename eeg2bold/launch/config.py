@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from eeg2bold.errors import ConfigError
-from eeg2bold.models import get_model_class
+from eeg2bold.model_names import BUILTIN_MODELS
 from eeg2bold.protocols import get_protocol
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -142,6 +142,7 @@ class StudyConfig(_Strict):
     failure: Failure = Field(default_factory=Failure)
     seed: int = Field(0, ge=0, description="Seed of the samplers and of every trial's fit.")
     _as_written: dict[str, str | None] = PrivateAttr(default_factory=dict)
+    _where: str = PrivateAttr(default="study config")
 
     @model_validator(mode="wrap")
     @classmethod
@@ -180,8 +181,12 @@ class StudyConfig(_Strict):
     def _models(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("name at least one model")
-        for m in value:
-            get_model_class(m)
+        unknown = [m for m in value if m not in BUILTIN_MODELS]
+        if unknown:  # a plugin, or a typo: only then is the registry (and torch) imported
+            from eeg2bold.models import get_model_class
+
+            for m in unknown:
+                get_model_class(m)
         return value
 
     @field_validator("protocols")
@@ -264,19 +269,30 @@ def load_study_config(path: str | os.PathLike[str]) -> StudyConfig:
 
 
 def parse_study_config(data: dict[str, Any], *, where: str = "study config") -> StudyConfig:
+    """The config's schema, checked without torch or the models (fast: renderers, queries).
+    :func:`validate_study` checks the search values too, before anything runs."""
     try:
         config = StudyConfig(**data)
     except ValidationError as exc:
         raise ConfigError(f"{where}: {_explain(exc)}") from None
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    config._where = where
+    return config
+
+
+def validate_study(config: StudyConfig) -> None:
+    """Everything checkable before a sweep runs (``sweep --dry-run`` and sweep start): every
+    search name, range, fixed value and choice against the models' spaces and typed configs;
+    credentials that would be written down."""
     from eeg2bold.search_spaces import check_constraints
 
+    where = config._where
     try:
         check_constraints(config.models, config.search)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    return config
+    config.refuse_inline_credentials(where="the sweep folder (sweep.json), reports and Ray")
 
 
 def _explain(exc: ValidationError) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 import fsspec
 
 from eeg2bold.errors import ConfigError
-from eeg2bold.launch.config import StudyConfig, parse_study_config
+from eeg2bold.launch.config import StudyConfig, parse_study_config, validate_study
 from eeg2bold.launch.optuna_storage import (
     display_url,
     expand_env,
@@ -142,7 +142,7 @@ def run_sweep(
     num_cpus: float | None = None,
 ) -> SweepOutcome | str:
     """Run (or with ``dry_run`` only describe) a sweep; returns its outcome or the plan text."""
-    config.refuse_inline_credentials(where="the sweep folder (sweep.json), reports and Ray")
+    validate_study(config)  # before anything runs, dry run or not
     if dry_run:
         existing = _read_state(results_root(config)) is not None
         plan, _ = prepare(config, resume=existing)

@@ -400,7 +400,7 @@ def test_k8s_config_map_round_trips_the_study(study_file):
     cm = _docs(_k8s(path, config))["ConfigMap"]
     assert cm["metadata"]["name"] == "eeg2bold-cluster-t-study"
     embedded = yaml.safe_load(cm["data"]["study.yaml"])
-    assert parse_study_config(embedded) == config
+    assert parse_study_config(embedded).model_dump() == config.model_dump()
     assert "${PGPASSWORD}" in cm["data"]["study.yaml"]
 
 
@@ -490,4 +490,38 @@ def test_example_study_is_a_valid_cluster_study(tmp_path):
         pvc_mount="/shared",
     )
     embedded = _docs(manifest)["ConfigMap"]["data"]["study.yaml"]
-    assert parse_study_config(yaml.safe_load(embedded)) == config
+    assert parse_study_config(yaml.safe_load(embedded)).model_dump() == config.model_dump()
+
+
+def test_parsing_and_rendering_import_neither_torch_nor_the_models(tmp_path):
+    """`launch slurm|k8s` and study-config parsing run on login nodes: fast, torch-free."""
+    config = tmp_path / "s.yaml"
+    config.write_text(
+        "name: light\ndataset: /shared/data.zarr\nmodels: [beira, ridge]\n"
+        "storage: {results: /shared/sweeps/light, optuna: 'journal:///shared/optuna.log'}\n"
+    )
+    code = (
+        "import sys\n"
+        "from eeg2bold.cli import main\n"
+        "from eeg2bold.launch.config import load_study_config\n"
+        f"load_study_config({str(config)!r})\n"
+        f"assert main(['launch', 'slurm', {str(config)!r}, '--nodes', '2', "
+        f"'--cpus-per-node', '4', '-o', {str(tmp_path / 'job.sh')!r}]) == 0\n"
+        f"assert main(['launch', 'k8s', {str(config)!r}, '--image', 'r/e:1', '--workers', "
+        f"'2', '--cpu', '4', '--memory', '8Gi', '--pvc', 'shared', '-o', "
+        f"{str(tmp_path / 'job.yaml')!r}]) == 0\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'torch' "
+        "or m.startswith('eeg2bold.models'))\n"
+        "print(loaded)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "job.sh").exists() and (tmp_path / "job.yaml").exists()
+
+
+def test_builtin_model_names_match_the_registry():
+    from eeg2bold.model_names import BUILTIN_MODELS
+    from eeg2bold.models import model_names
+
+    assert set(BUILTIN_MODELS) == set(model_names()) - {"exploding", "planted", "tiny"}

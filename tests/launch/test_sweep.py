@@ -13,7 +13,7 @@ import pytest
 
 from eeg2bold.cli import main
 from eeg2bold.errors import ConfigError
-from eeg2bold.launch.config import load_study_config, parse_study_config
+from eeg2bold.launch.config import load_study_config, parse_study_config, validate_study
 from eeg2bold.launch.optuna_storage import optuna_storage
 from eeg2bold.run_folder import ROW_KEY, RunFolder, read_results
 from eeg2bold.study.queries import best_trials, load_sweep, trials_table
@@ -70,7 +70,7 @@ def test_config_validation_errors_name_the_key(write_study, change, message):
             _ = config.optuna_url
         return
     with pytest.raises(ConfigError) as err:
-        load_study_config(path)
+        validate_study(load_study_config(path))  # the schema, then the search values
     assert message in str(err.value)
     assert str(path) in str(err.value)
 

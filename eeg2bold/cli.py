@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from eeg2bold import __version__
+from eeg2bold.cli_options import add_options, given
 from eeg2bold.errors import ConfigError, Eeg2BoldError
 
 EXIT_ERROR = 1
@@ -25,10 +26,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from eeg2bold.simulate import SimulationConfig
     from eeg2bold.simulate.write import simulate_to_store
 
-    fields = ("subjects", "minutes", "runs", "channels", "sfreq", "tr", "rois", "snr", "seed")
-    values = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
-    if args.name:
-        values["name"] = args.name
+    values: dict[str, Any] = given(args)  # the options generated from SimulationConfig
     values.update(_parse_sets(args.set))
     try:
         config = SimulationConfig(**values)
@@ -401,17 +399,19 @@ def _pydantic_one_line(exc: Any) -> str:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     """Shared tail of the ``ingest`` subcommands: resolve the config, run, print the report."""
     from eeg2bold.ingest import ingest
+    from eeg2bold.ingest.layouts import CONFIG_DEFAULTS, make_layout
     from eeg2bold.ingest.options import build_config
 
-    flags = {k.removeprefix("cfg:"): v for k, v in vars(args).items() if k.startswith("cfg:")}
     config = build_config(
-        flags,
+        given(args),
         config_file=args.config,
-        defaults=args.layout_defaults,
+        defaults=CONFIG_DEFAULTS[args.layout_name],
         require_timing=args.layout_name == "files",
     )
+    options = {k: v for k, v in vars(args).items() if not k.startswith("cfg:")}
+    mat = _mat_options(args) if "mat_variable" in options else None
     report = ingest(
-        args.make_layout(args),
+        make_layout(options.pop("layout_name"), mat=mat, **options),
         args.out,
         config=config,
         on_error=args.on_error,
@@ -425,35 +425,11 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return EXIT_ERROR if report.failed else 0
 
 
-def _ingest_files_layout(args: argparse.Namespace) -> Any:
-    from pathlib import Path
-
-    from eeg2bold.ingest import FileRun, FilesLayout
-
-    mat = _mat_options(args)
-    run = FileRun(
-        eeg=Path(args.eeg),
-        bold=Path(args.bold),
-        subject=args.subject,
-        run=args.run,
-        confounds=Path(args.confounds) if args.confounds else None,
-    )
-    return FilesLayout([run], eeg_format=args.eeg_format, mat=mat)
-
-
 def _mat_options(args: argparse.Namespace) -> Any:
-    """MATLAB EEG options (variable, rate, units, names), or None for other formats."""
-    from eeg2bold.ingest import MatOptions
+    from eeg2bold.ingest.specs import mat_options
 
-    if not (args.mat_variable or args.mat_sfreq):
-        return None
-    if not (args.mat_variable and args.mat_sfreq):
-        raise ConfigError("MATLAB EEG needs both --mat-variable and --mat-sfreq")
-    return MatOptions(
-        variable=args.mat_variable,
-        sfreq=args.mat_sfreq,
-        units=args.mat_units,
-        channels=args.mat_channels,
+    return mat_options(
+        args.mat_variable, args.mat_sfreq, units=args.mat_units, channels=args.mat_channels
     )
 
 
@@ -477,35 +453,72 @@ def _add_mat_arguments(q: Any) -> None:
     )
 
 
-def _ingest_cwl_layout(args: argparse.Namespace) -> Any:
-    from eeg2bold.ingest import CWLLayout
-
-    return CWLLayout(args.root)
-
-
-def _ingest_bids_layout(args: argparse.Namespace) -> Any:
-    from eeg2bold.ingest import BIDSLayout
-
-    return BIDSLayout(
-        args.root,
-        derivatives=args.derivatives,
-        space=args.space,
-        tasks=args.task,
-        subjects=args.subject,
-    )
-
-
-def _ingest_natview_layout(args: argparse.Namespace) -> Any:
-    from eeg2bold.ingest import NatviewLayout
-
-    return NatviewLayout(args.root, roi_dir=args.roi_dir)
+# Ingest flags by help group: flag -> IngestConfig field (type, help and default from there).
+INGEST_FLAGS = {
+    "EEG preprocessing": {
+        "--sfreq": "eeg.sfreq",
+        "--l-freq": "eeg.l_freq",
+        "--h-freq": "eeg.h_freq",
+        "--line-freq": "eeg.line_freq",
+        "--reference": "eeg.reference",
+        "--resample-method": "eeg.resample_method",
+    },
+    "channels": {
+        "--keep": "channels.keep_types",
+        "--channels": "channels.include",
+        "--drop-channels": "channels.exclude",
+        "--bad-channels": "channels.bad_channels",
+        "--bads": "channels.bads",
+        "--montage": "channels.montage",
+    },
+    "volume timing": {
+        "--marker": "timing.markers",
+        "--start": "timing.start_s",
+        "--marker-mismatch": "timing.mismatch",
+        "--crop-margin": "timing.crop_margin_s",
+    },
+    "BOLD": {
+        "--tr": "bold.tr",
+        "--atlas": "bold.atlas",
+        "--atlas-labels": "bold.atlas_labels",
+        "--atlas-threshold": "bold.atlas_threshold",
+        "--rois": "bold.rois",
+        "--no-motion": "bold.motion",
+        "--global-signal": "bold.global_signal",
+        "--no-detrend": "bold.detrend",
+        "--no-standardize": "bold.standardize",
+        "--high-pass": "bold.high_pass",
+        "--low-pass": "bold.low_pass",
+    },
+}
+_METAVARS = {
+    "--sfreq": "HZ",
+    "--l-freq": "HZ",
+    "--h-freq": "HZ",
+    "--line-freq": "HZ",
+    "--high-pass": "HZ",
+    "--low-pass": "HZ",
+    "--reference": "REF",
+    "--montage": "NAME",
+    "--keep": "TYPES",
+    "--start": "SECONDS",
+    "--crop-margin": "SECONDS",
+    "--tr": "SECONDS",
+    "--atlas": "ATLAS",
+    "--atlas-labels": "FILE",
+    "--atlas-threshold": "PERCENT",
+}
+SIMULATE_FLAGS = {
+    f"--{name}": name
+    for name in ("subjects", "minutes", "runs", "channels", "sfreq", "tr", "rois", "snr", "seed")
+} | {"--name": "name"}
 
 
 def _add_ingest_parser(sub: Any) -> None:
-    """``eeg2bold ingest {files,cwl,bids,natview}``: options map onto IngestConfig paths."""
+    """``eeg2bold ingest {files,cwl,bids,natview}``: options generated from IngestConfig."""
     from pathlib import Path
 
-    from eeg2bold.ingest.options import float_or_none, split_names
+    from eeg2bold.ingest.config import IngestConfig
 
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("run control")
@@ -526,193 +539,8 @@ def _add_ingest_parser(sub: Any) -> None:
     )
     g.add_argument("--overwrite", action="store_true", help="replace runs whose content differs")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    g = common.add_argument_group("EEG preprocessing")
-    g.add_argument(
-        "--sfreq",
-        dest="cfg:eeg.sfreq",
-        type=float_or_none,
-        metavar="HZ",
-        help="output sampling rate (default 250; 'none' keeps the recording's)",
-    )
-    g.add_argument(
-        "--l-freq",
-        dest="cfg:eeg.l_freq",
-        type=float_or_none,
-        metavar="HZ",
-        help="high-pass edge (default 0.5; 'none': no high-pass)",
-    )
-    g.add_argument(
-        "--h-freq",
-        dest="cfg:eeg.h_freq",
-        type=float_or_none,
-        metavar="HZ",
-        help="low-pass edge (default none)",
-    )
-    g.add_argument(
-        "--line-freq",
-        dest="cfg:eeg.line_freq",
-        type=float_or_none,
-        metavar="HZ",
-        help="mains frequency notched with its harmonics (default 50; 'none')",
-    )
-    g.add_argument(
-        "--reference",
-        dest="cfg:eeg.reference",
-        metavar="REF",
-        help="'average' (default), 'none', or channel names 'TP9,TP10'",
-    )
-    g.add_argument(
-        "--resample-method",
-        dest="cfg:eeg.resample_method",
-        choices=("fft", "polyphase"),
-        help="MNE resampling method (default fft)",
-    )
-    g = common.add_argument_group("channels")
-    g.add_argument(
-        "--keep",
-        dest="cfg:channels.keep_types",
-        type=split_names,
-        metavar="TYPES",
-        help="non-EEG types to keep: eog,ecg,emg,cwl,misc (default: none)",
-    )
-    g.add_argument(
-        "--channels",
-        dest="cfg:channels.include",
-        type=split_names,
-        metavar="NAMES",
-        help="keep exactly these channels, in this order",
-    )
-    g.add_argument(
-        "--drop-channels",
-        dest="cfg:channels.exclude",
-        type=split_names,
-        metavar="NAMES",
-        help="drop these channels",
-    )
-    g.add_argument(
-        "--bad-channels",
-        dest="cfg:channels.bad_channels",
-        type=split_names,
-        metavar="NAMES",
-        help="channels bad in every run (besides the file's own)",
-    )
-    g.add_argument(
-        "--bads",
-        dest="cfg:channels.bads",
-        choices=("flag", "interpolate", "drop"),
-        help="bad channels: flag, interpolate (default) or drop",
-    )
-    g.add_argument(
-        "--montage",
-        dest="cfg:channels.montage",
-        metavar="NAME",
-        help="'auto' (default), 'file', 'none', an MNE built-in name, or a file",
-    )
-    g = common.add_argument_group("volume timing")
-    g.add_argument(
-        "--marker",
-        dest="cfg:timing.markers",
-        type=split_names,
-        metavar="NAMES",
-        help="scanner marker name(s) in the EEG annotations, one per volume",
-    )
-    g.add_argument(
-        "--start",
-        dest="cfg:timing.start_s",
-        type=float,
-        metavar="SECONDS",
-        help="first volume's onset in EEG seconds; then one volume per TR",
-    )
-    g.add_argument(
-        "--marker-mismatch",
-        dest="cfg:timing.mismatch",
-        choices=("error", "first", "last"),
-        help="marker count != volume count: refuse (error, default), align at the "
-        "first volume (first) or at the last one (last)",
-    )
-    g.add_argument(
-        "--crop-margin",
-        dest="cfg:timing.crop_margin_s",
-        type=float,
-        metavar="SECONDS",
-        help="crop the EEG to the scan plus this margin",
-    )
-    g = common.add_argument_group("BOLD")
-    g.add_argument(
-        "--tr",
-        dest="cfg:bold.tr",
-        type=float,
-        metavar="SECONDS",
-        help="repetition time (required unless a BIDS sidecar gives it)",
-    )
-    g.add_argument(
-        "--atlas",
-        dest="cfg:bold.atlas",
-        metavar="ATLAS",
-        help="'harvard-oxford-subcortical' (default) or a 3-D label NIfTI",
-    )
-    g.add_argument(
-        "--atlas-labels",
-        dest="cfg:bold.atlas_labels",
-        metavar="FILE",
-        help="labels of --atlas FILE (CSV/TSV index,name or one name per line)",
-    )
-    g.add_argument(
-        "--atlas-threshold",
-        dest="cfg:bold.atlas_threshold",
-        type=float,
-        metavar="PERCENT",
-        help="Harvard-Oxford probability threshold (default 25)",
-    )
-    g.add_argument(
-        "--rois",
-        dest="cfg:bold.rois",
-        type=split_names,
-        metavar="NAMES",
-        help="keep only these ROIs (atlas labels or table columns), in this order",
-    )
-    g.add_argument(
-        "--no-motion",
-        dest="cfg:bold.motion",
-        action="store_const",
-        const=False,
-        help="do not regress motion parameters",
-    )
-    g.add_argument(
-        "--global-signal",
-        dest="cfg:bold.global_signal",
-        action="store_const",
-        const=True,
-        help="regress the global signal",
-    )
-    g.add_argument(
-        "--no-detrend",
-        dest="cfg:bold.detrend",
-        action="store_const",
-        const=False,
-        help="keep linear trends",
-    )
-    g.add_argument(
-        "--no-standardize",
-        dest="cfg:bold.standardize",
-        action="store_const",
-        const=False,
-        help="do not z-score region time series",
-    )
-    g.add_argument(
-        "--high-pass",
-        dest="cfg:bold.high_pass",
-        type=float_or_none,
-        metavar="HZ",
-        help="BOLD high-pass (default none)",
-    )
-    g.add_argument(
-        "--low-pass",
-        dest="cfg:bold.low_pass",
-        type=float_or_none,
-        metavar="HZ",
-        help="BOLD low-pass (default none)",
-    )
+    for title, flags in INGEST_FLAGS.items():
+        add_options(common.add_argument_group(title), IngestConfig, flags, metavars=_METAVARS)
 
     p = sub.add_parser(
         "ingest",
@@ -722,16 +550,14 @@ def _add_ingest_parser(sub: Any) -> None:
     )
     layouts = p.add_subparsers(dest="layout_name", metavar="LAYOUT", required=True)
 
-    def layout(name: str, make: Any, defaults: dict[str, Any], **kw: Any) -> Any:
+    def layout(name: str, **kw: Any) -> Any:
         q = layouts.add_parser(name, parents=[common], **kw)
         q.add_argument("out", help="output store (folder ending in .zarr, or an s3:// URL)")
-        q.set_defaults(func=_cmd_ingest, make_layout=make, layout_defaults=defaults)
+        q.set_defaults(func=_cmd_ingest)
         return q
 
     q = layout(
         "files",
-        _ingest_files_layout,
-        {},
         help="one run from explicit files",
         description="One run: an EEG file (EEGLAB, BrainVision, EDF/BDF, FIF, MATLAB) and a "
         "4-D BOLD NIfTI or a region table (TSV/CSV with a header).",
@@ -754,8 +580,6 @@ def _add_ingest_parser(sub: Any) -> None:
 
     q = layout(
         "cwl",
-        _ingest_cwl_layout,
-        {"timing": {"source": "markers", "markers": ["mri"]}},
         help="CWL eyes-open/eyes-closed folders",
         description="ROOT/<subject>/CWL_Data/{eeg/in-scan/*.set, mri/epi_normalized/*.nii, "
         "mri/epi_motionparams/rp_*.txt}; volumes from the 'mri' markers by default.",
@@ -764,8 +588,6 @@ def _add_ingest_parser(sub: Any) -> None:
 
     q = layout(
         "bids",
-        _ingest_bids_layout,
-        {"timing": {"source": "markers", "markers": ["R128"]}},
         help="BIDS EEG + fMRIPrep derivatives",
         description="BIDS raw EEG (mne-bids) paired with fMRIPrep *_desc-preproc_bold.nii.gz "
         "and *_desc-confounds_timeseries.tsv; volumes from 'R128' markers by default.",
@@ -783,8 +605,6 @@ def _add_ingest_parser(sub: Any) -> None:
 
     q = layout(
         "natview",
-        _ingest_natview_layout,
-        {"timing": {"source": "start"}},
         help="NATVIEW BrainVision EEG + per-run ROI CSV",
         description="ROOT/sub-*/[ses-*/]eeg/*.vhdr with one ROI table <entities>*.csv per run "
         "(columns: ROIs, Nvol, Tstart); volumes start at Tstart, one per TR.",
@@ -812,16 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a simulated dataset (EEG, ROI BOLD, ground truth) to a Zarr store.",
     )
     p.add_argument("out", help="output store (folder ending in .zarr, or s3://bucket/path.zarr)")
-    p.add_argument("--subjects", type=int, required=True, help="number of subjects")
-    p.add_argument("--minutes", type=float, required=True, help="minutes per run")
-    p.add_argument("--runs", type=int, help="runs per subject (default 1)")
-    p.add_argument("--channels", type=int, help="EEG channels (default 32)")
-    p.add_argument("--sfreq", type=float, help="EEG sampling rate in Hz (default 250)")
-    p.add_argument("--tr", type=float, help="fMRI repetition time in s (default 2.0)")
-    p.add_argument("--rois", type=int, help="number of ROIs (default 8)")
-    p.add_argument("--snr", type=float, help="BOLD signal-to-noise variance ratio (default 1)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--name", help="dataset name (default 'simulated')")
+    from eeg2bold.simulate.config import SimulationConfig
+
+    add_options(p, SimulationConfig, SIMULATE_FLAGS, required=("subjects", "minutes"))
     p.add_argument(
         "--set",
         action="append",

@@ -141,3 +141,47 @@ def test_version_and_help():
     proc = _run_cli("--help")
     assert "simulate" in proc.stdout
     assert "inspect" in proc.stdout
+
+
+def test_ingest_and_simulate_options_come_from_the_configs(capsys, monkeypatch):
+    """Each generated option names its field's default and help; unset options stay unset,
+    so the config's own default applies (one place for each default)."""
+    from eeg2bold.cli import INGEST_FLAGS, SIMULATE_FLAGS, build_parser
+    from eeg2bold.cli_options import OFF, field_at, given
+    from eeg2bold.ingest.config import IngestConfig
+    from eeg2bold.simulate.config import SimulationConfig
+
+    monkeypatch.setenv("COLUMNS", "2000")  # help lines unwrapped
+    parser = build_parser()
+    args = parser.parse_args(["ingest", "files", "o.zarr", "--eeg", "e.vhdr", "--bold", "b.tsv"])
+    assert given(args) == {}
+    args = parser.parse_args(
+        ["ingest", "cwl", "o.zarr", "root", "--sfreq", "100", "--l-freq", "none", "--no-motion"]
+        + ["--keep", "eog,ecg", "--bads", "drop"]
+    )
+    assert given(args) == {
+        "eeg.sfreq": 100.0,
+        "eeg.l_freq": OFF,
+        "bold.motion": False,
+        "channels.keep_types": ("eog", "ecg"),
+        "channels.bads": "drop",
+    }
+    with pytest.raises(SystemExit):
+        parser.parse_args(["ingest", "files", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flags in INGEST_FLAGS.values():
+        for flag, path in flags.items():
+            info = field_at(IngestConfig, path)
+            assert flag in text
+            assert " ".join(info.description.rstrip(".").split()) in text, flag
+    assert "(default 250)" in text and "(default interpolate)" in text
+    with pytest.raises(SystemExit):
+        parser.parse_args(["simulate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag, name in SIMULATE_FLAGS.items():
+        info = SimulationConfig.model_fields[name]
+        assert f"{flag} " in text and info.description.rstrip(".") in text
+        if name not in ("subjects", "minutes", "name"):
+            assert f"{info.description.rstrip('.')} (default {info.default:g})" in text
+    args = parser.parse_args(["simulate", "x.zarr", "--subjects", "2", "--minutes", "1"])
+    assert given(args) == {"subjects": 2, "minutes": 1.0}

@@ -1,5 +1,8 @@
 """Command-line options to :class:`IngestConfig`: merge layout defaults, a config file, flags.
 
+(``OFF``, ``float_or_none`` and ``split_names`` are re-exported from
+:mod:`eeg2bold.cli_options`, where the options are generated from the config's fields.)
+
 Flags are keyed by their config path (``"eeg.sfreq"``); ``None`` means "not given". Later
 sources win: layout defaults < ``--config`` file (YAML or JSON) < flags.
 """
@@ -11,33 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from eeg2bold.cli_options import OFF, float_or_none, split_names
 from eeg2bold.ingest.config import IngestConfig
 from eeg2bold.ingest.errors import IngestError
-
-
-def split_names(text: str) -> tuple[str, ...]:
-    """'a,b, c' -> ('a', 'b', 'c')."""
-    return tuple(n.strip() for n in text.split(",") if n.strip())
-
-
-class _Off:
-    """An option explicitly switched off ('none'); distinct from None, 'not given'."""
-
-    def __repr__(self) -> str:
-        return "OFF"
-
-
-OFF = _Off()
-
-
-def float_or_none(text: str) -> float | _Off:
-    """A number, or 'none'/'off' (:data:`OFF`: the option switched off)."""
-    if text.strip().lower() in ("none", "off", "no"):
-        return OFF
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"expected a number or 'none', got {text!r}") from None
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -113,3 +92,6 @@ def _merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
 
 def _deep_copy(value: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in value.items()}
+
+
+__all__ = ["OFF", "build_config", "float_or_none", "read_config_file", "split_names"]

@@ -54,6 +54,23 @@ class MatOptions:
     channels: tuple[str, ...] | None = None
 
 
+def mat_options(
+    variable: str | None,
+    sfreq: float | None,
+    *,
+    units: Literal["V", "mV", "uV"] = "uV",
+    channels: tuple[str, ...] | None = None,
+) -> MatOptions | None:
+    """MATLAB EEG options from their command-line parts (None when none is given)."""
+    from eeg2bold.errors import ConfigError
+
+    if not (variable or sfreq):
+        return None
+    if not (variable and sfreq):
+        raise ConfigError("MATLAB EEG needs both --mat-variable and --mat-sfreq")
+    return MatOptions(variable=variable, sfreq=sfreq, units=units, channels=channels)
+
+
 @dataclass(frozen=True, kw_only=True)
 class EEGSource:
     """One EEG recording. ``bids_root`` is set for files read through mne-bids."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from eeg2bold.ingest import IngestConfig, IngestError
@@ -66,5 +68,5 @@ def test_option_parsers():
     assert split_names("O1, O2,,Cz") == ("O1", "O2", "Cz")
     assert float_or_none("none") is OFF
     assert float_or_none("0.5") == 0.5
-    with pytest.raises(ValueError, match="number or 'none'"):
+    with pytest.raises(argparse.ArgumentTypeError, match="number or 'none'"):
         float_or_none("fast")

@@ -9,7 +9,13 @@ DEMO_DIR := demo_out
 .PHONY: demo test lint bench clean
 
 # torch first, pinned: a bare `torch` requirement would pull several GB of CUDA packages.
+# System packages the tests use (Debian's chromium for the report's browser check) are
+# installed here when we may (root with apt-get), never inside a test; without them that
+# test skips with its reason.
 $(STAMP): pyproject.toml
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& { apt-get update -qq && apt-get install -y -qq chromium; } >/dev/null 2>&1; } \
+		|| echo "note: chromium is not installed; the report's browser test will skip"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[test]"

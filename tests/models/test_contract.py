@@ -200,3 +200,56 @@ def test_closed_form_fit_recovers_a_linear_band_power_target(name):
         pred = model(torch.tensor(eeg[80:], dtype=torch.float32)).numpy()
     r = np.corrcoef(pred[:, 0, 0], target[80:, 0, 0])[0, 1]
     assert r > 0.8
+
+
+@pytest.fixture(scope="module")
+def pairing_store(tmp_path_factory):
+    """4 simulated subjects × 8 min, 8 channels at 100 Hz, 3 ROIs."""
+    from eeg2bold.simulate import SimulationConfig
+    from eeg2bold.simulate.write import simulate_to_store
+    from eeg2bold.storage import open_dataset
+
+    out = tmp_path_factory.mktemp("pairing") / "sim.zarr"
+    config = SimulationConfig(subjects=4, minutes=8, channels=8, sfreq=100, rois=3, seed=3)
+    simulate_to_store(out, config, progress=False)
+    return open_dataset(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", model_names())
+def test_time_shuffled_pairs_stay_at_chance_and_true_pairs_beat_them(name, pairing_store):
+    """The shuffled-pairs control, for every model: trained (and epoch-selected) on EEG/BOLD
+    pairs shuffled in time, a model's held-out test r is near chance (mean of 2 LOSO folds ×
+    2 shuffles, so a random sign averages out); the same budget on the true pairs beats it."""
+    from eeg2bold.protocols import build_sample_table, get_protocol
+    from eeg2bold.training.config import build_config
+    from eeg2bold.training.data import FoldData
+    from eeg2bold.training.fit import FoldTrainer
+    from eeg2bold.training.metrics import fisher_mean
+
+    sets = {"window_s": "10"}
+    if not get_model_class(name).closed_form:
+        sets |= {"epochs": "6", "steps_per_epoch": "15", "lr": "5e-3", "patience": "0"}
+    config = build_config(model=name, protocol="loso", sets=sets)
+    samples = build_sample_table(pairing_store, window_s=10.0, delay_s=0.0)
+    scores: dict[str, list[np.ndarray]] = {"true": [], "shuffled": []}
+    for f, fold in enumerate(get_protocol("loso").folds(samples)[:2]):
+        data = FoldData(pairing_store, samples, fold, config=config.data)
+        true = data.targets.clone()
+        for kind, seed in (("true", 0), ("shuffled", 1), ("shuffled", 2)):
+            data.targets[:] = true
+            if kind == "shuffled":  # train and val lose their pairing; test keeps it
+                rng = np.random.default_rng(seed + 10 * f)
+                for split in (fold.train, fold.val):
+                    idx = torch.as_tensor(split)
+                    data.targets[idx] = true[idx[torch.as_tensor(rng.permutation(split.size))]]
+            trainer = FoldTrainer(
+                data=data, model_name=name, model_params=config.model_params, config=config.train
+            )
+            while not trainer.done:
+                trainer.step()
+            scores[kind].append(trainer.finish()["test"].r)
+    shuffled = float(fisher_mean(np.asarray(scores["shuffled"])))
+    true_r = float(fisher_mean(np.asarray(scores["true"])))
+    assert abs(shuffled) < 0.2, f"{name}: shuffled pairs give test r {shuffled:.3f}"
+    assert true_r > shuffled + 0.2, f"{name}: true {true_r:.3f} vs shuffled {shuffled:.3f}"

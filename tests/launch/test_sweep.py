@@ -305,3 +305,63 @@ def test_a_nan_trial_fails_alone(ray_cluster, exploding_model, write_study, tmp_
     assert not list((tmp_path / "sweep-nan" / "ray").glob("*/trial_*/error.txt"))
     for t in failed:
         assert t.user_attrs["failure_kind"] == "training"
+
+
+def test_time_limit_ends_the_search_early_and_leaves_nothing_running(
+    ray_cluster, write_study, tmp_path, capsys
+):
+    path = write_study(
+        "timed",
+        models=["linker"],
+        budget={"num_samples": 40, "time_limit_s": 12},
+        search={"data.window_s": 10.0, "train.steps_per_epoch": 3},
+        scheduler={"type": "fifo", "max_epochs": 3},
+        max_concurrent_trials=1,
+    )
+    assert main(["sweep", str(path)]) == 0
+    study = next(iter(_studies(tmp_path / "sweep-timed").values()))
+    states = [t.state for t in study.trials]
+    assert 1 <= len(states) < 40  # the clock, not the budget, ended it
+    assert optuna.trial.TrialState.RUNNING not in states
+    assert optuna.trial.TrialState.COMPLETE in states
+
+
+def test_spaces_command_lists_every_searchable_parameter(capsys):
+    assert main(["spaces", "beira", "ridge"]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0] == "beira" and "\nridge\n" in text
+    for name in ("data.window_s", "data.delay_s", "train.lr", "loss.r", "model.n_branches"):
+        assert f"    {name} " in text
+    assert main(["spaces", "ridge", "--json"]) == 0
+    (params,) = json.loads(capsys.readouterr().out).values()
+    by_name = {p["name"]: p for p in params}
+    assert by_name["data.window_s"]["kind"] == "categorical"
+    assert by_name["data.window_s"]["choices"] == [10.0, 15.0, 20.0]
+    assert "train.lr" not in by_name  # ridge is closed-form: no optimiser to search
+    assert main(["spaces", "biera"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean 'beira'" in err
+
+
+def test_launch_renders_a_job_or_refuses_in_one_line(write_study, tmp_path, capsys):
+    path = write_study("cluster")  # tmp paths and SQLite: not for a multi-node cluster
+    args = ["launch", "slurm", str(path), "--nodes", "2", "--cpus-per-node", "4"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "node-local" in err or "storage.optuna" in err
+    shared = write_study(
+        "cluster2",
+        dataset="/shared/data.zarr",
+        storage={"results": "/shared/sweeps/x", "optuna": "journal:///shared/optuna.log"},
+    )
+    out = tmp_path / "job.sh"
+    assert (
+        main(
+            ["launch", "slurm", str(shared), "--nodes", "2", "--cpus-per-node", "4"]
+            + ["-o", str(out)]
+        )
+        == 0
+    )
+    script = out.read_text()
+    assert script.startswith("#!") and "eeg2bold sweep" in script and "#SBATCH --nodes=2" in script

@@ -148,37 +148,52 @@ def test_seq2seq_output_follows_time():
     assert not torch.equal(a[..., -1], b[..., -1])
 
 
-def test_contrastive_pairs_can_be_learned():
-    """A few hundred CLIP steps make each EEG window most similar to its own BOLD."""
-    seed_everything(0)
-    spec = DataSpec(n_channels=4, n_rois=2, sfreq=100.0, window_s=8.0)
-    n = 32
-    eeg, bold = _band_power_windows(n, spec, seed=1, bands=(10.0, 21.0))
-    bold = (bold - bold.mean(0)) / bold.std(0)
-    model = build_model("twin", spec, FAST)
-    with torch.no_grad():
-        start = model.training_outputs(eeg, bold)
-    start_acc = (
-        (start.eeg_embedding @ start.bold_embedding.T).argmax(1) == torch.arange(n)
-    ).float()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(150):
-        out = model.training_outputs(eeg, bold)
-        loss = _clip_loss(out.eeg_embedding, out.bold_embedding)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+def _retrieval(model: Twin, eeg: torch.Tensor, bold: torch.Tensor) -> tuple[float, float]:
+    """Over groups of 32 pairs: how often a window's own BOLD is the most similar of its
+    group's 32 (top-1, chance 1/32), and the mean cosine similarity of true pairs minus that
+    of the other pairs."""
     model.eval()
     with torch.no_grad():
         out = model.training_outputs(eeg, bold)
-    sim = out.eeg_embedding @ out.bold_embedding.T
-    top1 = (sim.argmax(1) == torch.arange(n)).float().mean().item()
-    diag = sim.diag()
-    off = (sim.sum() - diag.sum()) / (n * (n - 1))
-    assert top1 >= 0.6, top1  # chance is 1/32
-    assert top1 > start_acc.mean().item() + 0.3
-    assert diag.mean() > off + 0.5
+    top1, gap = [], []
+    for a, b in zip(out.eeg_embedding.split(32), out.bold_embedding.split(32), strict=True):
+        sim, n = a @ b.T, len(a)
+        top1.append((sim.argmax(1) == torch.arange(n)).float().mean().item())
+        off = (sim.sum() - sim.diag().sum()) / (n * (n - 1))
+        gap.append((sim.diag().mean() - off).item())
+    return float(np.mean(top1)), float(np.mean(gap))
+
+
+def test_contrastive_pairs_can_be_learned():
+    """240 CLIP steps on 256 pairs make each window of unseen pairs most similar to its own
+    BOLD among 32 (chance 1/32). Scored on freshly simulated pairs: on its training pairs even
+    a model fitted to shuffled pairs scores top-1 1.0 (it memorises them).
+
+    Measured on the held-out pairs: top-1 0.45-0.63 over model seeds 0-5 (similarity gap
+    0.90-0.95); untrained 0.02-0.03 and trained on shuffled pairs 0.02-0.05 (gaps ~0).
+    """
+    seed_everything(0)
+    spec = DataSpec(n_channels=4, n_rois=2, sfreq=100.0, window_s=8.0)
+    eeg, bold = _band_power_windows(256, spec, seed=1, bands=(10.0, 21.0))
+    test_eeg, test_bold = _band_power_windows(128, spec, seed=3, bands=(10.0, 21.0))
+    mean, std = bold.mean(0), bold.std(0)  # training statistics for both
+    bold, test_bold = (bold - mean) / std, (test_bold - mean) / std
+    model = build_model("twin", spec, FAST)
+    start_top1, _ = _retrieval(model, test_eeg, test_bold)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(30):  # 8 batches of 32 per epoch
+        for idx in torch.randperm(len(eeg), generator=gen).split(32):
+            out = model.training_outputs(eeg[idx], bold[idx])
+            loss = _clip_loss(out.eeg_embedding, out.bold_embedding)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    top1, gap = _retrieval(model, test_eeg, test_bold)
+    assert top1 >= 0.3, top1  # chance is 1/32
+    assert top1 > start_top1 + 0.3, (start_top1, top1)
+    assert gap > 0.5, gap
 
 
 def test_learns_smoothed_alpha_power():

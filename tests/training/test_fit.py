@@ -92,13 +92,15 @@ def test_early_stopping_on_val_r(fold_data, tiny_model):
     assert final["val"].mean == pytest.approx(reports[0].val.mean, abs=1e-6)
 
 
-def test_learning_improves_val_r(fold_data, tiny_model):
+def test_learning_improves_held_out_test_r(fold_data, tiny_model):
+    """Scored on test, the split nothing selected on (val picked the epoch)."""
     trainer = _trainer(fold_data, tiny_model, epochs=15, lr=3e-2)
-    first = trainer.step().val.mean
+    trainer.step()
+    first = trainer.evaluate("test").mean
     while not trainer.done:
         trainer.step()
     final = trainer.finish()
-    assert final["val"].mean > max(first, 0.2)
+    assert final["test"].mean > max(first + 0.15, 0.15)  # measured: -0.03 -> 0.24
     assert final["test"].n == fold_data.fold.test.size
     assert np.isfinite(final["test"].r).all()
 
@@ -113,14 +115,15 @@ def test_bf16_autocast_runs_the_model_in_bf16_and_keeps_scores_in_float32(
     seen: list[torch.dtype] = []
     trainer.model.spatial.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
     first = trainer.step()
+    first_test = trainer.evaluate("test").mean
     assert set(seen) == {expected}
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
     assert np.isfinite(first.train_loss)
     while not trainer.done:
         trainer.step()
     final = trainer.finish()
-    assert np.isfinite(final["val"].r).all()
-    assert final["val"].mean > max(first.val.mean, 0.2)
+    assert np.isfinite(final["test"].r).all()
+    assert final["test"].mean > max(first_test + 0.15, 0.15)  # held out: learning, not selection
 
 
 def test_auto_precision_is_float32_on_the_cpu(fold_data, tiny_model):

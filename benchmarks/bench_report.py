@@ -10,9 +10,9 @@ The sweep folder is generated, not trained, in the layout a real sweep leaves
   parameters the real search space samples (so importances compute) and the user attributes
   the sweep records (``trial_id``, ``finished``, ``config_hash``, ``test_r``,
   ``epochs_trained``, ``best_epoch``);
-- ``table/<trial>.parquet``, one part per trial as the engine leaves a finished trial (its
-  per-fold, per-epoch parts compacted): the val curve of every fold (``final=False``) and
-  the val and test rows per fold × ROI at the best epoch; ``configs/<hash>.json``;
+- ``table/<trial>-fold<k>.parquet``, one part per fold as the engine leaves a finished fold
+  (its per-epoch parts replaced): the fold's val curve (``final=False``) and its val and test
+  rows per ROI at the best epoch; ``configs/<hash>.json``;
 - ``predictions/<trial>-fold<k>.npz`` for every trial × fold: the real protocol folds of the
   sampled window/delay, truth = the simulated BOLD at the val/test volumes, prediction = a
   noisy copy of the noise-free BOLD; the table's r is computed from these arrays with the
@@ -242,10 +242,12 @@ def make_sweep_folder(root: Path, *, trials_per_arm: int, minutes: float) -> dic
                     ]
                 fold_val.append(float(fisher_mean(scores["val"])))
                 fold_test.append(float(fisher_mean(scores["test"])))
-            # one part per finished trial, as the engine leaves it (folder.compact_rows)
+            # one part per finished fold, as the engine leaves it (replace_epoch_parts)
             all_rows = [r for rows in epoch_rows for r in rows] + final_rows
-            folder.write_rows(all_rows, trial)
-            n_rows, n_parts = n_rows + len(all_rows), n_parts + 1
+            for k in sorted({r["fold"] for r in all_rows}):
+                mine = [r for r in all_rows if r["fold"] == k]
+                folder.write_rows(mine, trial, f"fold{k}")
+                n_rows, n_parts = n_rows + len(mine), n_parts + 1
             value = float(fisher_mean(np.asarray(fold_val)))
             sampler.tell(ask, value)
             frozen.append(

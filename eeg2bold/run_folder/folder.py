@@ -98,30 +98,19 @@ class RunFolder:
         """Publish rows as the part named by ``parts`` (rewriting it replaces its rows)."""
         return self.writer().write(rows, part=part_name(*parts))
 
-    def compact_rows(self, trial: str) -> str | None:
-        """Merge a finished trial's parts (one per fold and epoch) into ``<trial>.parquet``,
-        so a report over thousands of trials reads one file per trial. The merged part is
-        published before the small ones are removed: a crash in between leaves rows twice
-        on disk, which :func:`read_results` reads once."""
-        import pandas as pd
-        import pyarrow.parquet as pq
-
-        from eeg2bold.run_folder.table import ROW_KEY, SCHEMA
-
-        merged = self.path("table", part_name(trial))
-        parts = self._glob(f"table/{part_name(trial).removesuffix('.parquet')}-*.parquet")
-        if not parts:
-            return None
+    def replace_epoch_parts(self, rows: list[dict[str, Any]], trial: str, fold: int) -> str:
+        """Publish a finished fold's rows (its whole val curve and final scores) as the one
+        part ``<trial>-fold<k>``, then remove its per-epoch parts, so a report over thousands
+        of trials reads one file per fold. A crash in between leaves rows twice on disk,
+        which :func:`read_results` reads once."""
+        written = self.write_rows(rows, trial, f"fold{int(fold)}")
+        assert written is not None
         fs = fsspec.core.url_to_fs(self.url)[0]
-        frames = []
-        for p in [merged, *parts] if self.exists("table", part_name(trial)) else parts:
-            with fs.open(fsspec.core.url_to_fs(p)[1], "rb") as f:
-                frames.append(pq.read_table(f, schema=SCHEMA).to_pandas())
-        rows = pd.concat(frames).drop_duplicates(ROW_KEY, keep="last")
-        self.writer().write(rows.to_dict(orient="records"), part=part_name(trial))
-        for p in parts:
+        for p in self._glob(
+            f"table/{part_name(trial, f'fold{int(fold)}').removesuffix('.parquet')}-epoch*.parquet"
+        ):
             fs.rm(fsspec.core.url_to_fs(p)[1])
-        return merged
+        return written
 
     def results(self) -> Any:
         """The results table (a DataFrame, unique by row key; empty if nothing ran yet)."""

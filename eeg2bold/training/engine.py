@@ -313,7 +313,17 @@ class FoldRunner:
         outputs = tuple(trainer.data.outputs)
         model_file = None
         if self.folder is not None:
-            rows = []
+            rows = []  # the whole val curve (from the history) and the final scores
+            for h in trainer.history:
+                rows += score_rows(
+                    self._row_base(),
+                    outputs=outputs,
+                    r=h["val_r"],
+                    split="val",
+                    epoch=h["epoch"],
+                    final=False,
+                    n=final["val"].n,
+                )
             for split, score in final.items():
                 rows += score_rows(
                     self._row_base(),
@@ -324,7 +334,7 @@ class FoldRunner:
                     final=True,
                     n=score.n,
                 )
-            self.folder.write_rows(rows, self.trial, f"fold{self.fold.index}", "final")
+            self.folder.replace_epoch_parts(rows, self.trial, self.fold.index)
             card = model_card(trainer, self.dataset, self.config)
             model_file = self.folder.write_model(self.trial, self.fold.index, card)
             self.folder.write_predictions(self.trial, self.fold.index, prediction_arrays(trainer))
@@ -507,8 +517,6 @@ class ProtocolRun:
             result.folds.append(outcome)
             if on_fold is not None:
                 on_fold(outcome)
-        if self.folder is not None:
-            self.folder.compact_rows(self.trial)
         return result
 
     def run_lockstep(
@@ -548,8 +556,6 @@ class ProtocolRun:
                     finished[outcome.fold] = outcome
             active = [i for i in active if i not in done]
         result.folds = [finished[s.fold] for s in setups]
-        if self.folder is not None:
-            self.folder.compact_rows(self.trial)
         report(self.final_metrics(result.folds))
         return result
 

@@ -38,8 +38,9 @@ def test_train_writes_scores_results_and_model_files(trained, sim_store):
     assert set(df["subject"]) == {"sub-01", "sub-02", "sub-03"}
     assert set(df["window_s"]) == {12.0} and set(df["delay_s"]) == {2.0}
     assert set(df["trial"]) == {summary["trial"]}
-    # a finished run's parts (one per fold and epoch) are compacted into one per trial
-    assert sorted(p.name for p in (out / "table").iterdir()) == [f"{summary['trial']}.parquet"]
+    # a finished fold's parts (one per epoch) are replaced by one part holding all its rows
+    parts = sorted(p.name for p in (out / "table").iterdir())
+    assert parts == [f"{summary['trial']}-fold{k}.parquet" for k in range(3)]
     # every row's config hash resolves to the saved, resolved config
     (config_hash,) = set(df["config_hash"])
     assert folder.read_config(config_hash)["data"]["window_s"] == 12.0

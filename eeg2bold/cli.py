@@ -220,66 +220,63 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    import os
 
     from eeg2bold.launch.cluster import render_k8s, render_slurm
     from eeg2bold.launch.config import load_study_config
+    from eeg2bold.run_folder.files import write_bytes
 
     config = load_study_config(args.config)
-    if args.target == "slurm":
-        text = render_slurm(
-            args.config,
-            config=config,
-            nodes=args.nodes,
-            cpus_per_node=args.cpus_per_node,
-            gpus_per_node=args.gpus_per_node,
-            time=args.time,
-            partition=args.partition,
-            account=args.account,
-            mem=args.mem,
-            venv=args.venv,
-            setup=args.setup or (),
-            env_file=args.env_file,
-            forward_env=args.env or (),
-            job_name=args.job_name,
-            port=args.port,
-            exclusive=not args.shared_nodes,
-            dashboard=not args.no_dashboard,
-            resume=args.resume,
-        )
-    else:
-        text = render_k8s(
-            args.config,
-            config=config,
-            image=args.image,
-            workers=args.workers,
-            cpu=args.cpu,
-            memory=args.memory,
-            gpu=args.gpu,
-            namespace=args.namespace,
-            secret_name=args.secret,
-            name=args.name,
-            head_cpu=args.head_cpu,
-            head_memory=args.head_memory,
-            pvc=args.pvc,
-            pvc_mount=args.pvc_mount,
-            active_deadline_s=args.deadline,
-            resume=args.resume,
-        )
+    render = render_slurm if args.target == "slurm" else render_k8s
+    text = render(args.config, config=config, **given(args))
     if args.output is None or args.output == "-":
         sys.stdout.write(text)
         return 0
-    out = Path(args.output)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text)
+    write_bytes(args.output, text.encode(), what="the job file")
     if args.target == "slurm":
-        tmp.chmod(0o755)
-    tmp.replace(out)
-    print(f"wrote {out}", file=sys.stderr)
+        os.chmod(args.output, 0o755)
+    print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 
+# Launch flags: flag -> option field of the renderer (type, help and default from there).
+SLURM_FLAGS = {
+    "--nodes": "nodes",
+    "--cpus-per-node": "cpus_per_node",
+    "--gpus-per-node": "gpus_per_node",
+    "--time": "time",
+    "--partition": "partition",
+    "--account": "account",
+    "--mem": "mem",
+    "--job-name": "job_name",
+    "--venv": "venv",
+    "--setup": "setup",
+    "--env-file": "env_file",
+    "--env": "forward_env",
+    "--port": "port",
+    "--shared-nodes": "exclusive",
+    "--no-dashboard": "dashboard",
+}
+K8S_FLAGS = {
+    "--image": "image",
+    "--workers": "workers",
+    "--cpu": "cpu",
+    "--memory": "memory",
+    "--gpu": "gpu",
+    "--namespace": "namespace",
+    "--secret": "secret_name",
+    "--name": "name",
+    "--head-cpu": "head_cpu",
+    "--head-memory": "head_memory",
+    "--pvc": "pvc",
+    "--pvc-mount": "pvc_mount",
+    "--deadline": "active_deadline_s",
+}
+
+
 def _add_launch_parser(sub: Any) -> None:
+    from eeg2bold.launch.cluster import K8sOptions, SlurmOptions
+
     p = sub.add_parser(
         "launch",
         help="render a Slurm script or a KubeRay manifest that runs a sweep on a Ray cluster",
@@ -296,9 +293,7 @@ def _add_launch_parser(sub: Any) -> None:
     common.add_argument(
         "-o", "--output", metavar="FILE", help="write here instead of standard output"
     )
-    common.add_argument(
-        "--resume", action="store_true", help="the job continues an interrupted sweep"
-    )
+    add_options(common, SlurmOptions, {"--resume": "resume"})
 
     q = targets.add_parser(
         "slurm",
@@ -308,40 +303,7 @@ def _add_launch_parser(sub: Any) -> None:
         "127.0.0.1), `ray start --address` on the others via srun, a wait until every node "
         "has joined, the sweep driver, and teardown. Submit with `sbatch FILE`.",
     )
-    q.add_argument("--nodes", type=int, required=True, help="nodes of the job (head included)")
-    q.add_argument("--cpus-per-node", type=int, required=True, help="CPUs Ray uses per node")
-    q.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per node (default 0)")
-    q.add_argument("--time", default="24:00:00", help="wall-clock limit (default 24:00:00)")
-    q.add_argument("--partition", help="Slurm partition")
-    q.add_argument("--account", help="Slurm account")
-    q.add_argument("--mem", help="memory per node, e.g. 128G (default: the partition's)")
-    q.add_argument("--job-name", help="job name (default eeg2bold-<study name>)")
-    q.add_argument("--venv", metavar="DIR", help="virtual environment to activate on the nodes")
-    q.add_argument(
-        "--setup",
-        action="append",
-        metavar="CMD",
-        help="shell line run before Ray starts, e.g. 'module load cuda' (repeatable)",
-    )
-    q.add_argument(
-        "--env-file",
-        metavar="FILE",
-        help="file of NAME=value lines sourced by the job (credentials; keep it mode 600)",
-    )
-    q.add_argument(
-        "--env",
-        action="append",
-        metavar="NAME",
-        help="another environment variable the job needs, e.g. AWS_SECRET_ACCESS_KEY; "
-        "forwarded by name (repeatable)",
-    )
-    q.add_argument("--port", type=int, default=6379, help="Ray GCS port (default 6379)")
-    q.add_argument(
-        "--shared-nodes",
-        action="store_true",
-        help="do not ask for --exclusive nodes (Ray's fixed port may then collide)",
-    )
-    q.add_argument("--no-dashboard", action="store_true", help="do not start Ray's dashboard")
+    add_options(q, SlurmOptions, SLURM_FLAGS, metavars=_METAVARS, repeatable=("--setup", "--env"))
     q.set_defaults(func=_cmd_launch)
 
     q = targets.add_parser(
@@ -352,27 +314,7 @@ def _add_launch_parser(sub: Any) -> None:
         "1.5.1) whose cluster runs the sweep and is deleted when it ends. Credentials come "
         "from a Secret (--secret) via envFrom. Apply with `kubectl apply -f FILE`.",
     )
-    q.add_argument("--image", required=True, help="container image with eeg2bold and torch")
-    q.add_argument("--workers", type=int, required=True, help="worker pods")
-    q.add_argument("--cpu", type=float, required=True, help="CPUs per worker pod")
-    q.add_argument("--memory", required=True, help="memory per worker pod, e.g. 32Gi")
-    q.add_argument("--gpu", type=int, default=0, help="GPUs per worker pod (nvidia.com/gpu)")
-    q.add_argument("--namespace", default="default", help="namespace (default: default)")
-    q.add_argument(
-        "--secret", metavar="NAME", help="Secret holding the ${NAME} variables of the config"
-    )
-    q.add_argument("--name", help="RayJob name (default eeg2bold-<study name>)")
-    q.add_argument("--head-cpu", type=float, default=2, help="CPUs of the head pod (default 2)")
-    q.add_argument("--head-memory", default="8Gi", help="memory of the head pod (default 8Gi)")
-    q.add_argument(
-        "--pvc",
-        metavar="CLAIM",
-        help="ReadWriteMany PersistentVolumeClaim holding file-system dataset/results paths",
-    )
-    q.add_argument("--pvc-mount", default="/shared", metavar="DIR", help="where --pvc is mounted")
-    q.add_argument(
-        "--deadline", type=int, metavar="SECONDS", help="stop the RayJob after this long"
-    )
+    add_options(q, K8sOptions, K8S_FLAGS, metavars=_METAVARS)
     q.set_defaults(func=_cmd_launch)
 
 
@@ -492,6 +434,14 @@ INGEST_FLAGS = {
     },
 }
 _METAVARS = {
+    "--venv": "DIR",
+    "--env-file": "FILE",
+    "--setup": "CMD",
+    "--env": "NAME",
+    "--secret": "NAME",
+    "--pvc": "CLAIM",
+    "--pvc-mount": "DIR",
+    "--deadline": "SECONDS",
     "--sfreq": "HZ",
     "--l-freq": "HZ",
     "--h-freq": "HZ",

@@ -85,22 +85,28 @@ def add_options(
     *,
     required: tuple[str, ...] = (),
     metavars: Mapping[str, str] | None = None,
+    repeatable: tuple[str, ...] = (),
 ) -> None:
     """One option per ``flag -> field path``; booleans become switches that flip the default
-    (``--no-motion`` for a field that defaults to True)."""
+    (``--no-motion`` for a field that defaults to True); list fields take comma-separated
+    names, or one value per use for flags in ``repeatable``."""
     for flag, path in flags.items():
         info = field_at(model, path)
         default = _default(info)
         text = (info.description or "").rstrip(".")
         annotation, optional = _parts(info.annotation)
         kw: dict[str, Any] = {"dest": PREFIX + path}
-        if annotation is bool:
-            kw |= {"action": "store_const", "const": not default, "help": text}
+        if annotation is bool:  # a switch away from the default
+            off = default is True
+            kw |= {"action": "store_const", "const": not default}
+            kw["help"] = f"turn off: {text[0].lower()}{text[1:]}" if off else text
             parser.add_argument(flag, **kw)
             continue
         origin = typing.get_origin(annotation)
         if origin is Literal:
             kw["choices"] = list(typing.get_args(annotation))
+        elif (origin is tuple or origin is list) and flag in repeatable:
+            kw["action"] = "append"
         elif origin is tuple or origin is list:
             kw["type"] = split_names
             kw["metavar"] = "NAMES"
@@ -110,8 +116,12 @@ def add_options(
             kw["type"] = int
         if metavars and flag in metavars:
             kw["metavar"] = metavars[flag]
-        if path in required:
+        elif "choices" not in kw:
+            kw.setdefault("metavar", path.rsplit(".", 1)[-1].upper())
+        if path in required or (info.is_required() and not required):
             kw["required"] = True
+            kw["help"] = text
+        elif "default" in text.lower():  # the description already says what happens unset
             kw["help"] = text
         else:
             kw["help"] = f"{text} (default {_shown(default)})"

@@ -168,12 +168,12 @@ def test_ingest_and_simulate_options_come_from_the_configs(capsys, monkeypatch):
     }
     with pytest.raises(SystemExit):
         parser.parse_args(["ingest", "files", "--help"])
-    text = " ".join(capsys.readouterr().out.split())
+    text = " ".join(capsys.readouterr().out.split()).lower()
     for flags in INGEST_FLAGS.values():
         for flag, path in flags.items():
             info = field_at(IngestConfig, path)
             assert flag in text
-            assert " ".join(info.description.rstrip(".").split()) in text, flag
+            assert " ".join(info.description.rstrip(".").split()).lower() in text, flag
     assert "(default 250)" in text and "(default interpolate)" in text
     with pytest.raises(SystemExit):
         parser.parse_args(["simulate", "--help"])
@@ -185,3 +185,34 @@ def test_ingest_and_simulate_options_come_from_the_configs(capsys, monkeypatch):
             assert f"{info.description.rstrip('.')} (default {info.default:g})" in text
     args = parser.parse_args(["simulate", "x.zarr", "--subjects", "2", "--minutes", "1"])
     assert given(args) == {"subjects": 2, "minutes": 1.0}
+
+
+def test_launch_options_come_from_the_renderers_option_models(capsys, monkeypatch):
+    from eeg2bold.cli import K8S_FLAGS, SLURM_FLAGS, build_parser
+    from eeg2bold.cli_options import given
+    from eeg2bold.launch.cluster import K8sOptions, SlurmOptions
+
+    monkeypatch.setenv("COLUMNS", "2000")
+    parser = build_parser()
+    for target, flags, model in (
+        ("slurm", SLURM_FLAGS, SlurmOptions),
+        ("k8s", K8S_FLAGS, K8sOptions),
+    ):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["launch", target, "--help"])
+        text = " ".join(capsys.readouterr().out.split()).lower()
+        for flag, name in flags.items():
+            description = model.model_fields[name].description.rstrip(".")
+            assert f"{flag} " in text and description[1:].lower() in text, flag
+    args = parser.parse_args(
+        ["launch", "slurm", "s.yaml", "--nodes", "2", "--cpus-per-node", "8", "--setup", "a"]
+        + ["--setup", "b", "--shared-nodes", "--resume"]
+    )
+    assert given(args) == {
+        "nodes": 2,
+        "cpus_per_node": 8,
+        "setup": ["a", "b"],
+        "exclusive": False,
+        "resume": True,
+    }
+    assert SlurmOptions(**{**given(args), "setup": ("a", "b")}).time == "24:00:00"

@@ -16,12 +16,13 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from importlib import metadata, resources
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from eeg2bold import __version__
 from eeg2bold.errors import ConfigError
@@ -44,6 +45,81 @@ _SLURM_MEM = re.compile(r"\d+[KMGT]?")
 _K8S_QUANTITY = re.compile(r"\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|k|K|M|G|T|P)?")
 _K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _K8S_NAME_MAX = 40  # KubeRay derives longer names (cluster, services) from the RayJob's
+
+
+# -- the options of each renderer (the command line is generated from these) ---------------
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SlurmOptions(_Options):
+    """One Slurm job: Ray head + workers, then the sweep driver."""
+
+    nodes: int = Field(ge=1, description="Nodes of the job (head included).")
+    cpus_per_node: int = Field(ge=1, description="CPUs Ray uses per node.")
+    gpus_per_node: int = Field(0, ge=0, description="GPUs per node.")
+    time: str = Field("24:00:00", description="Wall-clock limit.")
+    partition: str | None = Field(None, description="Slurm partition.")
+    account: str | None = Field(None, description="Slurm account.")
+    mem: str | None = Field(
+        None, description="Memory per node, e.g. 128G (default: the partition's)."
+    )
+    job_name: str | None = Field(None, description="Job name (default eeg2bold-<study name>).")
+    venv: Path | None = Field(None, description="Virtual environment to activate on the nodes.")
+    setup: tuple[str, ...] = Field(
+        (), description="Shell line run before Ray starts, e.g. 'module load cuda' (repeatable)."
+    )
+    env_file: Path | None = Field(
+        None, description="File of NAME=value lines sourced by the job (credentials; mode 600)."
+    )
+    forward_env: tuple[str, ...] = Field(
+        (),
+        description="Another environment variable the job needs, e.g. AWS_SECRET_ACCESS_KEY; "
+        "forwarded by name (repeatable).",
+    )
+    port: int = Field(RAY_PORT, description="Ray GCS port.")
+    exclusive: bool = Field(
+        True, description="Ask for --exclusive nodes (without them Ray's fixed port may collide)."
+    )
+    dashboard: bool = Field(True, description="Start Ray's dashboard (bound to 127.0.0.1).")
+    node_timeout_s: int = Field(600, ge=30, description="Seconds to wait for every node to join.")
+    resume: bool = Field(False, description="The job continues an interrupted sweep.")
+
+
+class K8sOptions(_Options):
+    """A ConfigMap with the study config and a KubeRay RayJob that runs the sweep."""
+
+    image: str = Field(description="Container image with eeg2bold and torch.")
+    workers: int = Field(ge=1, description="Worker pods.")
+    cpu: float = Field(gt=0, description="CPUs per worker pod.")
+    memory: str = Field(description="Memory per worker pod, e.g. 32Gi.")
+    gpu: int = Field(0, ge=0, description="GPUs per worker pod (nvidia.com/gpu).")
+    namespace: str = Field("default", description="Kubernetes namespace.")
+    secret_name: str | None = Field(
+        None, description="Secret holding the ${NAME} variables of the study config."
+    )
+    name: str | None = Field(None, description="RayJob name (default eeg2bold-<study name>).")
+    head_cpu: float = Field(2, gt=0, description="CPUs of the head pod.")
+    head_memory: str = Field("8Gi", description="Memory of the head pod.")
+    pvc: str | None = Field(
+        None,
+        description="ReadWriteMany PersistentVolumeClaim holding file-system dataset/results "
+        "paths.",
+    )
+    pvc_mount: str = Field("/shared", description="Where the claim is mounted.")
+    active_deadline_s: int | None = Field(
+        None, ge=1, description="Stop the RayJob after this long (s)."
+    )
+    resume: bool = Field(False, description="The job continues an interrupted sweep.")
+
+
+def _options(model: type[_Options], values: dict[str, Any]) -> Any:
+    """Validated renderer options (one line naming the option on error)."""
+    try:
+        return model(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    except ValidationError as exc:
+        parts = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid option(s): " + "; ".join(parts)) from None
 
 
 # -- checks shared by both renderers ------------------------------------------------------
@@ -167,33 +243,25 @@ def _common_values(config_path: str, config: StudyConfig) -> dict[str, str]:
 
 # -- Slurm --------------------------------------------------------------------------------
 def render_slurm(
-    config_path: str | os.PathLike[str],
-    *,
-    config: StudyConfig,
-    nodes: int,
-    cpus_per_node: int,
-    gpus_per_node: int = 0,
-    time: str = "24:00:00",
-    partition: str | None = None,
-    account: str | None = None,
-    mem: str | None = None,
-    venv: str | os.PathLike[str] | None = None,
-    setup: Sequence[str] = (),
-    env_file: str | os.PathLike[str] | None = None,
-    forward_env: Sequence[str] = (),
-    job_name: str | None = None,
-    port: int = RAY_PORT,
-    exclusive: bool = True,
-    dashboard: bool = True,
-    node_timeout_s: int = 600,
-    resume: bool = False,
+    config_path: str | os.PathLike[str], *, config: StudyConfig, **options: Any
 ) -> str:
-    """A batch script that starts Ray on every node of the job, then runs the sweep driver.
+    """A batch script that starts Ray on every node of the job, then runs the sweep driver;
+    ``options`` are :class:`SlurmOptions` fields.
 
     Why one job for the whole cluster: the sweep lives and dies with its allocation, and a
     killed sweep resumes with ``resume=True``. ``exclusive`` (default) keeps other jobs off the
     nodes, so Ray's fixed ``port`` is free and Ray sees whole nodes.
     """
+    o: SlurmOptions = _options(SlurmOptions, options)
+    nodes, cpus_per_node, gpus_per_node, time = o.nodes, o.cpus_per_node, o.gpus_per_node, o.time
+    partition, account, mem, job_name, port = o.partition, o.account, o.mem, o.job_name, o.port
+    venv, setup, env_file, forward_env = o.venv, o.setup, o.env_file, o.forward_env
+    exclusive, dashboard, node_timeout_s, resume = (
+        o.exclusive,
+        o.dashboard,
+        o.node_timeout_s,
+        o.resume,
+    )
     check_cluster_storage(config)
     if nodes < 1 or cpus_per_node < 1 or gpus_per_node < 0:
         raise ConfigError("nodes and cpus_per_node must be at least 1, gpus_per_node at least 0")
@@ -292,26 +360,9 @@ def study_yaml(config: StudyConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
-def render_k8s(
-    config_path: str | os.PathLike[str],
-    *,
-    config: StudyConfig,
-    image: str,
-    workers: int,
-    cpu: float,
-    memory: str,
-    gpu: int = 0,
-    namespace: str = "default",
-    secret_name: str | None = None,
-    name: str | None = None,
-    head_cpu: float = 2,
-    head_memory: str = "8Gi",
-    pvc: str | None = None,
-    pvc_mount: str = "/shared",
-    active_deadline_s: int | None = None,
-    resume: bool = False,
-) -> str:
-    """A ConfigMap (the study config) plus a RayJob whose cluster runs the sweep and goes away.
+def render_k8s(config_path: str | os.PathLike[str], *, config: StudyConfig, **options: Any) -> str:
+    """A ConfigMap (the study config) plus a RayJob whose cluster runs the sweep and goes away;
+    ``options`` are :class:`K8sOptions` fields.
 
     Why a RayJob: KubeRay creates the cluster, submits ``eeg2bold sweep`` once every pod is
     up, and deletes the cluster when the sweep ends (``shutdownAfterJobFinishes``). The head
@@ -320,6 +371,11 @@ def render_k8s(
     ``envFrom``; a file-system results path needs a ReadWriteMany ``pvc`` mounted at
     ``pvc_mount``.
     """
+    o: K8sOptions = _options(K8sOptions, options)
+    image, workers, cpu, memory, gpu = o.image, o.workers, o.cpu, o.memory, o.gpu
+    namespace, secret_name, name, head_cpu = o.namespace, o.secret_name, o.name, o.head_cpu
+    head_memory, pvc, pvc_mount, resume = o.head_memory, o.pvc, o.pvc_mount, o.resume
+    active_deadline_s = o.active_deadline_s
     check_cluster_storage(config)
     inline = config.inline_credentials()
     if inline:

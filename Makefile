@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.eeg2bold-installed
 # examples/demo/study.yaml names this folder too
 DEMO_DIR := demo_out
+# the tests run in random order; the command line shows the seed, `make test SEED=N` repeats it
+SEED ?= $(shell date +%s)
 
 .PHONY: demo test lint bench clean
 
@@ -32,7 +34,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -p randomly --randomly-seed=$(SEED)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -135,7 +135,7 @@ def test_slurm_script_is_valid_bash(study_file, tmp_path):
     path, config = study_file()
     script = tmp_path / "job.sh"
     script.write_text(_slurm(path, config, setup=["module load cuda"], env_file="~/secrets.env"))
-    result = subprocess.run([BASH, "-n", str(script)], capture_output=True, text=True)
+    result = subprocess.run([BASH, "-n", str(script)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
 
 

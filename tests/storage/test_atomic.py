@@ -62,15 +62,22 @@ def writer(tmp_path):
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
 
+    started = []
+
     def start(url, mode, seconds, *runs):
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, str(script), str(url), mode, str(seconds), *runs],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
+        started.append(proc)
+        return proc
 
-    return start
+    yield start
+    for proc in started:  # a test that failed or timed out leaves no writer running
+        proc.kill()
+        proc.wait(timeout=60)
 
 
 def test_writer_killed_before_publish_leaves_no_run(tmp_path, writer):

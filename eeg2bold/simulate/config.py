@@ -41,6 +41,26 @@ class SimulationConfig(BaseModel):
     n_sources: int = Field(
         8, ge=1, le=64, description="Neural sources carrying alpha and beta rhythms."
     )
+    private_sources: int = Field(
+        2,
+        ge=0,
+        le=16,
+        description=(
+            "Subject-private sources: alpha and beta generators with their own position, "
+            "orientation and band-power envelopes in every subject, unlike the population "
+            "sources that all subjects share."
+        ),
+    )
+    private_coupling: float = Field(
+        0.4,
+        ge=0,
+        le=1.0,
+        description=(
+            "Share of each ROI's EEG-driven BOLD variance carried by the subject-private "
+            "sources, through weights drawn per subject: what only a subject's own data can "
+            "teach (scaled down with subject_variability below 1; 0 at 0)."
+        ),
+    )
     line_freq: float = Field(
         50.0,
         gt=0,
@@ -78,7 +98,7 @@ class SimulationConfig(BaseModel):
         ),
     )
     coupling_jitter: float = Field(
-        0.5,
+        1.0,
         ge=0,
         description=(
             "Size of a subject's deviation from the population ROI coupling, relative to the "

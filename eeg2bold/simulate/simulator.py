@@ -15,6 +15,10 @@ Generative model, per run (all subject parameters fixed across a subject's runs)
    subject jitter, plus a common-mode part shared by all ROIs), convolved with a double-gamma
    HRF with a subject-specific peak, sampled at the volume times -> ``bold_clean``. Noise: AR(1)
    at TR, part shared across ROIs, scaled per ROI so var(bold_clean)/var(noise) = snr.
+   A share ``private_coupling`` of each ROI's expected drive variance comes from the envelopes
+   of ``private_sources`` subject-private generators (own position, orientation, envelopes
+   and ROI weights per subject): the part of the EEG-BOLD relation only a subject's own data
+   can teach, which makes LOSO harder than within-subject once a subject has enough data.
 5. Clocks: EEG sample i is at t = i / sfreq; volume k is stamped at (k + 1/2)·TR (mid
    acquisition), as many volumes as fit in the recording. The HRF sees 64 s of envelope
    history before t = 0, so the first volumes carry no edge effect.
@@ -93,13 +97,32 @@ class SubjectParameters:
     diffuse_positions: np.ndarray  # [_N_DIFFUSE, 3]
     diffuse_moments: np.ndarray  # [_N_DIFFUSE, 3]
     diffuse_gain_uv: np.ndarray  # [_N_DIFFUSE]
-    coupling: np.ndarray  # [n_rois, n_env]
+    coupling: np.ndarray  # [n_rois, n_env + n_private_env]: population then private drivers
     blink_gain_uv: float
+    private_positions: np.ndarray  # [private_sources, 3]
+    private_moments: np.ndarray  # [private_sources, 3]
+    private_alpha_gain_uv: np.ndarray  # [private_sources]
+    private_beta_gain_uv: np.ndarray  # [private_sources]
 
 
-def envelope_names(n_sources: int) -> tuple[str, ...]:
-    """Names of the latent drivers, in the order of ``truth/envelopes`` rows."""
-    return tuple(f"src{s}_{band}" for s in range(n_sources) for band in ("alpha", "beta"))
+def envelope_names(n_sources: int, private_sources: int = 0) -> tuple[str, ...]:
+    """Names of the latent drivers, in the order of ``truth/envelopes`` rows: the population
+    sources' then the subject-private ones'."""
+    bands = ("alpha", "beta")
+    shared = tuple(f"src{s}_{band}" for s in range(n_sources) for band in bands)
+    return shared + tuple(f"private{s}_{band}" for s in range(private_sources) for band in bands)
+
+
+def _driver_correlation(config: SimulationConfig) -> np.ndarray:
+    """Correlation of the population drivers: envelopes of one band share the global factor
+    (log-normal: corr = (e^(s² rho) - 1) / (e^(s²) - 1)); the two bands are independent."""
+    n_env = 2 * config.n_sources
+    s2 = config.envelope_log_sd**2
+    same_band = np.expm1(s2 * config.envelope_shared) / np.expm1(s2)
+    band = np.arange(n_env) % 2
+    corr = np.where(band[:, None] == band[None, :], same_band, 0.0)
+    np.fill_diagonal(corr, 1.0)
+    return corr
 
 
 def subject_label(index: int) -> str:
@@ -267,6 +290,24 @@ def subject_parameters(*, config: SimulationConfig, subject_index: int) -> Subje
 
     rng = physics.stream(config.seed, _SUBJ, subject_index, 5)
     blink_gain = float(config.blink_amplitude_uv * np.exp(v * 0.3 * rng.standard_normal()))
+
+    # subject-private generators and their ROI weights (a stream of their own, so the draws
+    # above are the same whatever private_sources is)
+    n_priv = config.private_sources
+    rng = physics.stream(config.seed, _SUBJ, subject_index, 6)
+    priv_dirs = _unit(rng.standard_normal((n_priv, 3)) + np.array([0.0, 0.0, 0.5]))
+    priv_positions = priv_dirs * rng.uniform(0.45, 0.75, (n_priv, 1))
+    priv_moments = _tilt(priv_dirs, rng, 0.4)
+    priv_alpha = 20.0 * np.exp(0.2 * rng.standard_normal(n_priv))
+    priv_beta = 10.0 * np.exp(0.2 * rng.standard_normal(n_priv))
+    private_weights = _unit(rng.standard_normal((config.rois, 2 * n_priv))) if n_priv else None
+    share = config.private_coupling * min(1.0, v) if n_priv else 0.0
+    # each ROI's expected drive variance: 1 - share from the population drivers, share from
+    # the private ones (independent, unit variance each)
+    pop_var = np.einsum("re,ef,rf->r", coupling, _driver_correlation(config), coupling)
+    coupling = np.sqrt(1 - share) * coupling / np.sqrt(pop_var)[:, None]
+    if private_weights is not None:
+        coupling = np.hstack([coupling, np.sqrt(share) * private_weights])
     return SubjectParameters(
         index=subject_index,
         alpha_peak_hz=alpha_peak,
@@ -283,6 +324,10 @@ def subject_parameters(*, config: SimulationConfig, subject_index: int) -> Subje
         diffuse_gain_uv=diff_gain,
         coupling=coupling,
         blink_gain_uv=blink_gain,
+        private_positions=priv_positions,
+        private_moments=priv_moments,
+        private_alpha_gain_uv=priv_alpha,
+        private_beta_gain_uv=priv_beta,
     )
 
 
@@ -316,16 +361,25 @@ def _blink_pattern(n_channels: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- one run
 
 
-def _envelopes(config: SimulationConfig, rng: np.random.Generator, n_grid: int) -> np.ndarray:
-    """Log-normal band powers [n_env, n_grid] at ENV_SFREQ with mean 1."""
-    n_env = 2 * config.n_sources
+def _envelopes(
+    config: SimulationConfig,
+    rng: np.random.Generator,
+    n_grid: int,
+    *,
+    n_sources: int | None = None,
+    shared: float | None = None,
+) -> np.ndarray:
+    """Log-normal band powers [2 n_sources, n_grid] at ENV_SFREQ with mean 1 (the population
+    sources by default; ``shared`` = 0 for the subject-private ones)."""
+    n_src = config.n_sources if n_sources is None else n_sources
+    n_env = 2 * n_src
     pad = int(np.ceil(5 * config.envelope_timescale_s * ENV_SFREQ))
     n_fft = scipy.fft.next_fast_len(n_grid + pad, real=True)
     freqs = np.fft.rfftfreq(n_fft, 1 / ENV_SFREQ)
     amp = physics.ou_amplitude(freqs, timescale_s=config.envelope_timescale_s, cutoff_hz=1.0)
     z = physics.spectral_noise(rng, amp, rows=n_env + 2, n=n_grid, n_fft=n_fft)
-    rho = config.envelope_shared
-    z = np.sqrt(1 - rho) * z[:n_env] + np.sqrt(rho) * np.tile(z[n_env:], (config.n_sources, 1))
+    rho = config.envelope_shared if shared is None else shared
+    z = np.sqrt(1 - rho) * z[:n_env] + np.sqrt(rho) * np.tile(z[n_env:], (n_src, 1))
     sigma = config.envelope_log_sd
     return np.exp(sigma * z - sigma**2 / 2)
 
@@ -342,6 +396,11 @@ def _simulate(config: SimulationConfig, params: SubjectParameters, run_index: in
     n_post = int(np.ceil(n / config.sfreq * ENV_SFREQ)) + 1
     grid_t = (np.arange(n_pre + n_post) - n_pre) / ENV_SFREQ
     power = _envelopes(config, rng(1), n_pre + n_post)
+    if config.private_sources:  # subject-private envelopes: no global factor
+        private = _envelopes(
+            config, rng(7), n_pre + n_post, n_sources=config.private_sources, shared=0.0
+        )
+        power = np.vstack([power, private])
 
     eeg, lf, blinks = _eeg(config, params, rng, n=n, power=power, grid_t=grid_t)
     volume_times, bold_clean, bold, hrf, env_std = _bold(
@@ -426,6 +485,24 @@ def _eeg(
             del carrier
         eeg += lf[:, idx] @ sources
         del sources
+    n_priv = config.private_sources
+    if n_priv:  # subject-private generators: alpha and beta carriers on their own envelopes
+        lf_priv = leadfield(
+            n_channels=n_ch, positions=params.private_positions, moments=params.private_moments
+        )
+        priv_rng = rng(8)
+        private = np.zeros((n_priv, n))
+        for band, amp, gains in (
+            (0, amp_alpha, params.private_alpha_gain_uv),
+            (1, amp_beta, params.private_beta_gain_uv),
+        ):
+            carrier = physics.spectral_noise(priv_rng, amp, rows=n_priv, n=n, n_fft=n_fft)
+            for k in range(n_priv):
+                envelope = np.sqrt(power[2 * (n_src + k) + band])
+                carrier[k] *= np.interp(t, grid_t, envelope) * gains[k]
+            private += carrier
+        eeg += lf_priv @ private
+        del private
     diffuse = physics.spectral_noise(rng(3), amp_bg, rows=_N_DIFFUSE, n=n, n_fft=n_fft)
     diffuse *= params.diffuse_gain_uv[:, None]
     lf_diffuse = leadfield(
@@ -510,7 +587,8 @@ def _truth_attrs(
 ) -> dict[str, Any]:
     return {
         "description": (
-            "drivers = (envelopes - envelope_mean) / envelope_std; bold_clean = HRF * "
+            "drivers = (envelopes - envelope_mean) / envelope_std (population sources, then "
+            "the subject-private ones); bold_clean = HRF * "
             "(coupling @ drivers) sampled at volume_times (envelopes start at t=0, "
             "env_sfreq Hz; the HRF also saw the 64 s before t=0); bold = bold_clean + noise; "
             "oracle_r = corr(bold_clean, bold) per ROI; eeg = leadfield @ sources + "
@@ -520,7 +598,10 @@ def _truth_attrs(
         "snr": float(config.snr),
         "hrf_peak_s": params.hrf_peak_s,
         "env_sfreq": ENV_SFREQ,
-        "envelope_names": list(envelope_names(config.n_sources)),
+        "envelope_names": list(envelope_names(config.n_sources, config.private_sources)),
+        "private_coupling": float(config.private_coupling * min(1.0, config.subject_variability))
+        if config.private_sources
+        else 0.0,
         "envelope_mean": 1.0,
         "envelope_std": env_std,
         "alpha_peak_hz": params.alpha_peak_hz,

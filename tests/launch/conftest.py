@@ -54,7 +54,16 @@ def planted_model(test_plugins):
 def tiny_store(tmp_path_factory):
     """2 subjects × 5 min, 8 channels at 100 Hz, 3 ROIs: a sweep trial takes seconds."""
     out = tmp_path_factory.mktemp("sweepdata") / "tiny.zarr"
-    config = SimulationConfig(subjects=2, minutes=5, channels=8, sfreq=100, rois=3, seed=2)
+    config = SimulationConfig(  # subjects that differ little: these tests are about sweeps
+        subjects=2,
+        minutes=5,
+        channels=8,
+        sfreq=100,
+        rois=3,
+        seed=2,
+        private_sources=0,
+        coupling_jitter=0.5,
+    )
     simulate_to_store(out, config, progress=False)
     return out
 

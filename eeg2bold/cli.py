@@ -56,12 +56,14 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from eeg2bold.storage import open_dataset
     from eeg2bold.training.config import build_config
-    from eeg2bold.training.display import format_epoch, format_fold, format_result
-    from eeg2bold.training.run import train_protocol
+    from eeg2bold.training.display import format_curve, format_epoch, format_fold, format_result
+    from eeg2bold.training.run import train_calibration_curve, train_protocol
 
     dataset = open_dataset(args.dataset)
-    config = build_config(model=args.model, protocol=args.protocol, sets=_parse_sets(args.set))
-    out = args.out or f"eeg2bold_runs/{config.model}-{config.protocol}-{config.config_hash()}"
+    protocol = "loso_calibrated" if args.calibration_minutes else args.protocol
+    config = build_config(model=args.model, protocol=protocol, sets=_parse_sets(args.set))
+    kind = "calibration" if args.calibration_minutes else config.protocol
+    out = args.out or f"eeg2bold_runs/{config.model}-{kind}-{config.config_hash()}"
     quiet = args.quiet
 
     def on_epoch(epoch: Any) -> None:
@@ -73,15 +75,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if not quiet:
             print(format_fold(config.protocol, outcome), file=sys.stderr)
 
-    result = train_protocol(
-        dataset,
-        config,
-        out_dir=out,
-        subjects=args.subjects,
-        resume=args.resume,
-        on_epoch=on_epoch,
-        on_fold=on_fold,
-    )
+    common = {"out_dir": out, "subjects": args.subjects, "resume": args.resume}
+    if args.calibration_minutes:
+        curve = train_calibration_curve(
+            dataset,
+            config,
+            minutes=args.calibration_minutes,
+            on_epoch=on_epoch,
+            on_fold=on_fold,
+            **common,
+        )
+        print(format_curve(curve))
+        print(f"\nresults, model files and configs in {out}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump([r.summary() for r in curve], f, indent=2)
+        return 0
+    result = train_protocol(dataset, config, on_epoch=on_epoch, on_fold=on_fold, **common)
     print(format_result(result))
     print(f"\nresults, model files and config in {out}")
     if args.json:
@@ -316,6 +326,16 @@ def _add_launch_parser(sub: Any) -> None:
     )
     add_options(q, K8sOptions, K8S_FLAGS, metavars=_METAVARS)
     q.set_defaults(func=_cmd_launch)
+
+
+def _minutes(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected minutes like 0,1,2,4, got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected minutes >= 0 like 0,1,2,4, got {text!r}")
+    return values
 
 
 def _parse_sets(items: Sequence[str] | None) -> dict[str, str]:
@@ -623,6 +643,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="hyperparameter or setting, e.g. --set lr=3e-4 --set window_s=20 "
         "--set model.n_branches=8 (sections: model, data, train, loss, protocol)",
+    )
+    p.add_argument(
+        "--calibration-minutes",
+        type=_minutes,
+        metavar="M,M,...",
+        help="the calibration curve: loso_calibrated at each amount of the held-out subject's "
+        "data (e.g. 0,1,2,4,8; one fixed test block), one trial per amount",
     )
     p.add_argument("--subjects", nargs="+", metavar="SUBJECT", help="only these folds")
     p.add_argument("--out", help="output folder (default eeg2bold_runs/MODEL-PROTOCOL-HASH)")

@@ -129,6 +129,11 @@ class StudyConfig(_Strict):
     protocol_options: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per protocol: splitter options (val_fraction, ...)."
     )
+    calibration_minutes: list[float] = Field(
+        default_factory=list,
+        description="The calibration curve: loso_calibrated once per amount of the held-out "
+        "subject's data (minutes; 0 = LOSO on the same fixed test block), each its own arm.",
+    )
     models: list[str] = Field(default_factory=lambda: ["ridge"])
     search: dict[str, Any] = Field(
         default_factory=dict,
@@ -164,6 +169,13 @@ class StudyConfig(_Strict):
         """``dataset``, ``storage.results`` or ``storage.optuna`` as the config file wrote it."""
         return self._as_written.get(key)
 
+    @field_validator("calibration_minutes")
+    @classmethod
+    def _amounts(cls, value: list[float]) -> list[float]:
+        if any(m < 0 for m in value) or len(set(value)) != len(value):
+            raise ValueError("use distinct amounts >= 0 (minutes)")
+        return sorted(float(m) for m in value)
+
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
@@ -197,6 +209,20 @@ class StudyConfig(_Strict):
         for p in value:
             get_protocol(p)
         return value
+
+    def protocol_arms(self) -> list[tuple[str, dict[str, Any]]]:
+        """(protocol, splitter options) of every arm's protocol: a calibration curve expands
+        ``loso_calibrated`` into one entry per amount."""
+        out = []
+        for p in self.protocols:
+            options = dict(self.protocol_options.get(p, {}))
+            if p == "loso_calibrated" and self.calibration_minutes:
+                out += [
+                    (p, options | {"calibration_s": 60.0 * m}) for m in self.calibration_minutes
+                ]
+            else:
+                out.append((p, options))
+        return out
 
     @property
     def results_url(self) -> str:

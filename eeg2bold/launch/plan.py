@@ -24,10 +24,12 @@ class Arm:
     study_name: str
     folds: list[str]
     status: str = "pending"  # pending | running | done
+    options: dict[str, Any] = field(default_factory=dict)  # the protocol's splitter options
+    label: str = ""  # the protocol as results name it (a calibration amount included)
 
     @property
     def key(self) -> str:
-        return f"{self.protocol}/{self.model}"
+        return f"{self.label or self.protocol}/{self.model}"
 
 
 @dataclass
@@ -57,16 +59,22 @@ def make_plan(config: StudyConfig, *, sweep_id: str | None = None) -> SweepPlan:
     dataset = open_dataset(expand_env(config.dataset))
     subjects = dataset.subjects()
     sweep_id = sweep_id or uuid.uuid4().hex[:8]
-    arms = [
-        Arm(
-            protocol=p,
-            model=m,
-            study_name=f"{config.name}.{p}.{m}.{sweep_id}",
-            folds=list(subjects),
-        )
-        for p in config.protocols
-        for m in config.models
-    ]
+    from eeg2bold.protocols import protocol_label
+
+    arms = []
+    for p, options in config.protocol_arms():
+        label = protocol_label(p, options)
+        for m in config.models:
+            arms.append(
+                Arm(
+                    protocol=p,
+                    model=m,
+                    study_name=f"{config.name}.{label}.{m}.{sweep_id}",
+                    folds=list(subjects),
+                    options=options,
+                    label=label,
+                )
+            )
     plan = SweepPlan(
         name=config.name,
         sweep_id=sweep_id,

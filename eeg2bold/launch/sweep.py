@@ -65,7 +65,8 @@ def study_attributes(plan: SweepPlan, config: StudyConfig, arm: Arm) -> dict[str
         "dataset": plan.dataset,
         "metric": "val_r: Fisher-z mean over folds of each fold's validation r (selects)",
         "fixed": fixed_values(config.search),
-        "protocol_options": config.protocol_options.get(arm.protocol, {}),
+        "protocol_options": arm.options,
+        "label": arm.label or arm.protocol,
         "data": config.data_settings(),
         "train": config.train_settings(),
         "results": plan.results,
@@ -198,7 +199,7 @@ def run_sweep(
             state["plan"]["arms"][i] = asdict(arm)
             _write_state(root, state)
             settings = ray_tune.ArmSettings(
-                name=arm.key.replace("/", "-"),
+                name=arm.key.replace("/", "-").replace("@", "-"),
                 storage_path=f"{root.rstrip('/')}/ray",
                 study_name=arm.study_name,
                 study_attrs=study_attributes(plan, config, arm),
@@ -211,7 +212,7 @@ def run_sweep(
                     model=arm.model,
                     dataset=config.dataset,
                     results=root,
-                    protocol_options=config.protocol_options.get(arm.protocol, {}),
+                    protocol_options=arm.options,
                     data=config.data_settings(),
                     train=config.train_settings(),
                     fold_cpu=config.resources.cpu,

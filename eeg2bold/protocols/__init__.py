@@ -13,6 +13,7 @@ from eeg2bold.protocols.base import (
     protocol_names,
     register_protocol,
 )
+from eeg2bold.protocols.loso import label_amount_s, protocol_label
 from eeg2bold.protocols.samples import SampleTable, build_sample_table
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
     "build_sample_table",
     "get_protocol",
     "guard_gap",
+    "label_amount_s",
+    "protocol_label",
     "protocol_names",
     "register_protocol",
 ]

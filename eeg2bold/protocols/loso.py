@@ -46,24 +46,48 @@ class LeaveOneSubjectOut(Splitter):
 
 @register_protocol("loso_calibrated")
 class CalibratedLeaveOneSubjectOut(Splitter):
-    """LOSO plus a short calibration block of the new subject: the practical digital-twin case.
+    """LOSO plus some data of the new subject: the practical digital-twin case.
 
-    Train: every sample of the N−1 other subjects plus the first block of the held-out subject;
-    val: its next block; test: its last block.
+    Two designs:
+
+    - by fractions (default): train = every sample of the N−1 other subjects plus the first
+      ``calibration_fraction`` of the held-out subject's time line; val = its next block; test =
+      its last block.
+    - by amount (``calibration_s`` set; the calibration curve): test = the held-out subject's
+      last ``test_fraction``, the same block whatever the amount; train = the other subjects'
+      train blocks plus the first ``calibration_s`` seconds of the held-out subject (0: plain
+      LOSO scored on that block); val = the other subjects' last ``val_fraction`` (as in
+      ``loso``), so selection never sees the new subject and every amount is selected alike.
+      Guard gaps as everywhere.
     """
 
-    def __init__(self, *, calibration_fraction: float = 0.2, val_fraction: float = 0.2, **kw: Any):
+    def __init__(
+        self,
+        *,
+        calibration_fraction: float = 0.2,
+        val_fraction: float = 0.2,
+        calibration_s: float | None = None,
+        test_fraction: float = 0.4,
+        **kw: Any,
+    ):
         super().__init__(**kw)
         self.calibration_fraction = _check_fraction(
             "loso_calibrated: calibration_fraction", calibration_fraction
         )
         self.val_fraction = _check_fraction("loso_calibrated: val_fraction", val_fraction)
-        if calibration_fraction + val_fraction >= 1:
+        self.test_fraction = _check_fraction("loso_calibrated: test_fraction", test_fraction)
+        if calibration_s is not None and calibration_s < 0:
+            raise ConfigError(f"loso_calibrated: calibration_s must be >= 0, got {calibration_s}")
+        self.calibration_s = None if calibration_s is None else float(calibration_s)
+        if self.calibration_s is None and calibration_fraction + val_fraction >= 1:
             raise ConfigError("loso_calibrated: calibration_fraction + val_fraction must be < 1")
 
     def split(self, samples: SampleTable) -> Iterator[Fold]:
         if len(samples.subjects) < 2:
             raise ConfigError("loso_calibrated needs at least 2 subjects")
+        if self.calibration_s is not None:
+            yield from self._by_amount(samples, self.calibration_s)
+            return
         gap = guard_gap(samples, self.min_gap_s)
         cal, val = self.calibration_fraction, self.val_fraction
         for s, subject in enumerate(samples.subjects):
@@ -78,9 +102,50 @@ class CalibratedLeaveOneSubjectOut(Splitter):
                 test,
             )
 
+    def _by_amount(self, samples: SampleTable, amount_s: float) -> Iterator[Fold]:
+        gap = guard_gap(samples, self.min_gap_s)
+        loso = (1 - self.val_fraction, self.val_fraction)
+        blocks = [subject_blocks(samples, s, loso, gap_s=gap) for s in range(len(samples.subjects))]
+        for s, subject in enumerate(samples.subjects):
+            pool, test = subject_blocks(
+                samples, s, (1 - self.test_fraction, self.test_fraction), gap_s=gap
+            )
+            runs = np.flatnonzero(samples.run_subject == s)
+            available = samples.run_duration[runs].sum() * (1 - self.test_fraction) - gap / 2
+            if amount_s > available + 1e-9:
+                raise ConfigError(
+                    f"loso_calibrated: {subject} has {available:.0f} s before its test block, "
+                    f"fewer than calibration_s={amount_s:g}"
+                )
+            # the first amount_s seconds of the subject's time line (runs end to end)
+            offsets = np.concatenate([[0.0], np.cumsum(samples.run_duration[runs])])[:-1]
+            run_offset = np.zeros(samples.run_duration.size)
+            run_offset[runs] = offsets
+            end = run_offset[samples.run[pool]] + samples.time[pool]
+            calib = pool[end <= amount_s]
+            others = [b for o, b in enumerate(blocks) if o != s]
+            train = np.sort(np.concatenate([b[0] for b in others] + [calib]))
+            val = np.sort(np.concatenate([b[1] for b in others]))
+            yield Fold("loso_calibrated", s, subject, train, val, test)
+
     def options(self) -> dict[str, Any]:
-        return {
-            **super().options(),
-            "calibration_fraction": self.calibration_fraction,
-            "val_fraction": self.val_fraction,
-        }
+        out = {**super().options(), "val_fraction": self.val_fraction}
+        if self.calibration_s is None:
+            return out | {"calibration_fraction": self.calibration_fraction}
+        return out | {"calibration_s": self.calibration_s, "test_fraction": self.test_fraction}
+
+
+def protocol_label(protocol: str, options: dict[str, Any] | None = None) -> str:
+    """How results name a protocol: a calibration-curve point carries its amount
+    (``loso_calibrated@2min``), so every amount is its own arm in tables and reports."""
+    amount = (options or {}).get("calibration_s")
+    if protocol == "loso_calibrated" and amount is not None:
+        return f"loso_calibrated@{float(amount) / 60:g}min"
+    return protocol
+
+
+def label_amount_s(label: str) -> float | None:
+    """The calibration amount (s) a protocol label carries, or None."""
+    if not label.startswith("loso_calibrated@") or not label.endswith("min"):
+        return None
+    return 60.0 * float(label.removeprefix("loso_calibrated@").removesuffix("min"))

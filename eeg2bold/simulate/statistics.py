@@ -30,7 +30,7 @@ def bold_autocorrelation(bold: np.ndarray, lags: Sequence[int] = (1, 2, 3, 4, 5)
 
 def median_inter_roi_correlation(bold: np.ndarray) -> float:
     """Median Pearson r over all pairs of distinct ROIs of ``bold`` [R, V]."""
-    corr = np.corrcoef(np.asarray(bold, dtype=np.float64))
+    corr = np.atleast_2d(np.corrcoef(np.asarray(bold, dtype=np.float64)))
     return float(np.median(corr[np.triu_indices_from(corr, k=1)]))
 
 

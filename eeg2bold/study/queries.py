@@ -49,7 +49,13 @@ class SweepRecord:
         return str(self.config.get("dataset", ""))
 
     def arms(self) -> list[dict[str, Any]]:
-        return list(self.plan.get("arms", []))
+        """The plan's arms; ``protocol`` is the protocol as results name it (a calibration
+        curve's amount included: ``loso_calibrated@2min``), ``splitter`` the registered one."""
+        out = []
+        for arm in self.plan.get("arms", []):
+            label = arm.get("label") or arm["protocol"]
+            out.append({**arm, "protocol": label, "splitter": arm["protocol"]})
+        return out
 
 
 def load_sweep(path: str | os.PathLike[str]) -> SweepRecord:

@@ -49,3 +49,19 @@ def format_result(result: ProtocolResult) -> str:
             f"{summary['test_r_per_output'][name]:>8.3f}"
         )
     return "\n".join(lines)
+
+
+def format_curve(results: list[ProtocolResult]) -> str:
+    """The calibration curve: mean test r (Fisher z over folds) per amount of new-subject data."""
+    from eeg2bold.protocols import label_amount_s, protocol_label
+
+    lines = [f"{'calibration data':<20}{'val r':>8}{'test r':>8}   trial"]
+    for result in results:
+        label = protocol_label(result.config.protocol, result.config.protocol_options)
+        minutes = (label_amount_s(label) or 0.0) / 60.0
+        summary = result.summary()
+        lines.append(
+            f"{f'{minutes:g} min':<20}{summary['val_r_mean']:>8.3f}{summary['test_r_mean']:>8.3f}"
+            f"   {result.trial}"
+        )
+    return "\n".join(lines)

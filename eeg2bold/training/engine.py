@@ -28,7 +28,13 @@ import numpy as np
 import torch
 
 from eeg2bold.errors import ConfigError
-from eeg2bold.protocols import Fold, SampleTable, build_sample_table, get_protocol
+from eeg2bold.protocols import (
+    Fold,
+    SampleTable,
+    build_sample_table,
+    get_protocol,
+    protocol_label,
+)
 from eeg2bold.run_folder import RunFolder
 from eeg2bold.run_folder.table import score_rows
 from eeg2bold.storage import Dataset, RunData, RunKey, open_dataset
@@ -242,7 +248,7 @@ class FoldRunner:
             "trial": self.trial,
             "config_hash": self.config_hash,
             "model": self.config.model,
-            "protocol": self.config.protocol,
+            "protocol": protocol_label(self.config.protocol, self.config.protocol_options),
             "fold": self.fold.index,
             "subject": self.fold.subject,
             "seed": self.config.train.seed,

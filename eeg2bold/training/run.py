@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from eeg2bold.protocols import protocol_label
 from eeg2bold.provenance import environment
 from eeg2bold.run_folder import RunFolder
 from eeg2bold.storage import Dataset
@@ -33,15 +34,65 @@ def train_protocol(
     run = ProtocolRun(dataset=dataset, config=config, folder=folder, subjects=subjects)
     run.refuse_existing(resume=resume)
     if folder is not None:
-        folder.write_manifest(
-            "train",
-            {
-                "trial": run.trial,
-                "config_hash": run.config_hash,
-                "config": run.config.model_dump(mode="json"),
-                "dataset": dataset.url,
-                "subjects": [f.subject for f in run.folds],
-                "provenance": environment(),
-            },
-        )
+        _record_trial(folder, run, dataset)
     return run.run_sequential(resume=resume, on_epoch=on_epoch, on_fold=on_fold)
+
+
+def _record_trial(folder: RunFolder, run: ProtocolRun, dataset: Dataset) -> None:
+    """The manifest lists every configuration trained into the folder (a calibration curve
+    puts several there); the first one's config stands for the folder."""
+    manifest = folder.read_manifest() if folder.kind == "train" else {}
+    trials = [t for t in manifest.get("trials", []) if t["trial"] != run.trial]
+    trials.append(
+        {
+            "trial": run.trial,
+            "config_hash": run.config_hash,
+            "protocol": protocol_label(run.config.protocol, run.config.protocol_options),
+            "config": run.config.model_dump(mode="json"),
+        }
+    )
+    folder.write_manifest(
+        "train",
+        {
+            "trial": trials[0]["trial"],
+            "config_hash": trials[0]["config_hash"],
+            "config": trials[0]["config"],
+            "trials": trials,
+            "dataset": dataset.url,
+            "subjects": [f.subject for f in run.folds],
+            "provenance": environment(),
+        },
+    )
+
+
+def train_calibration_curve(
+    dataset: Dataset,
+    config: ExperimentConfig,
+    *,
+    minutes: Sequence[float],
+    out_dir: str | Path | None = None,
+    subjects: Sequence[str] | None = None,
+    resume: bool = False,
+    on_epoch: Callable[[EpochOutcome], None] | None = None,
+    on_fold: Callable[[FoldOutcome], None] | None = None,
+) -> list[ProtocolResult]:
+    """``config`` under ``loso_calibrated`` at each amount of the held-out subject's data (one
+    trial per amount, one fixed test block; 0 = LOSO on that block), into one run folder."""
+    results = []
+    for m in sorted(float(x) for x in minutes):
+        options = {**config.protocol_options, "calibration_s": 60.0 * m}
+        point = config.model_copy(
+            update={"protocol": "loso_calibrated", "protocol_options": options}
+        )
+        results.append(
+            train_protocol(
+                dataset,
+                point,
+                out_dir=out_dir,
+                subjects=subjects,
+                resume=resume,
+                on_epoch=on_epoch,
+                on_fold=on_fold,
+            )
+        )
+    return results

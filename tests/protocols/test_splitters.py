@@ -67,11 +67,16 @@ def _separated(samples: SampleTable, a: np.ndarray, b: np.ndarray, gap: float) -
     return True
 
 
-@pytest.mark.parametrize("protocol", protocol_names())
+# every registered protocol, plus the calibration curve's points (loso_calibrated by amount)
+CASES = [(p, {}) for p in protocol_names()]
+CASES += [("loso_calibrated", {"calibration_s": 0.0}), ("loso_calibrated", {"calibration_s": 90.0})]
+
+
+@pytest.mark.parametrize(("protocol", "options"), CASES, ids=[f"{p}{o}" for p, o in CASES])
 @pytest.mark.parametrize("table", list(TABLES), ids=list(TABLES))
-def test_splits_are_disjoint_and_separated_by_the_guard_gap(protocol, table):
+def test_splits_are_disjoint_and_separated_by_the_guard_gap(protocol, options, table):
     samples = TABLES[table]
-    splitter = get_protocol(protocol)
+    splitter = get_protocol(protocol, **options)
     gap = guard_gap(samples)
     assert gap == max(20.0, samples.window_s + samples.delay_s)
     folds = splitter.folds(samples)
@@ -135,6 +140,48 @@ def test_loso_calibrated_uses_only_a_first_block_of_the_new_subject(table):
         assert np.isin(others, fold.train).all()
         assert np.max(mine) < np.min(fold.val) < np.min(fold.test)
         assert within[fold.subject].test.size < fold.test.size  # 60% vs 20% of the time line
+
+
+@pytest.mark.parametrize("table", list(TABLES), ids=list(TABLES))
+def test_calibration_curve_points_share_one_test_block_and_grow_the_calibration(table):
+    """By amount: the held-out subject's test block is the same for every amount, its train
+    samples are the first `amount` seconds of its time line (none at 0), and selection (val)
+    never sees it."""
+    samples = TABLES[table]
+    amounts = [0.0, 30.0, 60.0, 120.0]
+    curves = {a: get_protocol("loso_calibrated", calibration_s=a).folds(samples) for a in amounts}
+    for k, subject in enumerate(samples.subjects):
+        s = samples.subjects.index(subject)
+        folds = [curves[a][k] for a in amounts]
+        for fold in folds[1:]:
+            np.testing.assert_array_equal(fold.test, folds[0].test)
+        offsets = np.zeros(len(samples.runs))
+        total = 0.0
+        for r in np.flatnonzero(samples.run_subject == s):
+            offsets[r] = total
+            total += samples.run_duration[r]
+        mine_counts = []
+        for amount, fold in zip(amounts, folds, strict=True):
+            assert not np.any(samples.subject[fold.val] == s)
+            assert np.all(samples.subject[fold.test] == s)
+            mine = fold.train[samples.subject[fold.train] == s]
+            assert np.all(offsets[samples.run[mine]] + samples.time[mine] <= amount)
+            mine_counts.append(mine.size)
+            others = fold.train[samples.subject[fold.train] != s]
+            np.testing.assert_array_equal(others, folds[0].train)  # the same other subjects
+        assert mine_counts[0] == 0 and mine_counts == sorted(mine_counts) and mine_counts[-1] > 0
+    with pytest.raises(ConfigError, match="fewer than calibration_s=10000"):
+        get_protocol("loso_calibrated", calibration_s=10_000).folds(samples)
+
+
+def test_protocol_labels_carry_the_calibration_amount():
+    from eeg2bold.protocols import label_amount_s, protocol_label
+
+    assert protocol_label("loso") == "loso"
+    assert protocol_label("loso_calibrated", {"calibration_fraction": 0.2}) == "loso_calibrated"
+    label = protocol_label("loso_calibrated", {"calibration_s": 90.0})
+    assert label == "loso_calibrated@1.5min" and label_amount_s(label) == 90.0
+    assert label_amount_s("loso") is None
 
 
 def test_options_and_errors():

@@ -141,3 +141,25 @@ def test_models_lists_every_model_with_hyperparameters(capsys):
     ridge = next(m for m in models if m["name"] == "ridge")
     assert ridge["closed_form"] is True
     assert ridge["hyperparameters"]
+
+
+def test_train_a_calibration_curve_into_one_run_folder(sim_store, tmp_path, capsys):
+    out = tmp_path / "curve"
+    code = main(
+        ["train", str(sim_store), "--model", "ridge", "--calibration-minutes", "0,1,3", "-q"]
+        + ["--set", "window_s=12", "--out", str(out), "--json", str(tmp_path / "c.json")]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "0 min" in text and "3 min" in text
+    folder = RunFolder(out)
+    rows = folder.results()
+    final = rows[rows["final"] & (rows["split"] == "test")]
+    labels = sorted(set(final["protocol"]))
+    assert labels == ["loso_calibrated@0min", "loso_calibrated@1min", "loso_calibrated@3min"]
+    # one fixed test block per subject: the same sample count at every amount
+    counts = final.groupby(["subject", "protocol"])["n"].first().unstack()
+    assert (counts.nunique(axis=1) == 1).all()
+    manifest = folder.read_manifest()
+    assert [t["protocol"] for t in manifest["trials"]] == labels
+    assert len(json.loads((tmp_path / "c.json").read_text())) == 3

@@ -85,6 +85,19 @@ COMPARISON_COLUMNS = [
     "sign_flip_two_sided_p",
     "sign_flip_two_sided_q",
 ]
+ARM_COLUMNS = [
+    "protocol",
+    "model",
+    "calibration_min",
+    "n_subjects",
+    "r",
+    "ci_low",
+    "ci_high",
+    "n_chance",
+    "chance_r",
+    "chance_low",
+    "chance_high",
+]
 FOLD_CHANCE_COLUMNS = [
     "predictions_r",
     "chance_r",
@@ -108,11 +121,13 @@ class Summary:
     rois: pd.DataFrame
     comparisons: pd.DataFrame
     settings: dict[str, Any] = field(default_factory=dict)
+    arms: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=ARM_COLUMNS))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (``json.dumps(..., allow_nan=False)`` works): NaN becomes None."""
         return {
             "settings": plain_json(self.settings),
+            "arms": _records(self.arms),
             "rois": _records(self.rois),
             "comparisons": _records(self.comparisons),
             "selection": _records(self.selection),
@@ -424,6 +439,7 @@ def summarize(
     comparisons = _comparison_table(
         selection, reference=reference, n_boot=n_boot, level=level, alpha=alpha, seed=seed
     )
+    arms = _arm_table(selection, nulls, n_boot=n_boot, level=level, seed=seed)
     settings = {
         "metric": "Pearson r per ROI at volume times; summaries through Fisher z",
         "selection": "nested: per fold, best Fisher-mean val r over ROIs; test never selects",
@@ -437,4 +453,62 @@ def summarize(
         "seed": seed,
         "fdr": "Benjamini-Hochberg across ROIs per protocol x model",
     }
-    return Summary(selection=selection, rois=rois, comparisons=comparisons, settings=settings)
+    return Summary(
+        selection=selection, rois=rois, comparisons=comparisons, settings=settings, arms=arms
+    )
+
+
+def _arm_table(
+    selection: pd.DataFrame,
+    nulls: dict[tuple[str, str], dict[str, dict[str, Any]]],
+    *,
+    n_boot: int,
+    level: float,
+    seed: int,
+) -> pd.DataFrame:
+    """Per protocol × model, one number over all ROIs: each subject's Fisher mean over ROIs of
+    its selected test r, their Fisher mean across subjects with a bootstrap CI (subjects the
+    unit); and the chance band of that same mean from the folds' surrogates (subjects with a
+    null for every ROI). ``calibration_min``: the amount of a calibration-curve point."""
+    from eeg2bold.protocols import label_amount_s
+
+    rows = []
+    chosen = selection.dropna(subset=["test_r"])
+    for (protocol, model), frame in chosen.groupby(["protocol", "model"], sort=True):
+        per_subject = frame.groupby("subject")["test_r"].agg(
+            lambda r: float(fisher_mean(r.to_numpy()))
+        )
+        values = per_subject.to_numpy(dtype=np.float64)
+        low, high = bootstrap_ci(
+            values, n_boot=n_boot, level=level, seed=_stream_seed(seed, protocol, model, "arm")
+        )
+        amount = label_amount_s(str(protocol))
+        row: dict[str, Any] = {
+            "protocol": protocol,
+            "model": model,
+            "calibration_min": None if amount is None else amount / 60.0,
+            "n_subjects": int(values.size),
+            "r": float(fisher_mean(values)),
+            "ci_low": float(low),
+            "ci_high": float(high),
+            "n_chance": 0,
+            "chance_r": np.nan,
+            "chance_low": np.nan,
+            "chance_high": np.nan,
+        }
+        by_roi = nulls.get((protocol, model), {})
+        rois = sorted(set(frame["roi"]))
+        subjects = [s for s in per_subject.index if all(s in by_roi.get(roi, {}) for roi in rois)]
+        if subjects and rois:
+            # per subject: the null of its mean over ROIs; then the mean over subjects
+            per = [np.mean([fisher_z(by_roi[roi][s][1]) for roi in rois], axis=0) for s in subjects]
+            null = np.tanh(np.mean(np.array(per), axis=0))
+            band = chance_summary(null[:, None], level=level)
+            row |= {
+                "n_chance": len(subjects),
+                "chance_r": float(band["mean"][0]),
+                "chance_low": float(band["low"][0]),
+                "chance_high": float(band["high"][0]),
+            }
+        rows.append(row)
+    return pd.DataFrame(rows, columns=ARM_COLUMNS)

@@ -70,7 +70,7 @@ def roi_bars(
     ax.set_xticks(x, rois, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("Pearson r")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="upper right")
+    _legend_outside(ax)
     return png(fig)
 
 
@@ -90,38 +90,6 @@ def loso_vs_within(points: Mapping[str, Sequence[tuple[str, float, float]]]) -> 
     ax.set_xlabel("within-subject test r")
     ax.set_ylabel("LOSO test r")
     ax.set_title("Generalization to unseen subjects", fontsize=10)
-    ax.legend(fontsize=7)
-    return png(fig)
-
-
-def history(trials: Sequence[Mapping[str, Any]], *, title: str) -> bytes:
-    """Optimisation history: each trial's validation r and the best so far."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.6, 3.0))
-    numbers = [t["trial"] for t in trials]
-    values = [t["val_r"] if t["val_r"] is not None else np.nan for t in trials]
-    ax.scatter(numbers, values, s=18, color="#4c72b0", label="trial")
-    best = np.fmax.accumulate(np.nan_to_num(np.asarray(values, float), nan=-np.inf))
-    ax.step(
-        numbers,
-        np.where(np.isfinite(best), best, np.nan),
-        where="post",
-        color="#c44e52",
-        label="best so far",
-    )
-    failed = [t["trial"] for t in trials if t["state"] == "FAIL"]
-    if failed:
-        ax.scatter(
-            failed,
-            [np.nanmin(values) if np.isfinite(np.nanmin(values)) else 0] * len(failed),
-            marker="x",
-            color="black",
-            label="failed",
-        )
-    ax.xaxis.set_major_locator(_plt().MaxNLocator(integer=True))
-    ax.set_xlabel("trial")
-    ax.set_ylabel("mean validation r")
-    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
     return png(fig)
 
@@ -166,4 +134,121 @@ def traces(
     axes[0, 0].legend(fontsize=7, loc="upper right")
     axes[-1, 0].set_xlabel("time (s)")
     fig.suptitle(title, fontsize=10)
+    return png(fig)
+
+
+_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3")
+
+
+def _legend_outside(ax: Any) -> None:
+    """The legend right of the axes: never over data."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+
+
+def overview(arms: Sequence[Mapping[str, Any]], *, oracle: float | None = None) -> bytes:
+    """Mean test r over ROIs (95% CI across subjects) for every model × protocol, side by
+    side per model, each with the chance band of that mean; the oracle r as a line."""
+    plt = _plt()
+    models = sorted({a["model"] for a in arms})
+    protocols = sorted({a["protocol"] for a in arms}, key=lambda p: (p != "within", p))
+    width = 0.8 / max(1, len(protocols))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(models) + 2.5), 3.4))
+    for j, protocol in enumerate(protocols):
+        for i, model in enumerate(models):
+            arm = next((a for a in arms if (a["protocol"], a["model"]) == (protocol, model)), None)
+            if arm is None or arm["r"] is None:
+                continue
+            x = i - 0.4 + width * (j + 0.5)
+            lo = arm["ci_low"] if arm["ci_low"] is not None else arm["r"]
+            hi = arm["ci_high"] if arm["ci_high"] is not None else arm["r"]
+            ax.bar(
+                x,
+                arm["r"],
+                width * 0.9,
+                color=_COLORS[j % len(_COLORS)],
+                yerr=[[max(arm["r"] - lo, 0)], [max(hi - arm["r"], 0)]],
+                capsize=3,
+                label=protocol if i == 0 else None,
+            )
+            if arm.get("chance_low") is not None and arm.get("chance_high") is not None:
+                ax.fill_between(
+                    [x - width * 0.45, x + width * 0.45],
+                    arm["chance_low"],
+                    arm["chance_high"],
+                    color="#999999",
+                    alpha=0.5,
+                    zorder=3,
+                    label="chance (95%)" if (i, j) == (0, 0) else None,
+                )
+    if oracle is not None:
+        ax.axhline(oracle, color="#333333", ls="--", lw=1, label=f"oracle r {oracle:.2f}")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xticks(np.arange(len(models)), models)
+    ax.set_ylabel("mean test r over ROIs")
+    ax.set_title("Every model × protocol at a glance (95% CI across subjects)", fontsize=10)
+    _legend_outside(ax)
+    return png(fig)
+
+
+def calibration_curve(
+    points: Sequence[Mapping[str, Any]], references: Sequence[Mapping[str, Any]]
+) -> bytes:
+    """Test r on a new subject against minutes of its own data in training (95% CI across
+    subjects), per model; within-subject (dashed) and plain LOSO (dotted) as reference lines."""
+    plt = _plt()
+    models = sorted({p["model"] for p in points})
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    for i, model in enumerate(models):
+        color = _COLORS[i % len(_COLORS)]
+        mine = sorted((p for p in points if p["model"] == model), key=lambda p: p["minutes"])
+        x = np.array([p["minutes"] for p in mine], dtype=float)
+        y = np.array([p["r"] for p in mine], dtype=float)
+        lo = np.array([p["ci_low"] if p["ci_low"] is not None else p["r"] for p in mine], float)
+        hi = np.array([p["ci_high"] if p["ci_high"] is not None else p["r"] for p in mine], float)
+        ax.errorbar(
+            x,
+            y,
+            yerr=[np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)],
+            color=color,
+            marker="o",
+            capsize=3,
+            label=model,
+        )
+        for ref in references:
+            if ref["model"] == model and ref["r"] is not None:
+                style = "--" if ref["protocol"] == "within" else ":"
+                ax.axhline(
+                    ref["r"], color=color, ls=style, lw=1, label=f"{model} {ref['protocol']}"
+                )
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xlabel("minutes of the new subject's data in training")
+    ax.set_ylabel("test r on the new subject")
+    ax.set_title("Calibration curve", fontsize=10)
+    _legend_outside(ax)
+    return png(fig)
+
+
+def history_grid(arms: Sequence[Mapping[str, Any]]) -> bytes:
+    """Optimisation histories of every arm as small multiples (validation r per trial)."""
+    plt = _plt()
+    n = max(1, len(arms))
+    cols = min(3, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.3 * rows), squeeze=False)
+    for k, arm in enumerate(arms):
+        ax = axes[k // cols, k % cols]
+        trials = arm["history"]
+        numbers = [t["number"] for t in trials]
+        values = np.array([t["val_r"] if t["val_r"] is not None else np.nan for t in trials], float)
+        ax.scatter(numbers, values, s=12, color="#4c72b0")
+        best = np.fmax.accumulate(np.nan_to_num(values, nan=-np.inf)) if values.size else values
+        ax.step(numbers, np.where(np.isfinite(best), best, np.nan), where="post", color="#c44e52")
+        ax.set_title(f"{arm['protocol']} × {arm['model']}", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(_plt().MaxNLocator(integer=True))
+    for k in range(n, rows * cols):
+        axes[k // cols, k % cols].axis("off")
+    fig.supxlabel("trial", fontsize=8)
+    fig.supylabel("mean validation r (red: best so far)", fontsize=8)
+    fig.tight_layout()
     return png(fig)

@@ -34,6 +34,7 @@ from eeg2bold.training.metrics import fisher_mean
 REPORT_FORMAT = "eeg2bold.report/1"
 SECTIONS = (
     ("summary", "Summary"),
+    ("calibration", "Calibration curve"),
     ("dataset", "Dataset"),
     ("sweep", "Sweep"),
     ("results", "Per-ROI results"),
@@ -43,6 +44,8 @@ SECTIONS = (
     ("reproducibility", "Reproducibility"),
 )
 Echo = Callable[[str], None]
+# fANOVA importances from fewer completed trials are noise: shown only from this many on
+MIN_IMPORTANCE_TRIALS = 10
 
 
 @dataclass
@@ -91,8 +94,11 @@ def _importances(sweep: SweepRecord, arm: Mapping[str, Any]) -> dict[str, Any]:
             study_name=arm["study_name"], storage=optuna_storage(sweep.optuna_url)
         )
         done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-        if len(done) < 3:
-            return {"skipped": f"{len(done)} completed trial(s); importances need at least 3"}
+        if len(done) < MIN_IMPORTANCE_TRIALS:
+            return {
+                "skipped": f"{len(done)} completed trial(s); importances need at least "
+                f"{MIN_IMPORTANCE_TRIALS}"
+            }
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
         values = optuna.importance.get_param_importances(study, evaluator=evaluator)
     except (RuntimeError, ValueError, KeyError) as exc:
@@ -196,6 +202,38 @@ def _headline(summary: Summary, oracle: Mapping[str, float]) -> list[dict[str, A
             }
         )
     return rows
+
+
+def _overview(
+    arms: Sequence[Mapping[str, Any]], oracle: Mapping[str, float], figs: dict[str, bytes]
+) -> dict[str, Any]:
+    """Every model × protocol at a glance (calibration-curve points have their own figure)."""
+    shown = [a for a in arms if a["calibration_min"] is None]
+    if not shown:
+        return {"skipped": "no finished fold with a test score"}
+    mean_oracle = float(fisher_mean(np.array(list(oracle.values())))) if oracle else None
+    figs["overview"] = figures.overview(shown, oracle=mean_oracle)
+    return {"arms": shown, "oracle_r": mean_oracle, "figure": "overview"}
+
+
+def _calibration(arms: Sequence[Mapping[str, Any]], figs: dict[str, bytes]) -> dict[str, Any]:
+    """The calibration curve: test r on a new subject against minutes of its data."""
+    points = [
+        {**a, "minutes": a["calibration_min"]} for a in arms if a["calibration_min"] is not None
+    ]
+    if not points:
+        return {
+            "skipped": "no calibration curve in this study (calibration_minutes in the study "
+            "config, or `eeg2bold train --calibration-minutes`)"
+        }
+    models = {p["model"] for p in points}
+    references = [
+        a
+        for a in arms
+        if a["model"] in models and a["protocol"] in ("within", "loso") and a["r"] is not None
+    ]
+    figs["calibration"] = figures.calibration_curve(points, references)
+    return {"points": points, "references": references, "figure": "calibration"}
 
 
 def _subject_points(selection: pd.DataFrame, reference: str) -> dict[str, list[dict[str, Any]]]:
@@ -399,11 +437,10 @@ def build_report(
     say("report: dataset summary")
     data["dataset"] = _dataset_section(sweep)
     data["sweep"] = _sweep_section(sweep, trials, say)
+    if any(arm["history"] for arm in data["sweep"]["arms"]):
+        figs["histories"] = figures.history_grid([a for a in data["sweep"]["arms"] if a["history"]])
+        data["sweep"]["figure_histories"] = "histories"
     for arm in data["sweep"]["arms"]:
-        if arm["history"]:
-            key = f"history-{arm['protocol']}-{arm['model']}"
-            figs[key] = figures.history(arm["history"], title=f"{arm['protocol']} × {arm['model']}")
-            arm["figure_history"] = key
         if "values" in arm["importances"]:
             key = f"importances-{arm['protocol']}-{arm['model']}"
             figs[key] = figures.importances(
@@ -423,6 +460,8 @@ def build_report(
     data["statistics"] = summary.to_dict()
     oracle = data["dataset"].get("oracle_r", {})
     data["summary"] = _headline(summary, oracle)
+    data["overview"] = _overview(data["statistics"]["arms"], oracle, figs)
+    data["calibration"] = _calibration(data["statistics"]["arms"], figs)
     data["results"] = []
     for (protocol, model), frame in summary.rois.groupby(["protocol", "model"], sort=True):
         key = f"rois-{protocol}-{model}"
@@ -516,6 +555,45 @@ def _note(text: str) -> str:
     return f'<p class="note">{html.escape(text)}</p>'
 
 
+def _arm_rows(arms: Sequence[Mapping[str, Any]], *, minutes: bool = False) -> str:
+    headers = ["protocol", "model"] + (["minutes"] if minutes else [])
+    headers += ["subjects", "mean r", "CI low", "CI high", "chance low", "chance high"]
+    rows = [
+        [a["protocol"], a["model"]]
+        + ([a["minutes"]] if minutes else [])
+        + [a["n_subjects"], a["r"], a["ci_low"], a["ci_high"], a["chance_low"], a["chance_high"]]
+        for a in arms
+    ]
+    return _table(headers, rows)
+
+
+def _html_overview(report: Report) -> str:
+    o = report.data["overview"]
+    if "skipped" in o:
+        return _note(f"Overview skipped: {o['skipped']}.")
+    out = _img(report, o["figure"], "mean test r per model and protocol")
+    out += _note(
+        "Per model × protocol: each subject's mean test r over ROIs (Fisher z), averaged over "
+        "subjects, with its 95% bootstrap CI across subjects and the chance band of that mean "
+        "(circular-shift surrogates); the dashed line is the oracle r (simulated data)."
+    )
+    return out + _arm_rows(o["arms"])
+
+
+def _html_calibration(report: Report) -> str:
+    c = report.data["calibration"]
+    if "skipped" in c:
+        return _note(f"Skipped: {c['skipped']}.")
+    out = _img(report, c["figure"], "calibration curve")
+    out += _note(
+        "How much of a new subject's own data buys back: loso_calibrated at each amount of the "
+        "held-out subject's data in training, scored on one fixed test block of that subject "
+        "(0 min: LOSO on the same block); selection never sees the new subject. Dashed: "
+        "within-subject, dotted: plain LOSO (their own test blocks), for the same model."
+    )
+    return out + _arm_rows(c["points"], minutes=True)
+
+
 def _html_summary(report: Report) -> str:
     rows = report.data["summary"]
     alpha = report.data["statistics"]["settings"]["alpha"]
@@ -550,7 +628,7 @@ def _html_summary(report: Report) -> str:
         + ([r["oracle_r"]] if with_oracle else [])
         for r in rows
     ]
-    return out + _table(headers, table)
+    return _html_overview(report) + out + _table(headers, table)
 
 
 def _html_dataset(d: Mapping[str, Any]) -> str:
@@ -627,20 +705,28 @@ def _html_sweep(report: Report) -> str:
         "per-ROI results below use nested selection: per held-out subject, the configuration "
         "with the best validation score on that fold."
     )
-    figs = []
-    for arm in s["arms"]:
-        for key, what in (("figure_history", "history"), ("figure_importances", "importances")):
-            if arm.get(key):
-                figs.append(_img(report, arm[key], f"{what} {arm['protocol']} {arm['model']}"))
-        if "skipped" in arm["importances"]:
-            figs.append(
-                _note(
-                    f"{arm['protocol']} × {arm['model']}: parameter importances skipped "
-                    f"({arm['importances']['skipped']})."
-                )
+    out += "<h3>Optimisation history</h3>"
+    if s.get("figure_histories"):
+        out += _img(report, s["figure_histories"], "optimisation histories")
+    shown = [a for a in s["arms"] if a.get("figure_importances")]
+    skipped = [a for a in s["arms"] if "skipped" in a["importances"]]
+    out += "<h3>Parameter importances</h3>"
+    if shown:
+        out += (
+            '<div class="figs">'
+            + "".join(
+                _img(report, a["figure_importances"], f"importances {a['protocol']} {a['model']}")
+                for a in shown
             )
-    out += "<h3>Optimisation history and parameter importances</h3>"
-    out += '<div class="figs">' + "".join(figs) + "</div>"
+            + "</div>"
+        )
+    if skipped:
+        out += _note(
+            f"Importances shown only for arms with at least {MIN_IMPORTANCE_TRIALS} completed "
+            "trials (fewer give noise); skipped: "
+            + "; ".join(f"{a['protocol']} × {a['model']}" for a in skipped)
+            + "."
+        )
     if s["failures"]:
         out += "<h3>Failed trials</h3>" + _table(
             ["protocol", "model", "trial", "reason"],
@@ -860,6 +946,7 @@ def render_html(report: Report) -> str:
     title = f"eeg2bold report: {d['sweep'].get('name') or d['study']}"
     parts = {
         "summary": _html_summary(report),
+        "calibration": _html_calibration(report),
         "dataset": _html_dataset(d["dataset"]),
         "sweep": _html_sweep(report),
         "results": _html_results(report),

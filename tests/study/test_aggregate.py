@@ -132,6 +132,27 @@ def test_summary_numbers_per_protocol_model_roi(study):
     np.testing.assert_allclose(folds["predictions_r"], folds["test_r"], atol=1e-9)
 
 
+def test_arm_numbers_average_rois_per_subject_then_subjects(study):
+    """One number per protocol × model: per subject the Fisher mean over ROIs, then over
+    subjects; CI over subjects; the chance band of that same mean from the surrogates."""
+    from eeg2bold.study.aggregate import ARM_COLUMNS
+
+    results, predictions = study
+    summary = summarize(results, predictions=predictions, n_boot=500, n_surrogates=200)
+    arms = summary.arms.set_index("protocol")
+    assert list(summary.arms.columns) == ARM_COLUMNS and len(arms) == 2
+    for protocol, arm in arms.iterrows():
+        chosen = summary.selection[summary.selection["protocol"] == protocol]
+        per_subject = chosen.groupby("subject")["test_r"].agg(lambda r: fisher_mean(r.to_numpy()))
+        assert arm["n_subjects"] == len(SUBJECTS) == arm["n_chance"]
+        assert arm["r"] == pytest.approx(fisher_mean(per_subject.to_numpy()))
+        assert arm["ci_low"] <= arm["r"] <= arm["ci_high"]
+        assert arm["chance_low"] < arm["chance_r"] < arm["chance_high"]
+        assert abs(arm["chance_r"]) < 0.1 and pd.isna(arm["calibration_min"])
+    assert arms.loc["within", "r"] > arms.loc["within", "chance_high"]  # coupled ROIs: skill
+    assert summary.to_dict()["arms"][0]["protocol"] == summary.arms.iloc[0]["protocol"]
+
+
 def test_loso_versus_within_paired_per_roi(study):
     results, predictions = study
     summary = summarize(results, predictions=predictions, n_boot=500, n_surrogates=50)

@@ -93,10 +93,15 @@ def test_every_section_and_figure_is_there(study):
     # FIFO: every trial ran its epochs to the end (ASHA would stop some)
     assert all(a["n_ran_to_end"] == a["states"]["COMPLETE"] == 3 for a in data["sweep"]["arms"])
     for protocol, model in arms:
-        assert f"history-{protocol}-{model}" in figures
         assert f"rois-{protocol}-{model}" in figures
-    assert {"loso_vs_within", "traces", "spectra", "topomaps"} <= figures
-    assert any(k.startswith("importances-") for k in figures), "importances with 3 trials"
+    assert {"overview", "histories", "loso_vs_within", "traces", "spectra", "topomaps"} <= figures
+    # 3 trials per arm: importances would be noise, so they are skipped with a note
+    assert not any(k.startswith("importances-") for k in figures)
+    assert "at least 10 completed trials" in study["html"]
+    assert "skipped" in data["calibration"]  # no calibration curve in this study
+    assert [a["protocol"] for a in data["overview"]["arms"]] == sorted(
+        a["protocol"] for a in data["overview"]["arms"]
+    )
     assert data["interpretation"]["model"] == "beira"
     assert data["dataset"]["n_subjects"] == 3 and len(data["dataset"]["oracle_r"]) == 3
     assert data["reproducibility"]["study_seed"] == 3
@@ -232,7 +237,7 @@ def test_html_tables_show_the_json_field_by_field(study):
     parser = _Tables()
     parser.feed(study["html"])
     tables, data = parser.tables, study["json"]
-    summary = _table_with(tables, ["protocol", "model", "subjects", "mean r"])
+    summary = _table_with(tables, ["protocol", "model", "subjects", "mean r", "min ROI r"])
     _check_rows(
         summary,
         data["summary"],
@@ -267,6 +272,12 @@ def test_html_tables_show_the_json_field_by_field(study):
     )
     traces = _table_with(tables, ["ROI", "test r (whole test split)"])
     _check_rows(traces, data["traces"]["rois"], ["roi", "r"])
+    overview = _table_with(tables, ["protocol", "model", "subjects", "mean r", "CI low"])
+    _check_rows(
+        overview,
+        data["overview"]["arms"],
+        ["protocol", "model", "n_subjects", "r", "ci_low", "ci_high", "chance_low", "chance_high"],
+    )
 
 
 def best_states(arm):

@@ -23,10 +23,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[test]"
 	@touch $(STAMP)
 
-# simulate -> sweep (within + LOSO; ridge, beira, twin) -> report. Re-running reuses what is
-# done: the simulation is idempotent and --resume skips finished arms.
+# simulate -> sweep (within, LOSO, calibration curve; ridge, beira, twin) -> report.
+# Re-running reuses what is done: the simulation is idempotent and --resume skips finished arms.
 demo: $(STAMP)
-	$(BIN)/eeg2bold simulate $(DEMO_DIR)/demo.zarr --subjects 4 --minutes 8 --sfreq 100 --seed 0
+	$(BIN)/eeg2bold simulate $(DEMO_DIR)/demo.zarr --subjects 6 --minutes 12 --channels 16 --sfreq 100 --seed 0
 	$(BIN)/eeg2bold sweep examples/demo/study.yaml --resume
 	$(BIN)/eeg2bold report $(DEMO_DIR)/sweep -o $(DEMO_DIR)/report.html --json $(DEMO_DIR)/report.json
 
@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_beira.py --steps 60 --eval-every 30
 	$(BIN)/python benchmarks/bench_sweep.py
 	$(BIN)/python benchmarks/bench_report.py
+	$(BIN)/python benchmarks/bench_generalization.py
 	$(BIN)/python benchmarks/bench_demo.py
 
 clean:

@@ -64,3 +64,14 @@ class WindowGeometry:
             return times[:, None]
         step = self.window_s / n_out
         return times[:, None] - step * np.arange(n_out - 1, -1, -1)[None]
+
+
+# The output a model with ``common_mode`` targets predicts after the ROIs: their mean.
+COMMON_MODE = "common_mode"
+
+
+def with_common_mode(bold: np.ndarray) -> np.ndarray:
+    """Common-mode targets of ``bold`` [R, V]: each ROI minus the mean over ROIs, then that
+    mean as its own row [R + 1, V] (what the digital-twin work predicts)."""
+    common = bold.mean(axis=0, keepdims=True)
+    return np.concatenate([bold - common, common])

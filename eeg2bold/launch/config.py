@@ -65,11 +65,19 @@ class Scheduler(_Strict):
 
 
 class Resources(_Strict):
-    """Resources of one fold actor (a trial holds one bundle per fold plus its own)."""
+    """Resources per fold (a trial holds one bundle per fold actor plus its own)."""
 
     cpu: float = Field(1.0, gt=0, description="CPUs per fold (fractions allowed).")
     gpu: float = Field(0.0, ge=0, description="GPUs per fold (fractions share a GPU).")
     trial_cpu: float = Field(0.1, ge=0, description="CPUs of the trial's own coordinator.")
+    folds_per_actor: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Folds one actor runs one after another (its bundle holds their CPUs and GPUs): "
+            "fewer processes to start and one copy of the runs per actor, less parallelism."
+        ),
+    )
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         "auto", description="Training device inside a fold (auto: cuda if the fold has a GPU)."
     )

@@ -17,6 +17,13 @@ from eeg2bold.storage import open_dataset
 from eeg2bold.storage.location import mask_url
 
 
+def fold_groups(n_folds: int, folds_per_actor: int) -> list[list[int]]:
+    """Which folds each actor of a trial runs: ``ceil(n / k)`` actors, folds dealt round-robin
+    so that the actors' loads differ by at most one fold."""
+    n_actors = max(1, -(-n_folds // max(1, folds_per_actor)))
+    return [list(range(a, n_folds, n_actors)) for a in range(n_actors)]
+
+
 @dataclass
 class Arm:
     protocol: str
@@ -45,10 +52,15 @@ class SweepPlan:
     optuna: str = ""
 
     def trial_bundles(self, n_folds: int, config: StudyConfig) -> list[dict[str, float]]:
-        fold = {"CPU": config.resources.cpu}
-        if config.resources.gpu:
-            fold["GPU"] = config.resources.gpu
-        return [{"CPU": config.resources.trial_cpu}] + [dict(fold) for _ in range(n_folds)]
+        """The coordinator's bundle, then one per fold actor holding its folds' resources."""
+        res = config.resources
+        bundles = [{"CPU": res.trial_cpu}]
+        for group in fold_groups(n_folds, res.folds_per_actor):
+            bundle = {"CPU": res.cpu * len(group)}
+            if res.gpu:
+                bundle["GPU"] = res.gpu * len(group)
+            bundles.append(bundle)
+        return bundles
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,8 +119,14 @@ def format_plan(
             if config.scheduler.type == "asha"
             else ""
         ),
-        f"trial     {len(plan.subjects)} folds as actors; bundles: coordinator "
-        f"{config.resources.trial_cpu:g} CPU + {len(plan.subjects)} × "
+        f"trial     {len(plan.subjects)} folds on {len(plan.bundles) - 1} "
+        + ("actor" if len(plan.bundles) == 2 else "actors")
+        + (
+            f" ({config.resources.folds_per_actor} per actor)"
+            if config.resources.folds_per_actor > 1
+            else ""
+        )
+        + f"; bundles: coordinator {config.resources.trial_cpu:g} CPU + per fold "
         f"({config.resources.cpu:g} CPU"
         + (f", {config.resources.gpu:g} GPU" if config.resources.gpu else "")
         + f") = {per_trial_cpu:g} CPU"

@@ -1,9 +1,10 @@
 """The one module that knows Ray's API (Ray changes across 2.x; everything else sees plain
 dataclasses and callables).
 
-A trial is a function trainable holding a placement group of ``1 + n_folds`` bundles: bundle 0
-for the trial's coordinator, one per fold for a :class:`FoldActor`, the engine's
-:class:`~eeg2bold.training.engine.FoldRunner` in its own process. The trial only maps folds to
+A trial is a function trainable holding a placement group of ``1 + n_actors`` bundles: bundle 0
+for the trial's coordinator, one per :class:`FoldActor`, the engine's
+:class:`~eeg2bold.training.engine.FoldHost` (one fold by default, ``resources.folds_per_actor``
+of them otherwise) in its own process. The trial only maps folds to
 actors and reports to Tune; the engine (:class:`~eeg2bold.training.engine.ProtocolRun`) does
 the stepping, the metric (mean validation r per epoch, so ASHA compares trials per epoch), the
 rows, files and resume state. A trial whose configuration, data or training fails for good
@@ -32,10 +33,11 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from eeg2bold.errors import ConfigError, DatasetError, Eeg2BoldError
+from eeg2bold.launch.plan import fold_groups
 from eeg2bold.launch.resume_auth import StateSigner
 from eeg2bold.run_folder import RunFolder
 from eeg2bold.storage import open_dataset
-from eeg2bold.training.engine import METRIC, FoldRunner, ProtocolRun
+from eeg2bold.training.engine import METRIC, FoldHost, ProtocolRun
 
 # Our own progress lines replace Tune's tables; these keep Tune's console output quiet. A
 # failed trial ends with a result that holds its failure and no metric (never a made-up or
@@ -126,19 +128,27 @@ def check_shared_path(url: str) -> list[str]:
 
 
 # -- the fold actor ----------------------------------------------------------------------
-# A fold actor is the engine's FoldRunner in its own process; the trial maps folds to actors.
-FoldActor = ray.remote(FoldRunner)
+# A fold actor is the engine's FoldHost (one or more FoldRunners) in its own process; the
+# trial maps folds to actors.
+FoldActor = ray.remote(FoldHost)
 
 
 class _ActorPool:
-    """The :class:`~eeg2bold.training.engine.RunnerPool` of a sweep trial: fold ``i`` is the
-    actor in bundle ``i + 1``; calls on several folds run at once."""
+    """The :class:`~eeg2bold.training.engine.RunnerPool` of a sweep trial: actor ``a`` (in
+    bundle ``a + 1``) runs the folds of ``groups[a]``; calls on different actors run at once,
+    the folds of one actor one after another."""
 
-    def __init__(self, actors: list[Any]):
+    def __init__(self, actors: list[Any], groups: list[list[int]]):
         self.actors = actors
+        self.host = {fold: a for a, group in enumerate(groups) for fold in group}
 
     def call(self, method: str, calls: Sequence[tuple[int, dict[str, Any]]]) -> list[Any]:
-        return ray.get([getattr(self.actors[i], method).remote(**kw) for i, kw in calls])
+        per_actor: dict[int, list[tuple[int, dict[str, Any]]]] = {}
+        for fold, kwargs in calls:
+            per_actor.setdefault(self.host[fold], []).append((fold, kwargs))
+        refs = {a: self.actors[a].call.remote(method, c) for a, c in per_actor.items()}
+        answers = {a: iter(v) for a, v in zip(refs, ray.get(list(refs.values())), strict=True)}
+        return [next(answers[self.host[fold]]) for fold, _ in calls]
 
 
 # -- the trial ---------------------------------------------------------------------------
@@ -158,6 +168,11 @@ class TrialContext:
     fold_cpu: float = 1.0
     fold_gpu: float = 0.0
     n_folds: int = 1
+    folds_per_actor: int = 1
+
+    @property
+    def groups(self) -> list[list[int]]:
+        return fold_groups(self.n_folds, self.folds_per_actor)
 
 
 def failure_kind(exc: BaseException) -> str:
@@ -217,7 +232,9 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     actors = _fold_actors(ctx)
     healthy = False
     try:
-        run.run_lockstep(pool=_ActorPool(actors), dataset=ctx.dataset, report=tune.report)
+        run.run_lockstep(
+            pool=_ActorPool(actors, ctx.groups), dataset=ctx.dataset, report=tune.report
+        )
         healthy = True
     except RayTaskError as exc:
         cause = exc.cause if isinstance(exc.cause, BaseException) else exc
@@ -238,21 +255,27 @@ _FOLD_ACTORS: dict[tuple[Any, ...], list[Any]] = {}
 
 def _fold_actors(ctx: TrialContext) -> list[Any]:
     pg = ray.util.get_current_placement_group()
-    key = (pg.id.hex() if pg is not None else None, ctx.n_folds, ctx.fold_cpu, ctx.fold_gpu)
+    key = (
+        pg.id.hex() if pg is not None else None,
+        ctx.n_folds,
+        ctx.folds_per_actor,
+        ctx.fold_cpu,
+        ctx.fold_gpu,
+    )
     cached = _FOLD_ACTORS.get(key)
     if cached is not None:
         return cached
     for old_key in list(_FOLD_ACTORS):  # a new placement group: the old actors are gone
         _drop_fold_actors(_FOLD_ACTORS.pop(old_key))
-    threads = max(1, int(ctx.fold_cpu))
     actors = []
-    for i in range(ctx.n_folds):
-        options: dict[str, Any] = {"num_cpus": ctx.fold_cpu, "num_gpus": ctx.fold_gpu}
+    for a, group in enumerate(ctx.groups):
+        cpu, gpu = ctx.fold_cpu * len(group), ctx.fold_gpu * len(group)
+        options: dict[str, Any] = {"num_cpus": cpu, "num_gpus": gpu}
         if pg is not None:
             options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
-                placement_group=pg, placement_group_bundle_index=i + 1
+                placement_group=pg, placement_group_bundle_index=a + 1
             )
-        actors.append(FoldActor.options(**options).remote(threads=threads, gpu=ctx.fold_gpu > 0))
+        actors.append(FoldActor.options(**options).remote(threads=max(1, int(cpu)), gpu=gpu > 0))
     _FOLD_ACTORS[key] = actors
     return actors
 

@@ -218,6 +218,7 @@ def run_sweep(
                     fold_cpu=config.resources.cpu,
                     fold_gpu=config.resources.gpu,
                     n_folds=len(arm.folds),
+                    folds_per_actor=config.resources.folds_per_actor,
                 ),
                 bundles=plan.bundles,
                 num_samples=config.budget.num_samples,

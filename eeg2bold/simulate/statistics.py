@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import signal
 
+from eeg2bold.geometry import with_common_mode
+
 POSTERIOR = ("O1", "O2", "Oz", "P3", "P4", "Pz", "PO3", "PO4", "POz", "P7", "P8")
 
 
@@ -26,6 +28,22 @@ def bold_autocorrelation(bold: np.ndarray, lags: Sequence[int] = (1, 2, 3, 4, 5)
         ac = (x[:, lag:] * x[:, :-lag]).sum(axis=1) / var
         out.append(float(np.median(ac)))
     return np.asarray(out)
+
+
+def target_oracle_r(
+    bold_clean: np.ndarray, bold: np.ndarray, *, common_mode: bool = False
+) -> np.ndarray:
+    """The best r any model can reach on each target of one run: the noise-free BOLD against
+    the recorded one [R, V], after the same target transform the models saw (with
+    ``common_mode``, each ROI minus the mean over ROIs, then that mean as its own output)."""
+    clean = np.asarray(bold_clean, dtype=np.float64)
+    noisy = np.asarray(bold, dtype=np.float64)
+    if common_mode:
+        clean, noisy = with_common_mode(clean), with_common_mode(noisy)
+    clean = clean - clean.mean(axis=1, keepdims=True)
+    noisy = noisy - noisy.mean(axis=1, keepdims=True)
+    num = (clean * noisy).sum(axis=1)
+    return num / np.sqrt((clean**2).sum(axis=1) * (noisy**2).sum(axis=1))
 
 
 def median_inter_roi_correlation(bold: np.ndarray) -> float:

@@ -48,6 +48,15 @@ class SweepRecord:
     def dataset(self) -> str:
         return str(self.config.get("dataset", ""))
 
+    @property
+    def targets(self) -> dict[str, Any]:
+        """What the models predicted: ``rois`` (None: all) and ``common_mode``."""
+        if self.kind == "train":
+            data = self.config.get("experiment", {}).get("data", {})
+        else:
+            data = self.config.get("targets") or {}
+        return {"rois": data.get("rois"), "common_mode": bool(data.get("common_mode"))}
+
     def arms(self) -> list[dict[str, Any]]:
         """The plan's arms; ``protocol`` is the protocol as results name it (a calibration
         curve's amount included: ``loso_calibrated@2min``), ``splitter`` the registered one."""

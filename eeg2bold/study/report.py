@@ -67,20 +67,50 @@ def _dataset_section(sweep: SweepRecord) -> dict[str, Any]:
 
     url = str(sweep.config.get("dataset", ""))
     try:
-        summary = summarize_dataset(open_dataset(expand_env(url)))
+        dataset = open_dataset(expand_env(url))
+        summary = summarize_dataset(dataset)
     except Eeg2BoldError as exc:  # moved or unreachable: the rest of the report still stands
         return {"url": url, "error": str(exc)}
     rois = list(summary["bold"].get("rois", []))
     oracle: dict[str, list[float]] = {}
-    for run in summary["runs"]:
-        values = run.get("oracle_r")
-        if isinstance(values, Mapping):
-            values = [values.get(r) for r in rois]
-        for roi, v in zip(rois, values or [], strict=False):
-            if v is not None:
-                oracle.setdefault(roi, []).append(float(v))
+    targets = sweep.targets
+    if targets["common_mode"] or targets["rois"]:
+        oracle = _target_oracle(dataset, rois, targets)
+    else:
+        for run in summary["runs"]:
+            values = run.get("oracle_r")
+            if isinstance(values, Mapping):
+                values = [values.get(r) for r in rois]
+            for roi, v in zip(rois, values or [], strict=False):
+                if v is not None:
+                    oracle.setdefault(roi, []).append(float(v))
     summary["oracle_r"] = {roi: float(fisher_mean(np.asarray(v))) for roi, v in oracle.items()}
     return summary
+
+
+def _target_oracle(
+    dataset: Any, rois: Sequence[str], targets: Mapping[str, Any]
+) -> dict[str, list[float]]:
+    """Per-run oracle r of the outputs the models predicted (an ROI subset, common-mode
+    residuals and the common mode), from the simulator's noise-free BOLD."""
+    from eeg2bold.geometry import COMMON_MODE
+    from eeg2bold.simulate.statistics import target_oracle_r
+
+    chosen = list(targets["rois"] or rois)
+    index = [rois.index(r) for r in chosen if r in rois]
+    names = chosen + ([COMMON_MODE] if targets["common_mode"] else [])
+    out: dict[str, list[float]] = {}
+    for key in dataset.runs():
+        truth = dataset.read_truth(key)
+        if truth is None or "bold_clean" not in truth.arrays:
+            continue
+        bold = np.asarray(dataset.read_run(key).bold)[index]
+        values = target_oracle_r(
+            truth.arrays["bold_clean"][index], bold, common_mode=targets["common_mode"]
+        )
+        for name, v in zip(names, values, strict=True):
+            out.setdefault(name, []).append(float(v))
+    return out
 
 
 def _importances(sweep: SweepRecord, arm: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,12 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
 from eeg2bold.errors import ConfigError, DatasetError
-from eeg2bold.geometry import WindowGeometry
+from eeg2bold.geometry import COMMON_MODE, WindowGeometry, with_common_mode
 from eeg2bold.models import DataSpec
 from eeg2bold.protocols import Fold, SampleTable
 from eeg2bold.storage import Dataset, RunData, RunKey
-
-COMMON_MODE = "common_mode"
 
 
 class SampleConfig(BaseModel):
@@ -147,8 +145,7 @@ class FoldData:
             rows = np.flatnonzero(samples.run == r)
             bold = run.bold[roi_idx].astype(np.float64)
             if config.common_mode:
-                common = bold.mean(axis=0, keepdims=True)
-                bold = np.concatenate([bold - common, common])
+                bold = with_common_mode(bold)
             values, times = _targets(bold, run.volume_times, samples.time[rows], config=config)
             targets[rows], target_times[rows] = values, times
         self._run_offset = offsets

@@ -385,9 +385,26 @@ class LocalPool:
     def call(self, method: str, calls: Sequence[tuple[int, dict[str, Any]]]) -> list[Any]:
         out = []
         for fold, kwargs in calls:
-            runner = self.runners.setdefault(fold, self.make())
-            out.append(getattr(runner, method)(**kwargs))
+            if fold not in self.runners:
+                self.runners[fold] = self.make()
+            out.append(getattr(self.runners[fold], method)(**kwargs))
         return out
+
+
+class FoldHost(LocalPool):
+    """Several fold runners in one process (a sweep's fold actor when
+    ``resources.folds_per_actor`` > 1): fewer processes start, and the runners share one
+    cache, so each run is read once per actor."""
+
+    def __init__(self, *, threads: int | None = None, gpu: bool = True):
+        cache = RunCache()
+
+        def make() -> FoldRunner:
+            runner = FoldRunner(threads=threads, gpu=gpu)
+            runner.cache = cache
+            return runner
+
+        super().__init__(make)
 
 
 @dataclass
@@ -506,7 +523,7 @@ class ProtocolRun:
         """Each fold from start to end before the next (one fold's data in memory at a time);
         ``resume`` continues from the run folder's states and done markers."""
         self.refuse_existing(resume=resume)
-        pool = pool or LocalPool(_shared_runner())
+        pool = pool or FoldHost()  # one cache: each run is read once for every fold
         result = ProtocolResult(config=self.config, config_hash=self.config_hash, trial=self.trial)
         for fold, kwargs in self._setup_calls(dataset=self.dataset, resume=resume):
             (setup,) = pool.call("setup", [(fold, kwargs)])
@@ -595,15 +612,3 @@ class ProtocolRun:
             "trial": self.trial,
             "finish_seconds": max(o.seconds for o in outcomes),
         }
-
-
-def _shared_runner() -> Callable[[], FoldRunner]:
-    """Runners of one ``train`` run share one cache: each run is read once for every fold."""
-    cache = RunCache()
-
-    def make() -> FoldRunner:
-        runner = FoldRunner()
-        runner.cache = cache
-        return runner
-
-    return make

@@ -1,5 +1,6 @@
 """One engine, two drivers: a one-trial sweep (folds as Ray actors, in lockstep) and
-`eeg2bold train` (folds one after another in this process) give the same numbers."""
+`eeg2bold train` (folds one after another in this process) give the same numbers, whether each
+fold has its own actor or one actor runs several (``resources.folds_per_actor``)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,21 @@ from eeg2bold.training.config import ExperimentConfig
 from eeg2bold.training.run import train_protocol
 
 
-@pytest.mark.parametrize("model", ["ridge", "linker"])
-def test_sweep_trial_and_train_agree_fold_by_fold(ray_cluster, write_study, tiny_store, model):
+@pytest.mark.parametrize(("model", "folds_per_actor"), [("ridge", 1), ("linker", 1), ("linker", 2)])
+def test_sweep_trial_and_train_agree_fold_by_fold(
+    ray_cluster, write_study, tiny_store, model, folds_per_actor
+):
+    label = f"parity-{model}-{folds_per_actor}"
     path = write_study(
-        f"parity-{model}",
+        label,
         models=[model],
         protocols=["loso"],
         budget={"num_samples": 1},
         scheduler={"type": "fifo", "max_epochs": 2},
+        resources={"cpu": 0.45, "trial_cpu": 0.05, "folds_per_actor": folds_per_actor},
     )
     assert main(["sweep", str(path)]) == 0
-    folder = RunFolder(path.parent / f"sweep-parity-{model}")
+    folder = RunFolder(path.parent / f"sweep-{label}")
     swept = folder.results()
     swept = swept[swept["final"]]
     (config_hash,) = set(swept["config_hash"])

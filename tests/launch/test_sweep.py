@@ -37,7 +37,7 @@ def test_dry_run_prints_the_plan_and_starts_nothing(write_study, capsys, tmp_pat
     assert main(["sweep", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "4 (protocol × model), 2 trials each, 8 trials in all" in out
-    assert "2 folds as actors" in out
+    assert "2 folds on 2 actors" in out
     assert "loso/beira" in out
     assert not (tmp_path / "sweep-plan").exists()
 

@@ -10,11 +10,11 @@ import json
 import re
 import shutil
 import subprocess
-from html.parser import HTMLParser
 
 import numpy as np
 import pytest
 import yaml
+from report_tables import Tables, check_rows, table_with
 
 from eeg2bold.cli import main
 from eeg2bold.run_folder.table import read_results
@@ -163,82 +163,14 @@ def test_every_number_in_the_html_is_in_the_json(study):
     assert not missing, f"numbers shown but not in the JSON: {missing[:20]}"
 
 
-class _Tables(HTMLParser):
-    """Every <table> of a page: the heading above it, its header cells and its rows."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tables: list[dict] = []
-        self.heading, self._text, self._cell, self._row = "", None, None, None
-
-    def handle_starttag(self, tag, attrs):
-        if tag in ("h2", "h3"):
-            self._text = []
-        elif tag == "table":
-            self.tables.append({"heading": self.heading, "headers": [], "rows": []})
-        elif tag == "tr":
-            self._row = []
-        elif tag in ("td", "th"):
-            self._cell = []
-
-    def handle_endtag(self, tag):
-        if tag in ("h2", "h3") and self._text is not None:
-            self.heading, self._text = "".join(self._text).strip(), None
-        elif tag in ("td", "th") and self._cell is not None:
-            self._row.append(("".join(self._cell).strip(), tag))
-            self._cell = None
-        elif tag == "tr" and self._row is not None:
-            table = self.tables[-1]
-            if all(kind == "th" for _, kind in self._row):
-                table["headers"] = [text for text, _ in self._row]
-            else:
-                table["rows"].append([text for text, _ in self._row])
-            self._row = None
-
-    def handle_data(self, data):
-        for part in (self._text, self._cell):
-            if part is not None:
-                part.append(data)
-
-
-def _table_with(tables, headers, heading=None):
-    found = [
-        t
-        for t in tables
-        if t["headers"][: len(headers)] == headers and (heading is None or t["heading"] == heading)
-    ]
-    assert len(found) == 1, (headers, heading, [t["headers"] for t in tables])
-    return found[0]
-
-
-def _same(cell: str, value) -> bool:
-    """A cell shows ``value`` as the report formats it (rounded to the digits it shows)."""
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return cell == "–"
-    if isinstance(value, str):
-        return cell == value
-    number = float(cell)
-    decimals = len(cell.split("e")[0].split(".")[1]) if "." in cell else 0
-    tolerance = 0.5 * 10.0**-decimals if "e" not in cell else abs(value) * 0.051
-    return abs(number - float(value)) <= tolerance + 1e-12
-
-
-def _check_rows(table, records, fields):
-    assert len(table["rows"]) == len(records)
-    for row, record in zip(table["rows"], records, strict=True):
-        for column, (cell, field) in enumerate(zip(row, fields, strict=True)):
-            value = record[field] if isinstance(field, str) else field(record)
-            assert _same(cell, value), (table["headers"][column], cell, value, record)
-
-
 def test_html_tables_show_the_json_field_by_field(study):
     """Each table cell is the JSON value of its own row and column: a swapped CI column, val
     shown as test or another ROI's row fails here."""
-    parser = _Tables()
+    parser = Tables()
     parser.feed(study["html"])
     tables, data = parser.tables, study["json"]
-    summary = _table_with(tables, ["protocol", "model", "subjects", "mean r", "min ROI r"])
-    _check_rows(
+    summary = table_with(tables, ["protocol", "model", "subjects", "mean r", "min ROI r"])
+    check_rows(
         summary,
         data["summary"],
         ["protocol", "model", "n_subjects", "mean_r", "min_r", "max_r"]
@@ -253,27 +185,27 @@ def test_html_tables_show_the_json_field_by_field(study):
             for r in data["statistics"]["rois"]
             if (r["protocol"], r["model"]) == (entry["protocol"], entry["model"])
         ]
-        _check_rows(_table_with(tables, ["ROI", "subjects", "r"], heading), records, roi_fields)
-    gap = _table_with(tables, ["model", "protocol", "ROI", "pairs"])
-    _check_rows(
+        check_rows(table_with(tables, ["ROI", "subjects", "r"], heading), records, roi_fields)
+    gap = table_with(tables, ["model", "protocol", "ROI", "pairs"])
+    check_rows(
         gap,
         data["statistics"]["comparisons"],
         ["model", "protocol", "roi", "n_pairs", "reference_r", "protocol_r", "gap", "gap_low"]
         + ["gap_high", "wilcoxon_two_sided_p", "wilcoxon_two_sided_q", "sign_flip_two_sided_p"]
         + ["sign_flip_two_sided_q"],
     )
-    best = _table_with(tables, ["protocol", "model", "trials", "states", "best trial"])
-    _check_rows(
+    best = table_with(tables, ["protocol", "model", "trials", "states", "best trial"])
+    check_rows(
         best,
         data["sweep"]["arms"],
         ["protocol", "model", "n_trials", lambda a: best_states(a)]
         + [lambda a: a["best"]["trial"], lambda a: a["best"]["val_r"]]
         + [lambda a: a["best"]["test_r"], lambda a: best_params(a)],
     )
-    traces = _table_with(tables, ["ROI", "test r (whole test split)"])
-    _check_rows(traces, data["traces"]["rois"], ["roi", "r"])
-    overview = _table_with(tables, ["protocol", "model", "subjects", "mean r", "CI low"])
-    _check_rows(
+    traces = table_with(tables, ["ROI", "test r (whole test split)"])
+    check_rows(traces, data["traces"]["rois"], ["roi", "r"])
+    overview = table_with(tables, ["protocol", "model", "subjects", "mean r", "CI low"])
+    check_rows(
         overview,
         data["overview"]["arms"],
         ["protocol", "model", "n_subjects", "r", "ci_low", "ci_high", "chance_low", "chance_high"],

@@ -7,11 +7,14 @@ import os
 
 import numpy as np
 import pytest
+from report_tables import Tables, check_rows, table_with
 
 from eeg2bold.cli import main
+from eeg2bold.geometry import COMMON_MODE, with_common_mode
 from eeg2bold.run_folder import RunFolder
 from eeg2bold.simulate import SimulationConfig
 from eeg2bold.simulate.write import simulate_to_store
+from eeg2bold.storage import open_dataset
 from eeg2bold.training.metrics import fisher_mean
 
 
@@ -61,3 +64,70 @@ def test_neither_sweep_nor_train_folder(tmp_path, capsys):
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "r.html")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a run folder" in err[0] and str(tmp_path) in err[0]
+
+
+@pytest.fixture(scope="module")
+def curve(tmp_path_factory):
+    """``train --calibration-minutes 0,1,2`` (ridge, common-mode targets) on 4 subjects."""
+    root = tmp_path_factory.mktemp("report-curve")
+    store = root / "sim.zarr"
+    config = SimulationConfig(subjects=4, minutes=6, channels=8, sfreq=100, rois=3, seed=4)
+    simulate_to_store(store, config, progress=False)
+    out = root / "run"
+    args = ["train", str(store), "--model", "ridge", "--calibration-minutes", "0,1,2"]
+    sets = ["window_s=10", "common_mode=true"]
+    assert main([*args, "--out", str(out), *(a for s in sets for a in ("--set", s)), "-q"]) == 0
+    html_path, json_path = root / "r.html", root / "r.json"
+    code = main(
+        ["report", str(out), "-o", str(html_path), "--json", str(json_path)]
+        + ["--n-boot", "200", "--n-surrogates", "40", "-q"]
+    )
+    assert code == 0
+    return {"run": out, "store": store, "html": html_path.read_text()}, json.loads(
+        json_path.read_text()
+    )
+
+
+def test_report_shows_the_calibration_curve_and_its_numbers(curve):
+    run, data = curve
+    points = data["calibration"]["points"]
+    assert [(p["protocol"], p["minutes"]) for p in points] == [
+        ("loso_calibrated@0min", 0.0),
+        ("loso_calibrated@1min", 1.0),
+        ("loso_calibrated@2min", 2.0),
+    ]
+    assert "calibration" in data["figures"] and 'alt="calibration curve"' in run["html"]
+    # each point: Fisher mean over subjects of each subject's Fisher mean over outputs
+    results = RunFolder(run["run"]).results()
+    test = results[results["final"] & (results["split"] == "test")]
+    for point in points:
+        rows = test[test["protocol"] == point["protocol"]]
+        per_subject = rows.groupby("subject")["r"].agg(lambda r: fisher_mean(r.to_numpy()))
+        assert point["n_subjects"] == 4 == len(per_subject)
+        assert point["r"] == pytest.approx(float(fisher_mean(per_subject.to_numpy())))
+        assert point["ci_low"] <= point["r"] <= point["ci_high"]
+    parser = Tables()
+    parser.feed(run["html"])
+    table = table_with(parser.tables, ["protocol", "model", "minutes", "subjects", "mean r"])
+    check_rows(
+        table,
+        points,
+        ["protocol", "model", "minutes", "n_subjects", "r", "ci_low", "ci_high"]
+        + ["chance_low", "chance_high"],
+    )
+
+
+def test_the_oracle_follows_the_targets_the_models_predicted(curve):
+    """Common-mode targets: the oracle is that of the residuals and of the common mode."""
+    run, data = curve
+    oracle = data["dataset"]["oracle_r"]
+    assert set(oracle) == {*data["dataset"]["bold"]["rois"], COMMON_MODE}
+    dataset = open_dataset(run["store"])
+    for name, value in oracle.items():
+        per_run = []
+        for key in dataset.runs():
+            clean = with_common_mode(dataset.read_truth(key).arrays["bold_clean"])
+            bold = with_common_mode(np.asarray(dataset.read_run(key).bold))
+            row = [*data["dataset"]["bold"]["rois"], COMMON_MODE].index(name)
+            per_run.append(np.corrcoef(clean[row], bold[row])[0, 1])
+        assert value == pytest.approx(float(fisher_mean(np.array(per_run))), abs=1e-6)

@@ -1,11 +1,16 @@
-"""Reading a report's HTML tables back, to compare them with its JSON cell by cell (shared by
-the report tests)."""
+"""Reading a report's HTML back: its tables, to compare with its JSON cell by cell, and its
+rendering in headless Chromium (shared by the report tests)."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 
 class Tables(HTMLParser):
@@ -74,3 +79,57 @@ def check_rows(table, records, fields):
         for column, (cell, field) in enumerate(zip(row, fields, strict=True)):
             value = record[field] if isinstance(field, str) else field(record)
             assert same(cell, value), (table["headers"][column], cell, value, record)
+
+
+def _chromium() -> str | None:
+    """Debian's chromium, installed by the set-up command (`make test`) where it may be."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+CHECK = """<script>
+window.addEventListener("load", () => {
+  const imgs = [...document.images];
+  const bad = imgs.filter(i => !i.complete || i.naturalWidth === 0).length;
+  const sections = document.querySelectorAll("section").length;
+  const text = `images=${imgs.length} broken=${bad} sections=${sections}`;
+  document.body.setAttribute("data-check", text);
+});
+</script></body>"""
+
+
+def chromium_check(page_html: str, tmp_path: Path) -> dict[str, int]:
+    """Open a report in headless Chromium (skip where there is none): the images it shows,
+    how many failed to load, its sections; no resource may be missing."""
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no chromium: `make test` installs Debian's chromium when run as root")
+    page = tmp_path / "checked.html"
+    page.write_text(page_html.replace("</body>", CHECK))
+    run = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            "--virtual-time-budget=5000",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    found = re.search(r'data-check="images=(\d+) broken=(\d+) sections=(\d+)"', run.stdout)
+    assert found, run.stdout[-500:]
+    assert "ERR_FILE_NOT_FOUND" not in run.stderr and "Failed to load resource" not in run.stderr
+    images, broken, sections = map(int, found.groups())
+    return {"images": images, "broken": broken, "sections": sections}

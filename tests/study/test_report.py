@@ -8,13 +8,11 @@ import html
 import io
 import json
 import re
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 import yaml
-from report_tables import Tables, check_rows, table_with
+from report_tables import Tables, check_rows, chromium_check, table_with
 
 from eeg2bold.cli import main
 from eeg2bold.run_folder.table import read_results
@@ -276,54 +274,7 @@ def test_report_errors_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "r.html").exists()
 
 
-def _chromium() -> str | None:
-    """Debian's chromium, installed by the set-up command (`make test`) where it may be."""
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-CHECK = """<script>
-window.addEventListener("load", () => {
-  const imgs = [...document.images];
-  const bad = imgs.filter(i => !i.complete || i.naturalWidth === 0).length;
-  const sections = document.querySelectorAll("section").length;
-  const text = `images=${imgs.length} broken=${bad} sections=${sections}`;
-  document.body.setAttribute("data-check", text);
-});
-</script></body>"""
-
-
 def test_opens_in_headless_chromium_without_missing_resources(study, tmp_path):
-    browser = _chromium()
-    if browser is None:
-        pytest.skip("no chromium: `make test` installs Debian's chromium when run as root")
-    page = tmp_path / "checked.html"
-    page.write_text(study["html"].replace("</body>", CHECK))
-    run = subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'chromium-profile'}",
-            "--virtual-time-budget=5000",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--dump-dom",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    found = re.search(r'data-check="images=(\d+) broken=(\d+) sections=(\d+)"', run.stdout)
-    assert found, run.stdout[-500:]
-    images, broken, sections = map(int, found.groups())
-    assert images == len(study["json"]["figures"]) and broken == 0
-    assert sections == len(SECTIONS)
-    assert "ERR_FILE_NOT_FOUND" not in run.stderr and "Failed to load resource" not in run.stderr
+    checked = chromium_check(study["html"], tmp_path)
+    assert checked["images"] == len(study["json"]["figures"]) and checked["broken"] == 0
+    assert checked["sections"] == len(SECTIONS)

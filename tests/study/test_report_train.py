@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from report_tables import Tables, check_rows, table_with
+from report_tables import Tables, check_rows, chromium_check, table_with
 
 from eeg2bold.cli import main
 from eeg2bold.geometry import COMMON_MODE, with_common_mode
@@ -131,3 +131,10 @@ def test_the_oracle_follows_the_targets_the_models_predicted(curve):
             row = [*data["dataset"]["bold"]["rois"], COMMON_MODE].index(name)
             per_run.append(np.corrcoef(clean[row], bold[row])[0, 1])
         assert value == pytest.approx(float(fisher_mean(np.array(per_run))), abs=1e-6)
+
+
+def test_the_curve_report_opens_in_headless_chromium(curve, tmp_path):
+    run, data = curve
+    checked = chromium_check(run["html"], tmp_path)
+    assert checked["images"] == len(data["figures"]) >= 2  # overview and curve at least
+    assert checked["broken"] == 0

@@ -232,13 +232,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_launch(args: argparse.Namespace) -> int:
     import os
 
-    from eeg2bold.launch.cluster import render_k8s, render_slurm
+    from eeg2bold.launch.cluster import render_k8s, render_slurm, stage_study, staged_study_path
     from eeg2bold.launch.config import load_study_config
     from eeg2bold.run_folder.files import write_bytes
 
     config = load_study_config(args.config)
     render = render_slurm if args.target == "slurm" else render_k8s
-    text = render(args.config, config=config, **given(args))
+    options = given(args)
+    text = render(args.config, config=config, **options)
+    if args.target == "slurm":  # the job reads a copy every node sees, not the file given
+        staged = staged_study_path(config, options.get("stage_dir"))
+        stage_study(config, staged)
+        print(f"staged the study config for the job: {staged}", file=sys.stderr)
     if args.output is None or args.output == "-":
         sys.stdout.write(text)
         return 0
@@ -266,6 +271,7 @@ SLURM_FLAGS = {
     "--port": "port",
     "--shared-nodes": "exclusive",
     "--no-dashboard": "dashboard",
+    "--stage-dir": "stage_dir",
 }
 K8S_FLAGS = {
     "--image": "image",
@@ -462,6 +468,7 @@ _METAVARS = {
     "--pvc": "CLAIM",
     "--pvc-mount": "DIR",
     "--deadline": "SECONDS",
+    "--stage-dir": "DIR",
     "--sfreq": "HZ",
     "--l-freq": "HZ",
     "--h-freq": "HZ",

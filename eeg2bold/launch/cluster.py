@@ -84,6 +84,11 @@ class SlurmOptions(_Options):
     dashboard: bool = Field(True, description="Start Ray's dashboard (bound to 127.0.0.1).")
     node_timeout_s: int = Field(600, ge=30, description="Seconds to wait for every node to join.")
     resume: bool = Field(False, description="The job continues an interrupted sweep.")
+    stage_dir: str | None = Field(
+        None,
+        description="Folder every node reads where the job's copy of the study config goes "
+        "(default: <results>/launch; needed when results is an object store).",
+    )
 
 
 class K8sOptions(_Options):
@@ -131,9 +136,10 @@ def check_cluster_storage(config: StudyConfig) -> None:
     a journal file, because SQLite corrupts on network file systems and cannot live in an
     object store.
     """
-    results = config.as_written("storage.results")
-    _require_shared("storage.results", results or f"sweeps/{config.name}", default=results is None)
-    dataset = _expand_known(config.as_written("dataset") or config.dataset)  # run-time expanded
+    # resolved locations: relative paths were made absolute when the config was read, and the
+    # job reads a staged copy holding them so (staged_study_path)
+    _require_shared("storage.results", _expand_known(config.results_url))
+    dataset = _expand_known(config.dataset)  # run-time expanded
     if not dataset.startswith("${"):  # else unset here: checked when the sweep runs
         _require_shared("dataset", dataset)
     optuna = config.as_written("storage.optuna") or config.storage.optuna
@@ -164,7 +170,7 @@ def credential_names(config: StudyConfig, extra: Iterable[str] = ()) -> list[str
     return list(dict.fromkeys(names))
 
 
-def _require_shared(what: str, location: str, *, default: bool = False) -> None:
+def _require_shared(what: str, location: str) -> None:
     shown = display_url(location)
     if "://" in location and not location.startswith("file://"):
         if location.startswith("memory://"):
@@ -176,8 +182,7 @@ def _require_shared(what: str, location: str, *, default: bool = False) -> None:
         "(e.g. NFS) or an object-store URL (s3://…)"
     )
     if not PurePosixPath(path).is_absolute():
-        default_note = " (the default)" if default else ""
-        raise ConfigError(f"{what} {shown!r}{default_note} is a relative path: {hint}")
+        raise ConfigError(f"{what} {shown!r} is a relative path: {hint}")
     normal = PurePosixPath(os.path.normpath(path))
     for local in NODE_LOCAL:
         if normal == PurePosixPath(local) or PurePosixPath(local) in normal.parents:
@@ -241,6 +246,36 @@ def _common_values(config_path: str, config: StudyConfig) -> dict[str, str]:
     return {k: re.sub(r"[\x00-\x1f\x7f]", "?", v) for k, v in values.items()}
 
 
+# -- the study config the job reads -------------------------------------------------------
+def staged_study_path(config: StudyConfig, stage_dir: str | None = None) -> str:
+    """Where the job reads its study config: a copy in a folder every node reads (the path the
+    config was rendered from is usually on the submitting machine only)."""
+    if stage_dir is None:
+        results = config.results_url
+        if "://" in results and not results.startswith("file://"):
+            raise ConfigError(
+                f"the job needs its study config on a path every node reads, and the results "
+                f"location {display_url(results)} is not a file system: give --stage-dir "
+                "/shared/folder"
+            )
+        stage_dir = f"{results.removeprefix('file://')}/launch"
+    folder = _expand_known(stage_dir)
+    if "${" in folder:
+        raise ConfigError(
+            f"stage folder {stage_dir!r} uses an environment variable unset here: give "
+            "--stage-dir /shared/folder"
+        )
+    _require_shared("the staged study config (--stage-dir)", folder)
+    return str(PurePosixPath(os.path.normpath(folder)) / f"{config.name}.yaml")
+
+
+def stage_study(config: StudyConfig, path: str) -> None:
+    """Write the resolved study config (absolute paths, ``${NAME}`` kept) for the job."""
+    from eeg2bold.run_folder.files import write_bytes
+
+    write_bytes(path, study_yaml(config).encode(), what="the staged study config")
+
+
 # -- Slurm --------------------------------------------------------------------------------
 def render_slurm(
     config_path: str | os.PathLike[str], *, config: StudyConfig, **options: Any
@@ -263,6 +298,7 @@ def render_slurm(
         o.resume,
     )
     check_cluster_storage(config)
+    staged = staged_study_path(config, o.stage_dir)
     if nodes < 1 or cpus_per_node < 1 or gpus_per_node < 0:
         raise ConfigError("nodes and cpus_per_node must be at least 1, gpus_per_node at least 0")
     _check_fits(config, cpus=cpus_per_node, gpus=gpus_per_node, where="a node")
@@ -302,8 +338,8 @@ def render_slurm(
         else "# (no --env-file: credentials come from the environment sbatch was run in)"
     )
     config_abs = str(Path(config_path).expanduser().resolve())
-    sweep = shlex.join(["eeg2bold", "sweep", config_abs, *_sweep_args(resume)])
-    values = _common_values(config_abs, config)
+    sweep = shlex.join(["eeg2bold", "sweep", staged, *_sweep_args(resume)])
+    values = _common_values(f"{config_abs}, staged for the job as {staged}", config)
     values.update(
         sbatch="\n".join(f"#SBATCH {line}" for line in sbatch),
         setup="\n".join(setup_lines) or "# (none: eeg2bold and ray must be on PATH)",

@@ -53,6 +53,10 @@ def study_file(tmp_path):
     return write
 
 
+# the job reads the copy `launch slurm` stages beside the results, not the file it was given
+STAGED = "/shared/sweeps/cluster_t/launch/cluster_t.yaml"
+
+
 def _slurm(path, config, **kw):
     options = {"nodes": 3, "cpus_per_node": 8, "gpus_per_node": 2}
     return render_slurm(path, config=config, **{**options, **kw})
@@ -79,8 +83,6 @@ def _sbatch(script: str) -> set[str]:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"storage": {"results": None}}, "(the default) is a relative path"),
-        ({"storage": {"results": "sweeps/x"}}, "storage.results 'sweeps/x' is a relative path"),
         ({"storage": {"results": "/tmp/sweeps"}}, "node-local (/tmp)"),
         ({"storage": {"results": "/var/tmp/x"}}, "node-local (/var/tmp)"),
         ({"storage": {"results": "file:///dev/shm/x"}}, "node-local (/dev/shm)"),
@@ -90,7 +92,6 @@ def _sbatch(script: str) -> set[str]:
         ({"storage": {"optuna": "journal://optuna.log"}}, "is a relative path"),
         ({"storage": {"optuna": "journal:///tmp/optuna.log"}}, "node-local (/tmp)"),
         ({"storage": {"optuna": "redis://db/0"}}, "unsupported storage.optuna"),
-        ({"dataset": "data/sim.zarr"}, "dataset 'data/sim.zarr' is a relative path"),
     ],
 )
 def test_cluster_storage_refuses_what_one_node_sees(overrides, message):
@@ -114,6 +115,21 @@ def test_cluster_storage_refuses_what_one_node_sees(overrides, message):
 def test_cluster_storage_accepts_shared_locations(overrides, monkeypatch):
     monkeypatch.delenv("EEG2BOLD_TEST_UNSET_DATA", raising=False)
     check_cluster_storage(_study(**overrides))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"storage": {"results": None}}, {"storage": {"results": "sweeps/x"}}]
+    + [{"dataset": "data/sim.zarr"}],
+)
+def test_relative_paths_are_checked_where_they_resolve(overrides, monkeypatch, tmp_path):
+    """Relative paths are made absolute when the config is read (the job reads a staged copy
+    holding them so): accepted from a shared folder, refused from a node-local one."""
+    monkeypatch.chdir(Path(__file__).parent)  # not node-local
+    check_cluster_storage(_study(**overrides))
+    monkeypatch.chdir(tmp_path)  # under /tmp
+    with pytest.raises(ConfigError, match=r"node-local \(/tmp\)"):
+        check_cluster_storage(_study(**overrides))
 
 
 def test_cluster_storage_checks_an_expanded_dataset_path(monkeypatch):
@@ -144,7 +160,7 @@ def test_slurm_script_starts_ray_then_the_sweep(study_file):
     script = _slurm(path, config)
     head = script.index("ray start --head")
     worker = script.index('ray start --address="$RAY_ADDRESS"')
-    sweep = script.index(f"eeg2bold sweep {path.resolve()} --address auto")
+    sweep = script.index(f"eeg2bold sweep {STAGED} --address auto")
     assert head < worker < sweep
     assert '--port="$port"' in script and "port=6379" in script
     assert '--num-cpus="$SLURM_CPUS_PER_TASK"' in script
@@ -154,7 +170,7 @@ def test_slurm_script_starts_ray_then_the_sweep(study_file):
     ) in script
     assert "trap stop_ray EXIT" in script
     assert "--resume" not in script
-    assert f"{path.resolve()} --address auto --resume" in _slurm(path, config, resume=True)
+    assert f"{STAGED} --address auto --resume" in _slurm(path, config, resume=True)
 
 
 def test_sbatch_lines_follow_the_options(study_file):
@@ -322,7 +338,7 @@ def test_slurm_script_runs_head_workers_and_driver(study_file, fake_slurm):
     assert {s.split("-w ")[1].split()[0] for s in workers} == {"node2", "node3"}
     assert all("ray start --address=10.1.2.3:6379 --num-cpus=8 --num-gpus=2" in s for s in workers)
     assert "wait 10.1.2.3:6379 3" in calls
-    assert f"eeg2bold sweep {path.resolve()} --address auto RAY_ADDRESS=10.1.2.3:6379" in calls
+    assert f"eeg2bold sweep {STAGED} --address auto RAY_ADDRESS=10.1.2.3:6379" in calls
     assert "driver token ok" in calls and "driver creds ok" in calls
     # the driver ran only once the cluster was up
     assert calls.index("wait ") < calls.index("eeg2bold sweep")
@@ -503,10 +519,13 @@ def test_parsing_and_rendering_import_neither_torch_nor_the_models(tmp_path):
     code = (
         "import sys\n"
         "from eeg2bold.cli import main\n"
+        "import eeg2bold.launch.cluster as cluster\n"
+        "cluster.NODE_LOCAL = ()  # the staged copy goes to this test's tmp folder\n"
         "from eeg2bold.launch.config import load_study_config\n"
         f"load_study_config({str(config)!r})\n"
         f"assert main(['launch', 'slurm', {str(config)!r}, '--nodes', '2', "
-        f"'--cpus-per-node', '4', '-o', {str(tmp_path / 'job.sh')!r}]) == 0\n"
+        f"'--cpus-per-node', '4', '--stage-dir', {str(tmp_path)!r}, "
+        f"'-o', {str(tmp_path / 'job.sh')!r}]) == 0\n"
         f"assert main(['launch', 'k8s', {str(config)!r}, '--image', 'r/e:1', '--workers', "
         f"'2', '--cpu', '4', '--memory', '8Gi', '--pvc', 'shared', '-o', "
         f"{str(tmp_path / 'job.yaml')!r}]) == 0\n"

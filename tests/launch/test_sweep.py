@@ -343,25 +343,61 @@ def test_spaces_command_lists_every_searchable_parameter(capsys):
     assert err.count("\n") == 1 and "did you mean 'beira'" in err
 
 
-def test_launch_renders_a_job_or_refuses_in_one_line(write_study, tmp_path, capsys):
+def test_launch_renders_a_job_or_refuses_in_one_line(write_study, tmp_path, capsys, monkeypatch):
     path = write_study("cluster")  # tmp paths and SQLite: not for a multi-node cluster
     args = ["launch", "slurm", str(path), "--nodes", "2", "--cpus-per-node", "4"]
     assert main(args) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "node-local" in err or "storage.optuna" in err
+    # a shared file system is assumed where tmp lies (this machine stands for every node)
+    monkeypatch.setattr("eeg2bold.launch.cluster.NODE_LOCAL", ())
+    results = tmp_path / "shared" / "sweeps" / "x"
     shared = write_study(
         "cluster2",
-        dataset="/shared/data.zarr",
-        storage={"results": "/shared/sweeps/x", "optuna": "journal:///shared/optuna.log"},
+        dataset="data.zarr",  # relative, as typed: the staged copy holds it absolute
+        storage={"results": str(results), "optuna": f"journal://{tmp_path}/optuna.log"},
     )
     out = tmp_path / "job.sh"
+    monkeypatch.chdir(tmp_path)
     assert (
         main(
-            ["launch", "slurm", str(shared), "--nodes", "2", "--cpus-per-node", "4"]
+            ["launch", "slurm", "cluster2.yaml", "--nodes", "2", "--cpus-per-node", "4"]
             + ["-o", str(out)]
         )
         == 0
     )
+    assert f"staged the study config for the job: {results}/launch/cluster2.yaml" in (
+        capsys.readouterr().err
+    )
     script = out.read_text()
-    assert script.startswith("#!") and "eeg2bold sweep" in script and "#SBATCH --nodes=2" in script
+    assert script.startswith("#!") and "#SBATCH --nodes=2" in script
+    staged = results / "launch" / "cluster2.yaml"
+    assert f"eeg2bold sweep {staged} --address auto" in script
+    shared.unlink()  # the job never reads the file it was rendered from
+    copy = load_study_config(staged)
+    assert copy.dataset == str(tmp_path / "data.zarr")
+    assert (
+        copy.model_dump()
+        == load_study_config(
+            write_study(
+                "cluster2",
+                dataset=str(tmp_path / "data.zarr"),
+                storage={"results": str(results), "optuna": f"journal://{tmp_path}/optuna.log"},
+            )
+        ).model_dump()
+    )
+
+
+def test_launch_needs_a_shared_place_for_the_study_config(write_study, capsys):
+    path = write_study(
+        "cluster3",
+        dataset="/shared/data.zarr",
+        storage={"results": "s3://bucket/sweeps/x", "optuna": "journal:///shared/optuna.log"},
+    )
+    assert main(["launch", "slurm", str(path), "--nodes", "2", "--cpus-per-node", "4"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--stage-dir" in err and "s3://bucket/sweeps/x" in err
+    stage = ["--stage-dir", "/tmp/x"]
+    assert main(["launch", "slurm", str(path), "--nodes", "2", "--cpus-per-node", "4", *stage]) == 1
+    assert "node-local" in capsys.readouterr().err

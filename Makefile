@@ -11,13 +11,17 @@ SEED ?= $(shell date +%s)
 .PHONY: demo test lint bench clean
 
 # torch first, pinned: a bare `torch` requirement would pull several GB of CUDA packages.
-# System packages the tests use (Debian's chromium for the report's browser check) are
-# installed here when we may (root with apt-get), never inside a test; without them that
-# test skips with its reason.
+# System packages the tests use (Debian's chromium for the report's browser check; Slurm
+# with slurmdbd and munge for the live cluster tests) are installed here when we may (root
+# with apt-get), never inside a test; without them those tests skip with their reason.
 $(STAMP): pyproject.toml
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-		&& { apt-get update -qq && apt-get install -y -qq chromium; } >/dev/null 2>&1; } \
-		|| echo "note: chromium is not installed; the report's browser test will skip"
+	@missing=""; for c in chromium:chromium slurmctld:slurm-wlm slurmdbd:slurmdbd munged:munge; do \
+		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+			&& { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq $$missing; } >/dev/null 2>&1; } \
+		|| echo "note: not installed:$$missing; the tests that need them will skip"; fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[test]"

@@ -287,6 +287,10 @@ K8S_FLAGS = {
     "--pvc": "pvc",
     "--pvc-mount": "pvc_mount",
     "--deadline": "active_deadline_s",
+    "--image-pull-secret": "image_pull_secrets",
+    "--node-selector": "node_selector",
+    "--toleration": "tolerations",
+    "--service-account": "service_account",
 }
 
 
@@ -330,7 +334,13 @@ def _add_launch_parser(sub: Any) -> None:
         "1.5.1) whose cluster runs the sweep and is deleted when it ends. Credentials come "
         "from a Secret (--secret) via envFrom. Apply with `kubectl apply -f FILE`.",
     )
-    add_options(q, K8sOptions, K8S_FLAGS, metavars=_METAVARS)
+    add_options(
+        q,
+        K8sOptions,
+        K8S_FLAGS,
+        metavars=_METAVARS,
+        repeatable=("--image-pull-secret", "--node-selector", "--toleration"),
+    )
     q.set_defaults(func=_cmd_launch)
 
 
@@ -469,6 +479,10 @@ _METAVARS = {
     "--pvc-mount": "DIR",
     "--deadline": "SECONDS",
     "--stage-dir": "DIR",
+    "--image-pull-secret": "NAME",
+    "--node-selector": "KEY=VALUE",
+    "--toleration": "KEY[=VALUE]:EFFECT",
+    "--service-account": "NAME",
     "--sfreq": "HZ",
     "--l-freq": "HZ",
     "--h-freq": "HZ",

@@ -115,7 +115,53 @@ class K8sOptions(_Options):
     active_deadline_s: int | None = Field(
         None, ge=1, description="Stop the RayJob after this long (s)."
     )
+    image_pull_secrets: tuple[str, ...] = Field(
+        (), description="Secret for pulling the image from a private registry (repeatable)."
+    )
+    node_selector: tuple[str, ...] = Field(
+        (), description="Node label the pods need, as KEY=VALUE (repeatable)."
+    )
+    tolerations: tuple[str, ...] = Field(
+        (),
+        description="Taint the pods tolerate, as KEY[=VALUE]:EFFECT, e.g. "
+        "nvidia.com/gpu:NoSchedule (repeatable).",
+    )
+    service_account: str | None = Field(None, description="Service account of the pods.")
     resume: bool = Field(False, description="The job continues an interrupted sweep.")
+
+
+_K8S_LABEL_KEY = re.compile(
+    r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+)
+_K8S_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
+_TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+def _node_selector(items: Iterable[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not _K8S_LABEL_KEY.fullmatch(key) or not _K8S_LABEL_VALUE.fullmatch(value):
+            raise ConfigError(f"node selector {item!r}: use KEY=VALUE with Kubernetes label syntax")
+        out[key] = value
+    return out
+
+
+def _tolerations(items: Iterable[str]) -> list[dict[str, str]]:
+    out = []
+    for item in items:
+        taint, sep, effect = item.rpartition(":")
+        key, has_value, value = taint.partition("=")
+        if not sep or effect not in _TAINT_EFFECTS or not _K8S_LABEL_KEY.fullmatch(key):
+            raise ConfigError(
+                f"toleration {item!r}: use KEY[=VALUE]:EFFECT, EFFECT one of "
+                f"{', '.join(_TAINT_EFFECTS)}"
+            )
+        if has_value:
+            out.append({"key": key, "operator": "Equal", "value": value, "effect": effect})
+        else:
+            out.append({"key": key, "operator": "Exists", "effect": effect})
+    return out
 
 
 def _options(model: type[_Options], values: dict[str, Any]) -> Any:
@@ -413,6 +459,12 @@ def render_k8s(config_path: str | os.PathLike[str], *, config: StudyConfig, **op
     head_memory, pvc, pvc_mount, resume = o.head_memory, o.pvc, o.pvc_mount, o.resume
     active_deadline_s = o.active_deadline_s
     check_cluster_storage(config)
+    node_selector, tolerations = _node_selector(o.node_selector), _tolerations(o.tolerations)
+    for what, value in [("service account", o.service_account)] + [
+        ("image pull secret", v) for v in o.image_pull_secrets
+    ]:
+        if value is not None and not _K8S_NAME.fullmatch(value):
+            raise ConfigError(f"{what} {value!r} is not a valid Kubernetes name")
     inline = config.inline_credentials()
     if inline:
         raise ConfigError(
@@ -465,7 +517,16 @@ def render_k8s(config_path: str | os.PathLike[str], *, config: StudyConfig, **op
         container["env"] = [{"name": "RAY_USAGE_STATS_ENABLED", "value": "0"}]
         if env_from:
             container["envFrom"] = env_from
-        return {"spec": {"containers": [container], "volumes": volumes}}
+        spec: dict[str, Any] = {"containers": [container], "volumes": volumes}
+        if o.image_pull_secrets:
+            spec["imagePullSecrets"] = [{"name": n} for n in o.image_pull_secrets]
+        if node_selector:
+            spec["nodeSelector"] = dict(node_selector)
+        if tolerations:
+            spec["tolerations"] = [dict(t) for t in tolerations]
+        if o.service_account:
+            spec["serviceAccountName"] = o.service_account
+        return {"spec": spec}
 
     sweep_label = re.sub(r"[^A-Za-z0-9]+$", "", config.name[:63])
     labels = {"app.kubernetes.io/name": "eeg2bold", "eeg2bold/sweep": sweep_label}

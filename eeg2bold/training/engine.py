@@ -63,6 +63,9 @@ class FoldSetup:
     n_test: int
     epoch: int  # epochs already trained (resumed from the run folder's state)
     finished: FoldOutcome | None = None  # the fold finished earlier: nothing left to do
+    # the resumed fit had trained to its end (last epoch, or stopped early) but was killed
+    # before finish(): no epoch left to step, only the final scoring
+    stopped: bool = False
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,7 @@ class FoldRunner:
             n_val=int(self.fold.val.size),
             n_test=int(self.fold.test.size),
             epoch=self.trainer.epoch,
+            stopped=self.trainer.done,
         )
 
     def _trainer(self) -> FoldTrainer:
@@ -530,7 +534,7 @@ class ProtocolRun:
             result.outputs = setup.outputs
             outcome = setup.finished
             if outcome is None:
-                done = False
+                done = setup.stopped
                 while not done:
                     (epoch,) = pool.call("step", [(fold, {})])
                     done = epoch.done
@@ -562,7 +566,11 @@ class ProtocolRun:
         finished = {s.fold: s.finished for s in setups if s.finished is not None}
         best = {s.fold: (s.finished.val_mean if s.finished else -math.inf) for s in setups}
         best_epoch = {s.fold: (s.finished.best_epoch if s.finished else 0) for s in setups}
-        active = [s.fold for s in setups if s.finished is None]
+        stopped = [s.fold for s in setups if s.finished is None and s.stopped]
+        if stopped:  # killed between their last epoch and finish(): finish them now
+            for outcome in pool.call("finish", [(i, {}) for i in stopped]):
+                finished[outcome.fold] = outcome
+        active = [s.fold for s in setups if s.finished is None and not s.stopped]
         while active:
             t0 = time.perf_counter()
             epochs: list[EpochOutcome] = pool.call("step", [(i, {}) for i in active])

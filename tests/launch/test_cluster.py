@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -544,3 +545,142 @@ def test_builtin_model_names_match_the_registry():
     from eeg2bold.models import model_names
 
     assert set(BUILTIN_MODELS) == set(model_names()) - {"exploding", "planted", "tiny"}
+
+
+# -- the RayJob against KubeRay's CRD schema ----------------------------------------------
+CRD = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "kuberay" / "ray.io_rayjobs.yaml"
+
+
+@pytest.fixture(scope="module")
+def rayjob_schema():
+    if not CRD.exists():
+        pytest.skip(f"KubeRay's RayJob CRD is not at {CRD} (../shared/schemas/kuberay)")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    crd = yaml.load(CRD.read_text(), Loader=loader)  # a safe loader (C if available)
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    return version["schema"]["openAPIV3Schema"]
+
+
+def _unknown_fields(value, schema, path="") -> list[str]:
+    """Fields the schema does not name: the API server prunes them silently."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        if props is None:
+            extra = schema.get("additionalProperties")
+            if not isinstance(extra, dict):
+                return []
+            return [f for k, v in value.items() for f in _unknown_fields(v, extra, f"{path}.{k}")]
+        out = []
+        for key, item in value.items():
+            if key in props:
+                out += _unknown_fields(item, props[key], f"{path}.{key}")
+            else:
+                out.append(f"{path}.{key}")
+        return out
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [
+            f
+            for i, v in enumerate(value)
+            for f in _unknown_fields(v, schema["items"], f"{path}[{i}]")
+        ]
+    return []
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {
+            "image_pull_secrets": ["regcred", "mirror"],
+            "node_selector": ["nvidia.com/gpu.product=H100", "pool=gpu"],
+            "tolerations": ["nvidia.com/gpu:NoSchedule", "dedicated=eeg2bold:NoExecute"],
+            "service_account": "eeg2bold-runner",
+            "active_deadline_s": 3600,
+        },
+    ],
+)
+def test_rayjob_validates_against_kuberays_schema_and_loses_no_field(
+    study_file, rayjob_schema, options
+):
+    jsonschema = pytest.importorskip("jsonschema")
+    path, config = study_file()
+    job = _docs(_k8s(path, config, **options))["RayJob"]
+    jsonschema.validate(job, rayjob_schema)
+    assert _unknown_fields(job, rayjob_schema) == []
+    # the walk does find what the API server would drop
+    job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["nodeSelectr"] = {}
+    assert _unknown_fields(job, rayjob_schema) == [
+        ".spec.rayClusterSpec.headGroupSpec.template.spec.nodeSelectr"
+    ]
+
+
+def test_k8s_pod_options_reach_every_pod(study_file):
+    path, config = study_file()
+    job = _docs(
+        _k8s(
+            path,
+            config,
+            image_pull_secrets=["regcred"],
+            node_selector=["pool=gpu"],
+            tolerations=["nvidia.com/gpu:NoSchedule", "dedicated=eeg2bold:NoExecute"],
+            service_account="eeg2bold-runner",
+        )
+    )["RayJob"]
+    cluster = job["spec"]["rayClusterSpec"]
+    for template in (
+        cluster["headGroupSpec"]["template"],
+        cluster["workerGroupSpecs"][0]["template"],
+    ):
+        pod = template["spec"]
+        assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+        assert pod["nodeSelector"] == {"pool": "gpu"}
+        assert pod["tolerations"] == [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+            {"key": "dedicated", "operator": "Equal", "value": "eeg2bold", "effect": "NoExecute"},
+        ]
+        assert pod["serviceAccountName"] == "eeg2bold-runner"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"node_selector": ["pool"]}, "node selector 'pool': use KEY=VALUE"),
+        ({"tolerations": ["gpu:NoSchedul"]}, "toleration 'gpu:NoSchedul'"),
+        ({"service_account": "Bad_Name"}, "service account 'Bad_Name'"),
+        ({"image_pull_secrets": ["a b"]}, "image pull secret 'a b'"),
+    ],
+)
+def test_k8s_refuses_bad_pod_options(study_file, options, message):
+    path, config = study_file()
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _k8s(path, config, **options)
+
+
+# -- the container image ------------------------------------------------------------------
+DOCKERFILE = Path(__file__).resolve().parents[2] / "Dockerfile"
+
+
+def _dockerfile_args() -> dict[str, str]:
+    text = DOCKERFILE.read_text()
+    return dict(re.findall(r"^ARG (\w+)=(\S+)$", text, flags=re.M))
+
+
+def test_the_image_pins_the_ray_the_jobs_name(study_file):
+    """The RayJob's rayVersion (the renderer's Ray) must be the image's Ray."""
+    path, config = study_file()
+    job = _docs(_k8s(path, config))["RayJob"]
+    assert _dockerfile_args()["RAY_VERSION"] == job["spec"]["rayClusterSpec"]["rayVersion"]
+
+
+def test_the_image_runs_as_a_non_root_user_with_a_selectable_torch():
+    text = DOCKERFILE.read_text()
+    args = _dockerfile_args()
+    assert args["PYTHON_VERSION"] == "3.11" and args["TORCH_VERSION"] == "2.13.0"
+    assert 'pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"' in text
+    users = re.findall(r"^USER (\S+)$", text, flags=re.M)
+    assert users and users[-1] not in ("root", "0")  # the last USER is what runs
+    assert text.index("COPY eeg2bold") < text.index("pip install") < text.index("USER")
+    ignored = (DOCKERFILE.parent / ".dockerignore").read_text().split()
+    assert ".venv" in ignored and ".git" in ignored  # the build context stays small

@@ -82,9 +82,20 @@ class _Interrupt(Exception):
     pass
 
 
-def test_interrupted_train_resumes_to_the_same_numbers(sim_store, tiny_model, tmp_path):
-    """Killed mid-fold (after epoch 2 of fold 1), then resumed: the same per-fold, per-ROI
-    scores as one uninterrupted run, and every row once."""
+@pytest.mark.parametrize(
+    ("stop_at", "resumed_at"),
+    [
+        ((1, 2), [(1, 3), (2, 1), (2, 2), (2, 3)]),  # mid-fold
+        # after the fold's last epoch, before its final scoring (a kill found by the live
+        # Slurm test): nothing left to step, only finish()
+        ((1, 3), [(2, 1), (2, 2), (2, 3)]),
+    ],
+)
+def test_interrupted_train_resumes_to_the_same_numbers(
+    sim_store, tiny_model, tmp_path, stop_at, resumed_at
+):
+    """Killed in fold 1, then resumed: the same per-fold, per-ROI scores as one
+    uninterrupted run, and every row once."""
     dataset = open_dataset(sim_store)
     sets = {"window_s": "8", "epochs": "3", "steps_per_epoch": "4", "patience": "0"}
     config = build_config(model=tiny_model, protocol="loso", sets=sets)
@@ -94,7 +105,7 @@ def test_interrupted_train_resumes_to_the_same_numbers(sim_store, tiny_model, tm
 
     def stop_in_fold_1(epoch):
         seen.append((epoch.fold, epoch.epoch))
-        if (epoch.fold, epoch.epoch) == (1, 2):
+        if (epoch.fold, epoch.epoch) == stop_at:
             raise _Interrupt
 
     out = tmp_path / "interrupted"
@@ -103,13 +114,13 @@ def test_interrupted_train_resumes_to_the_same_numbers(sim_store, tiny_model, tm
     folder = RunFolder(out)
     trial = straight.trial
     assert folder.done(trial, 0) is not None and folder.done(trial, 1) is None
-    assert folder.load_state(trial, 1) is not None  # fold 1 stopped after its 2nd epoch
+    assert folder.load_state(trial, 1) is not None  # fold 1 saved its state, then stopped
 
     resumed_epochs = []
     resumed = train_protocol(
         dataset, config, out_dir=out, resume=True, on_epoch=resumed_epochs.append
     )
-    assert [(e.fold, e.epoch) for e in resumed_epochs] == [(1, 3), (2, 1), (2, 2), (2, 3)]
+    assert [(e.fold, e.epoch) for e in resumed_epochs] == resumed_at
     for a, b in zip(straight.folds, resumed.folds, strict=True):
         assert a.val_r == b.val_r and a.test_r == b.test_r and a.best_epoch == b.best_epoch
     rows = folder.results()

@@ -96,17 +96,18 @@ def _target_oracle(
     from eeg2bold.geometry import COMMON_MODE
     from eeg2bold.simulate.statistics import target_oracle_r
 
-    chosen = list(targets["rois"] or rois)
-    index = [rois.index(r) for r in chosen if r in rois]
+    chosen = [r for r in (targets["rois"] or rois) if r in rois]
+    index = [rois.index(r) for r in chosen]
     names = chosen + ([COMMON_MODE] if targets["common_mode"] else [])
     out: dict[str, list[float]] = {}
     for key in dataset.runs():
-        truth = dataset.read_truth(key)
-        if truth is None or "bold_clean" not in truth.arrays:
+        run = dataset.read_run(key, truth=True)  # BOLD and its noise-free twin in one read
+        if run.truth is None or "bold_clean" not in run.truth.arrays:
             continue
-        bold = np.asarray(dataset.read_run(key).bold)[index]
         values = target_oracle_r(
-            truth.arrays["bold_clean"][index], bold, common_mode=targets["common_mode"]
+            run.truth.arrays["bold_clean"][index],
+            np.asarray(run.bold)[index],
+            common_mode=targets["common_mode"],
         )
         for name, v in zip(names, values, strict=True):
             out.setdefault(name, []).append(float(v))

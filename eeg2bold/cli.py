@@ -121,6 +121,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         num_cpus=args.num_cpus,
         echo=lambda line: print(line, file=sys.stderr, flush=True),
+        debug=args.debug,
     )
     if isinstance(outcome, str):
         print(outcome)
@@ -131,7 +132,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if outcome.orphans:
         print(f"({outcome.orphans} Optuna trial(s) left RUNNING by a killed driver marked FAIL)")
     if outcome.n_retried:
-        print(f"({outcome.n_retried} trial(s) retried after their worker or node died)")
+        print(
+            f"({outcome.n_retried} trial(s) retried, each from its last epoch checkpoint; "
+            f"{outcome.n_lost_nodes} of them had lost their node)"
+        )
+    if outcome.ray_log:
+        print(f"(Ray's own messages — tracebacks, node dumps — are in {outcome.ray_log})")
     print(f"\nsweep folder: {outcome.plan.results}  (eeg2bold trials / best / report)")
     if outcome.n_trials and outcome.n_failed == outcome.n_trials:
         print(
@@ -244,6 +250,9 @@ def _cmd_launch(args: argparse.Namespace) -> int:
         staged = staged_study_path(config, options.get("stage_dir"))
         stage_study(config, staged)
         print(f"staged the study config for the job: {staged}", file=sys.stderr)
+    submit = getattr(args, "submit", False)
+    if submit and args.output in (None, "-"):
+        args.output = os.path.splitext(staged)[0] + ".sbatch"
     if args.output is None or args.output == "-":
         sys.stdout.write(text)
         return 0
@@ -251,6 +260,17 @@ def _cmd_launch(args: argparse.Namespace) -> int:
     if args.target == "slurm":
         os.chmod(args.output, 0o755)
     print(f"wrote {args.output}", file=sys.stderr)
+    if submit:
+        from eeg2bold.launch.cluster import submit_slurm
+
+        job = submit_slurm(args.output)
+        print(job)  # the job id alone on stdout, for scripts
+        print(
+            f"submitted Slurm job {job}: `squeue -j {job}` while it runs, `sacct -j {job}` "
+            f"after; its log is {options.get('job_name') or 'eeg2bold-' + config.name}-{job}.log "
+            "in the folder sbatch ran in",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -272,6 +292,9 @@ SLURM_FLAGS = {
     "--shared-nodes": "exclusive",
     "--no-dashboard": "dashboard",
     "--stage-dir": "stage_dir",
+    "--image": "image",
+    "--container": "container",
+    "--container-bind": "container_bind",
 }
 K8S_FLAGS = {
     "--image": "image",
@@ -323,7 +346,19 @@ def _add_launch_parser(sub: Any) -> None:
         "127.0.0.1), `ray start --address` on the others via srun, a wait until every node "
         "has joined, the sweep driver, and teardown. Submit with `sbatch FILE`.",
     )
-    add_options(q, SlurmOptions, SLURM_FLAGS, metavars=_METAVARS, repeatable=("--setup", "--env"))
+    add_options(
+        q,
+        SlurmOptions,
+        SLURM_FLAGS,
+        metavars=_METAVARS,
+        repeatable=("--setup", "--env", "--container-bind"),
+    )
+    q.add_argument(
+        "--submit",
+        action="store_true",
+        help="submit the job with `sbatch` (the script is written to -o FILE, by default "
+        "beside the staged study config) and print its job id",
+    )
     q.set_defaults(func=_cmd_launch)
 
     q = targets.add_parser(
@@ -479,6 +514,7 @@ _METAVARS = {
     "--pvc-mount": "DIR",
     "--deadline": "SECONDS",
     "--stage-dir": "DIR",
+    "--container-bind": "DIR",
     "--image-pull-secret": "NAME",
     "--node-selector": "KEY=VALUE",
     "--toleration": "KEY[=VALUE]:EFFECT",

@@ -17,9 +17,10 @@ import os
 import re
 import shlex
 from collections.abc import Iterable
+from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -88,6 +89,21 @@ class SlurmOptions(_Options):
         None,
         description="Folder every node reads where the job's copy of the study config goes "
         "(default: <results>/launch; needed when results is an object store).",
+    )
+    image: str | None = Field(
+        None,
+        description="Container image to run Ray and the sweep in (the Dockerfile's image, or "
+        "an Apptainer .sif file); default: the host's software (--venv, --setup).",
+    )
+    container: Literal["apptainer", "pyxis"] = Field(
+        "apptainer",
+        description="How --image runs: `apptainer exec` on every node, or Slurm's pyxis "
+        "plugin (`srun --container-image`).",
+    )
+    container_bind: tuple[str, ...] = Field(
+        (),
+        description="Another host folder the container must see (repeatable; the results, "
+        "dataset and staged-config folders are bound already).",
     )
 
 
@@ -385,6 +401,7 @@ def render_slurm(
     )
     config_abs = str(Path(config_path).expanduser().resolve())
     sweep = shlex.join(["eeg2bold", "sweep", staged, *_sweep_args(resume)])
+    runner = _container(o, config, staged)
     values = _common_values(f"{config_abs}, staged for the job as {staged}", config)
     values.update(
         sbatch="\n".join(f"#SBATCH {line}" for line in sbatch),
@@ -396,13 +413,80 @@ def render_slurm(
         srun_resources=" ".join(
             ['--cpus-per-task="$SLURM_CPUS_PER_TASK"']
             + ([f"--gpus-per-task={gpus_per_node}"] if gpus_per_node else [])
+            + runner.srun_flags
         ),
+        in_step=runner.in_step,
+        on_head=runner.on_head,
+        container_display=runner.display,
         port=str(port),
         dashboard="--dashboard-host=127.0.0.1" if dashboard else "--include-dashboard=false",
         node_timeout=str(max(node_timeout_s, 30)),
         sweep_command=sweep,
     )
     return _template("slurm.sh", **values)
+
+
+@dataclass(frozen=True)
+class _Runner:
+    """How the job's commands run: on the host, or inside the image (Apptainer or pyxis)."""
+
+    srun_flags: list[str]  # added to every srun step that starts Ray
+    in_step: str  # before `ray start` inside those steps
+    on_head: str  # before `ray status`, the node wait and the sweep driver on the head
+    display: str
+
+
+def _container(o: SlurmOptions, config: StudyConfig, staged: str) -> _Runner:
+    if o.image is None:
+        return _Runner([], "", "", "none (the host's software)")
+    image = o.image
+    if not image or any(c.isspace() or ord(c) < 32 for c in image) or "," in image:
+        raise ConfigError(f"image {image!r} is not a container image reference or .sif file")
+    binds = _container_binds(config, staged, o.container_bind)
+    if o.container == "apptainer":
+        command = ["apptainer", "exec", *(["--nv"] if o.gpus_per_node else [])]
+        command += ["--bind", ",".join(binds), image] if binds else [image]
+        exec_ = shlex.join(command)
+        return _Runner([], exec_ + " ", exec_ + " ", f"apptainer, {image}")
+    flags = [f"--container-image={shlex.quote(image)}"]
+    if binds:
+        flags.append("--container-mounts=" + shlex.quote(",".join(f"{b}:{b}" for b in binds)))
+    on_head = " ".join(['srun --nodes=1 --ntasks=1 --overlap -w "$head_node"', *flags]) + " "
+    return _Runner(flags, "", on_head, f"pyxis, {image}")
+
+
+def _container_binds(config: StudyConfig, staged: str, extra: tuple[str, ...]) -> list[str]:
+    """Host folders the job's container needs: the staged config's, the results' and the
+    dataset's (local ones), and any the user names."""
+    folders = [str(PurePosixPath(staged).parent)]
+    for url in (config.results_url, config.dataset):
+        local = _expand_known(url).removeprefix("file://")
+        if "://" not in local and "${" not in local:
+            # the parent: a sweep's results folder may not exist yet when the job starts
+            folders.append(str(PurePosixPath(os.path.normpath(local)).parent))
+    for folder in extra:
+        if not folder.startswith("/") or any(c in folder for c in ",:\n"):
+            raise ConfigError(f"container bind {folder!r}: give an absolute host folder")
+        folders.append(os.path.normpath(folder))
+    return list(dict.fromkeys(folders))
+
+
+def submit_slurm(script: str | os.PathLike[str]) -> str:
+    """``sbatch`` the rendered job from the current folder; returns the job id, or a one-line
+    error with sbatch's own reason."""
+    import shutil
+    import subprocess
+
+    sbatch = shutil.which("sbatch")
+    if sbatch is None:
+        raise ConfigError("--submit needs sbatch on PATH (run it on a Slurm login node)")
+    done = subprocess.run(
+        [sbatch, "--parsable", os.fspath(script)], capture_output=True, text=True, timeout=120
+    )
+    if done.returncode != 0:
+        reason = (done.stderr.strip() or done.stdout.strip() or "no reason given").splitlines()
+        raise ConfigError(f"sbatch refused {script}: {reason[-1]}")
+    return done.stdout.strip().split(";")[0]
 
 
 def _shell_path(path: str | os.PathLike[str]) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -80,6 +80,72 @@ def init_ray(
         # "local": always a fresh instance, never silently a cluster `ray start` left running
         ray.init(address="local", **kwargs)
     return dict(ray.cluster_resources())
+
+
+@contextlib.contextmanager
+def ray_messages_to(path: str | None, *, debug: bool = False) -> Iterator[str | None]:
+    """Ray's own console output during a sweep — Tune's tracebacks of failed trial tasks,
+    raylet and GCS messages, worker processes' stderr — goes to the file ``path`` instead of
+    the console (eeg2bold's own lines say what happened), unless ``debug``. Yields the file;
+    one left empty is removed."""
+    import logging
+
+    if debug or path is None:
+        yield None
+        return
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    log = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed below, after Ray's threads)
+    handler = logging.StreamHandler(log)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ray_logger = logging.getLogger("ray")
+    consoles = [
+        h
+        for h in ray_logger.handlers
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+    ]
+    for h in consoles:
+        ray_logger.removeHandler(h)
+    ray_logger.addHandler(handler)
+    # every line Ray forwards to the driver's console (worker output, raylet and GCS errors)
+    # passes through this one function of Ray's (internal: where it moved, they stay)
+    worker = _ray_worker_module()
+    printer = getattr(worker, "print_worker_logs", None)
+    if printer is not None:
+        worker.print_worker_logs = lambda data, *_a, **_k: _write_worker_log(log, data)
+    start = log.tell()
+    try:
+        yield path
+    finally:
+        if printer is not None:
+            worker.print_worker_logs = printer
+        ray_logger.removeHandler(handler)
+        for h in consoles:
+            ray_logger.addHandler(h)
+        written = log.tell() > start
+        log.close()
+        if not written and os.path.getsize(path) == 0:
+            os.remove(path)
+
+
+def _ray_worker_module() -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module("ray._private.worker")
+    except ImportError:
+        return None
+
+
+def _write_worker_log(log: Any, data: dict[str, Any]) -> None:
+    lines = data.get("lines", [])
+    if data.get("pid") == "autoscaler":  # its status table every few seconds: events only
+        events = getattr(_ray_worker_module(), "filter_autoscaler_events", None)
+        lines = list(events(lines)) if events is not None else []
+    prefix = f"({data.get('actor_name') or data.get('task_name') or 'pid'}={data.get('pid')}"
+    prefix += f", ip={data.get('ip')}) " if data.get("ip") else ") "
+    with contextlib.suppress(ValueError):  # closed while Ray's thread still ran
+        log.writelines(prefix + str(line) + "\n" for line in lines)
+        log.flush()
 
 
 def shutdown_ray() -> None:
@@ -230,10 +296,13 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     except Eeg2BoldError as exc:
         return _fail(folder, trial_id, exc)
     actors = _fold_actors(ctx)
+    nodes = _trial_nodes()
     healthy = False
     try:
         run.run_lockstep(
-            pool=_ActorPool(actors, ctx.groups), dataset=ctx.dataset, report=tune.report
+            pool=_ActorPool(actors, ctx.groups),
+            dataset=ctx.dataset,
+            report=lambda metrics: tune.report(metrics | {"nodes": ",".join(nodes)}),
         )
         healthy = True
     except RayTaskError as exc:
@@ -245,6 +314,19 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         if not healthy:  # a failed or stopped trial may leave actors in a bad state
             _drop_fold_actors(actors)
     return None
+
+
+def _trial_nodes() -> list[str]:
+    """The Ray node ids that hold this trial's bundles (coordinator and fold actors), so the
+    driver can tell a lost node from a lost worker when the trial is retried."""
+    pg = ray.util.get_current_placement_group()
+    if pg is not None:
+        with contextlib.suppress(Exception):  # the table's layout is Ray's, not ours
+            table = ray.util.placement_group_table(pg)
+            nodes = {str(n) for n in (table.get("bundles_to_node_id") or {}).values() if n}
+            if nodes:
+                return sorted(nodes)
+    return [ray.get_runtime_context().get_node_id()]
 
 
 # Fold actors outlive a trial: Tune reuses the trial's process and placement group for the
@@ -435,16 +517,33 @@ class _Echo:
 
 
 class _Progress(tune.Callback):
-    """One line per epoch and per finished trial (Tune's own table is switched off), and a
-    line when a trial is retried after its worker or node died."""
+    """One line per epoch and per finished trial (Tune's own table is switched off), and one
+    line per retry once the retried trial has resumed: which node (or worker) it lost, the
+    epoch checkpoint it resumed from and where it runs now."""
 
-    def __init__(self, label: str, total: int, echo: Callable[[str], None], results: str):
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        echo: Callable[[str], None],
+        results: str,
+        record: Callable[[str, dict[str, Any]], None] | None = None,
+    ):
         self.label, self.total, self.echo, self.results = label, total, echo, results
+        self.record = record
         self.finished = 0
         self.failed = 0
         self.retried = 0
+        self.lost_nodes = 0
+        self._pending: dict[str, list[str]] = {}  # Tune trial id -> its nodes before the loss
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a sweep resumed from state an older eeg2bold pickled lacks the newer fields
+        self.__dict__.update({"record": None, "lost_nodes": 0, "_pending": {}} | state)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if trial.trial_id in self._pending:
+            self._resumed(trial, result)
         if METRIC in result and not result.get("finished"):
             self.echo(
                 f"[{self.label}] trial {_identity(trial)} epoch {result.get('epoch')}: "
@@ -468,19 +567,108 @@ class _Progress(tune.Callback):
         )
 
     def on_trial_recover(self, iteration, trials, trial, **info):
+        # told once it has resumed (the epoch it resumes from and its new node are known then)
         self.retried += 1
-        self.echo(
-            f"[{self.label}] trial {_identity(trial)}: its worker or node died; retrying it from "
-            "its last finished epoch"
-        )
+        self._pending[trial.trial_id] = _nodes_of(trial.last_result)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.finished += 1
         self.failed += 1
+        before = self._pending.pop(trial.trial_id, None)
+        lost = _dead(before or _nodes_of(trial.last_result))
         self.echo(
             f"[{self.label}] trial {_identity(trial)} FAILED ({self.finished}/{self.total}): "
+            + (f"lost its node {_describe(lost)}; " if lost else "")
             + WORKER_DIED
         )
+
+    def _resumed(self, trial: Any, result: dict[str, Any]) -> None:
+        before = self._pending.pop(trial.trial_id)
+        now = _nodes_of(result)
+        lost = _dead(before)
+        epoch = int(result.get("resumed_from") or 0)
+        start = (
+            f"resumed from the epoch {epoch} checkpoint"
+            if epoch
+            else "restarted from the beginning (it had finished no epoch)"
+        )
+        where = "another node" if lost and not set(now) & set(lost) else "node"
+        if not before:  # it died before reporting where it ran
+            what = "lost its worker or node before its first epoch"
+        elif lost:
+            self.lost_nodes += 1
+            what = f"lost its node {_describe(lost)}"
+        else:
+            what = f"lost its worker process (node {_describe(before)} is still up)"
+        self.echo(
+            f"[{self.label}] trial {_identity(trial)} {what}; {start} on {where} {_describe(now)}"
+        )
+        if self.record is not None:
+            event = {"lost_node": bool(lost), "resumed_from": epoch, "lost": lost, "on": now}
+            try:
+                self.record(_identity(trial), event)
+            except Exception as exc:  # the count is a courtesy; never let it stop a sweep
+                self.echo(f"[{self.label}] (could not record the retry in Optuna: {exc})")
+
+
+def _nodes_of(result: dict[str, Any] | None) -> list[str]:
+    """The node ids a trial result names (a comma-separated string: TensorBoard logs scalars
+    and strings, not lists)."""
+    return [n for n in str((result or {}).get("nodes") or "").split(",") if n]
+
+
+def _dead(nodes: Sequence[str]) -> list[str]:
+    """Which of these Ray node ids are gone: marked dead, or (before Ray's heartbeat timeout
+    marks it) a raylet that no longer answers on its port."""
+    if not nodes:
+        return []
+    known = {n["NodeID"]: n for n in ray.nodes()}
+    return [n for n in nodes if n not in known or not _answers(known[n])]
+
+
+def _answers(node: dict[str, Any]) -> bool:
+    import socket
+
+    if not node.get("Alive"):
+        return False
+    address, port = node.get("NodeManagerAddress"), node.get("NodeManagerPort")
+    if not address or not port:
+        return True  # nothing to probe: trust Ray's view
+    try:
+        with socket.create_connection((address, int(port)), timeout=2.0):
+            return True
+    except OSError:
+        return False
+
+
+def _describe(nodes: Sequence[str]) -> str:
+    """Node ids as users see them in `ray status`: a short id and the node's address."""
+    if not nodes:
+        return "(unknown)"
+    address = {n["NodeID"]: n.get("NodeManagerAddress", "?") for n in ray.nodes()}
+    return ", ".join(f"{n[:8]} ({address.get(n, '?')})" for n in nodes)
+
+
+class _RetryRecorder:
+    """Appends a retry to its Optuna trial (user attribute ``retries``), where `eeg2bold
+    trials` and the report count them. Picklable: Tune saves callbacks, so only the storage
+    URL travels (its template form: no secrets)."""
+
+    def __init__(self, optuna_url: str, study_name: str):
+        self.optuna_url, self.study_name = optuna_url, study_name
+
+    def __call__(self, identity: str, event: dict[str, Any]) -> None:
+        import optuna
+
+        from eeg2bold.launch.optuna_storage import optuna_storage
+
+        storage = optuna_storage(self.optuna_url)
+        study = optuna.load_study(study_name=self.study_name, storage=storage)
+        for t in study.get_trials(deepcopy=False):
+            if str(t.user_attrs.get("trial_id")) == identity:
+                retries = [*t.user_attrs.get("retries", []), event]
+                storage.set_trial_user_attr(t._trial_id, "retries", retries)
+                return
 
 
 class _SignState(tune.Callback):
@@ -523,15 +711,18 @@ class ArmSettings:
     time_limit_s: float | None
     max_failures: int
     seed: int
+    optuna_url: str = ""  # template form, for recording retries (see _RetryRecorder)
 
 
 @dataclass
 class ArmOutcome:
-    """What one arm's Tuner did: trials that ended, failed, and were retried."""
+    """What one arm's Tuner did: trials that ended, failed, and were retried (after losing
+    their node, or only a worker process)."""
 
     trials: list[dict[str, Any]]
     failed: int
     retried: int
+    lost_nodes: int = 0
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -554,7 +745,12 @@ def run_arm(settings: ArmSettings, *, resume: bool, echo: Callable[[str], None])
 
     path = f"{settings.storage_path.rstrip('/')}/{settings.name}"
     trainable = _trainable(settings)
-    progress = _Progress(settings.name, settings.num_samples, _Echo(), settings.context.results)
+    record = (
+        _RetryRecorder(settings.optuna_url, settings.study_name) if settings.optuna_url else None
+    )
+    progress = _Progress(
+        settings.name, settings.num_samples, _Echo(), settings.context.results, record
+    )
     if resume and tune.Tuner.can_restore(path):
         StateSigner(path).restore_verified()  # or a one-line refusal: nothing unpickled
         tuner = tune.Tuner.restore(
@@ -622,4 +818,21 @@ def run_arm(settings: ArmSettings, *, resume: bool, echo: Callable[[str], None])
             }
         )
     failed = sum(1 for t in trials if t["failure"])
-    return ArmOutcome(trials=trials, failed=failed, retried=progress.retried)
+    # a restored Tuner runs the callbacks it pickled, not `progress`: count from Optuna too
+    events = _recorded_retries(settings)
+    return ArmOutcome(
+        trials=trials,
+        failed=failed,
+        retried=max(progress.retried, len(events)),
+        lost_nodes=max(progress.lost_nodes, sum(1 for e in events if e.get("lost_node"))),
+    )
+
+
+def _recorded_retries(settings: ArmSettings) -> list[dict[str, Any]]:
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=settings.study_name, storage=settings.optuna_storage)
+    except KeyError:
+        return []
+    return [e for t in study.get_trials(deepcopy=False) for e in t.user_attrs.get("retries", [])]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,6 +29,7 @@ from eeg2bold.launch.optuna_storage import (
     optuna_storage,
 )
 from eeg2bold.launch.plan import Arm, SweepPlan, format_plan, make_plan
+from eeg2bold.run_folder.files import is_url
 from eeg2bold.search_spaces import space_function
 
 STATE_FILE = "sweep.json"
@@ -38,6 +40,7 @@ class SweepOutcome:
     plan: SweepPlan
     arms: dict[str, Any] = field(default_factory=dict)  # arm key -> ray_tune.ArmOutcome
     orphans: int = 0
+    ray_log: str | None = None  # where Ray's own console output went (None: nothing, or --debug)
 
     @property
     def n_trials(self) -> int:
@@ -50,6 +53,11 @@ class SweepOutcome:
     @property
     def n_retried(self) -> int:
         return sum(a.retried for a in self.arms.values())
+
+    @property
+    def n_lost_nodes(self) -> int:
+        """Retries whose trial had lost its node (the rest lost only a worker process)."""
+        return sum(a.lost_nodes for a in self.arms.values())
 
 
 def study_attributes(plan: SweepPlan, config: StudyConfig, arm: Arm) -> dict[str, Any]:
@@ -141,8 +149,10 @@ def run_sweep(
     dry_run: bool = False,
     echo: Callable[[str], None] = print,
     num_cpus: float | None = None,
+    debug: bool = False,
 ) -> SweepOutcome | str:
-    """Run (or with ``dry_run`` only describe) a sweep; returns its outcome or the plan text."""
+    """Run (or with ``dry_run`` only describe) a sweep; returns its outcome or the plan text.
+    Ray's own console output goes to ``<results>/logs/ray.log`` unless ``debug``."""
     validate_study(config)  # before anything runs, dry run or not
     if dry_run:
         existing = _read_state(results_root(config)) is not None
@@ -190,54 +200,79 @@ def run_sweep(
         echo(format_plan(plan, config, cluster=resources))
         storage = optuna_storage(config.optuna_url)
         outcome = SweepOutcome(plan=plan)
-        for i, arm in enumerate(plan.arms):
-            if arm.status == "done":
-                echo(f"[{arm.key}] already done")
-                continue
-            was_running = arm.status == "running"
-            arm.status = "running"
-            state["plan"]["arms"][i] = asdict(arm)
-            _write_state(root, state)
-            settings = ray_tune.ArmSettings(
-                name=arm.key.replace("/", "-").replace("@", "-"),
-                storage_path=f"{root.rstrip('/')}/ray",
-                study_name=arm.study_name,
-                study_attrs=study_attributes(plan, config, arm),
-                optuna_storage=storage,
-                space=space_function(model=arm.model, constraints=config.search),
-                context=ray_tune.TrialContext(
-                    sweep=plan.name,
-                    sweep_id=plan.sweep_id,
-                    protocol=arm.protocol,
-                    model=arm.model,
-                    dataset=config.dataset,
-                    results=root,
-                    protocol_options=arm.options,
-                    data=config.data_settings(),
-                    train=config.train_settings(),
-                    fold_cpu=config.resources.cpu,
-                    fold_gpu=config.resources.gpu,
-                    n_folds=len(arm.folds),
-                    folds_per_actor=config.resources.folds_per_actor,
-                ),
-                bundles=plan.bundles,
-                num_samples=config.budget.num_samples,
-                max_concurrent=config.max_concurrent_trials,
-                scheduler=config.scheduler.type,
-                max_epochs=config.scheduler.max_epochs,
-                grace_period=config.scheduler.grace_period,
-                reduction_factor=config.scheduler.reduction_factor,
-                time_limit_s=config.budget.time_limit_s,
-                max_failures=config.failure.max_failures,
-                seed=config.seed,
-            )
-            echo(f"[{arm.key}] {'resuming' if was_running else 'starting'} ({arm.study_name})")
-            outcome.arms[arm.key] = ray_tune.run_arm(settings, resume=was_running, echo=echo)
-            outcome.orphans += fail_orphans(storage, arm.study_name)
-            arm.status = "done"
-            state["plan"]["arms"][i] = asdict(arm)
-            _write_state(root, state)
+        log = _ray_log_path(root, plan.sweep_id)
+        with ray_tune.ray_messages_to(log, debug=debug):
+            _run_arms(config, plan, state, root, storage, outcome, echo)
+        outcome.ray_log = log if not debug and os.path.exists(log) else None
         return outcome
     finally:
         if started_here:
             ray_tune.shutdown_ray()
+
+
+def _ray_log_path(root: str, sweep_id: str) -> str:
+    """A local file beside the run folder's other files (a temporary one for object stores)."""
+    if is_url(root):
+        return os.path.join(tempfile.gettempdir(), f"eeg2bold-{sweep_id}-ray.log")
+    return os.path.join(root, "logs", "ray.log")
+
+
+def _run_arms(
+    config: StudyConfig,
+    plan: SweepPlan,
+    state: dict[str, Any],
+    root: str,
+    storage: Any,
+    outcome: SweepOutcome,
+    echo: Callable[[str], None],
+) -> None:
+    from eeg2bold.launch import ray_tune
+
+    for i, arm in enumerate(plan.arms):
+        if arm.status == "done":
+            echo(f"[{arm.key}] already done")
+            continue
+        was_running = arm.status == "running"
+        arm.status = "running"
+        state["plan"]["arms"][i] = asdict(arm)
+        _write_state(root, state)
+        settings = ray_tune.ArmSettings(
+            name=arm.key.replace("/", "-").replace("@", "-"),
+            storage_path=f"{root.rstrip('/')}/ray",
+            study_name=arm.study_name,
+            study_attrs=study_attributes(plan, config, arm),
+            optuna_storage=storage,
+            space=space_function(model=arm.model, constraints=config.search),
+            context=ray_tune.TrialContext(
+                sweep=plan.name,
+                sweep_id=plan.sweep_id,
+                protocol=arm.protocol,
+                model=arm.model,
+                dataset=config.dataset,
+                results=root,
+                protocol_options=arm.options,
+                data=config.data_settings(),
+                train=config.train_settings(),
+                fold_cpu=config.resources.cpu,
+                fold_gpu=config.resources.gpu,
+                n_folds=len(arm.folds),
+                folds_per_actor=config.resources.folds_per_actor,
+            ),
+            bundles=plan.bundles,
+            num_samples=config.budget.num_samples,
+            max_concurrent=config.max_concurrent_trials,
+            scheduler=config.scheduler.type,
+            max_epochs=config.scheduler.max_epochs,
+            grace_period=config.scheduler.grace_period,
+            reduction_factor=config.scheduler.reduction_factor,
+            time_limit_s=config.budget.time_limit_s,
+            max_failures=config.failure.max_failures,
+            seed=config.seed,
+            optuna_url=config.optuna_url,
+        )
+        echo(f"[{arm.key}] {'resuming' if was_running else 'starting'} ({arm.study_name})")
+        outcome.arms[arm.key] = ray_tune.run_arm(settings, resume=was_running, echo=echo)
+        outcome.orphans += fail_orphans(storage, arm.study_name)
+        arm.status = "done"
+        state["plan"]["arms"][i] = asdict(arm)
+        _write_state(root, state)

@@ -114,6 +114,8 @@ TRIAL_COLUMNS = [
     "config_hash",
     "failure_reason",
     "duration_s",
+    "retries",
+    "lost_nodes",
 ]
 
 
@@ -151,6 +153,9 @@ def trials_table(sweep: SweepRecord) -> pd.DataFrame:
                 "failure_reason": attrs.get("failure_reason")
                 or ("orphaned by a killed driver" if attrs.get("orphaned") else None),
                 "duration_s": duration,
+                # resumptions after a dead worker or node (each also says which; see the report)
+                "retries": len(attrs.get("retries", [])),
+                "lost_nodes": sum(1 for e in attrs.get("retries", []) if e.get("lost_node")),
             }
             row.update({f"param.{k}": v for k, v in t.params.items()})
             rows.append(row)

@@ -152,6 +152,8 @@ def _sweep_section(sweep: SweepRecord, trials: pd.DataFrame, echo: Echo) -> dict
             "n_trials": int(len(mine)),
             "states": {str(k): int(v) for k, v in states.items()},
             # ASHA-stopped trials are COMPLETE in Optuna; "finished" tells them apart
+            "n_retries": int(mine["retries"].sum()) if "retries" in mine else 0,
+            "n_lost_nodes": int(mine["lost_nodes"].sum()) if "lost_nodes" in mine else 0,
             "n_ran_to_end": int(
                 ((mine["state"] == "COMPLETE") & mine["finished"].astype(bool)).sum()
                 if len(mine)
@@ -719,7 +721,8 @@ def _html_sweep(report: Report) -> str:
                 arm["model"],
                 arm["n_trials"],
                 ", ".join(f"{k} {v}" for k, v in sorted(arm["states"].items()))
-                + f" ({arm['n_ran_to_end']} ran to the end)",
+                + f" ({arm['n_ran_to_end']} ran to the end)"
+                + _retries_text(arm),
                 best.get("trial"),
                 best.get("val_r"),
                 best.get("test_r"),
@@ -764,6 +767,16 @@ def _html_sweep(report: Report) -> str:
             [[f["protocol"], f["model"], f["trial"], f["reason"]] for f in s["failures"]],
         )
     return out
+
+
+def _retries_text(arm: Mapping[str, Any]) -> str:
+    n, lost = arm.get("n_retries", 0), arm.get("n_lost_nodes", 0)
+    if not n:
+        return ""
+    return (
+        f"; {n} retried ({lost} after losing their node, {n - lost} after losing a worker), "
+        "each resumed from its last epoch checkpoint"
+    )
 
 
 def _short(value: Any) -> str:

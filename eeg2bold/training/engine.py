@@ -570,7 +570,10 @@ class ProtocolRun:
         if stopped:  # killed between their last epoch and finish(): finish them now
             for outcome in pool.call("finish", [(i, {}) for i in stopped]):
                 finished[outcome.fold] = outcome
+                best[outcome.fold], best_epoch[outcome.fold] = outcome.val_mean, outcome.best_epoch
         active = [s.fold for s in setups if s.finished is None and not s.stopped]
+        # the epoch this attempt starts from (a resumed trial: the oldest fold state it loaded)
+        resumed_from = min((s.epoch for s in setups if s.finished is None), default=0)
         while active:
             t0 = time.perf_counter()
             epochs: list[EpochOutcome] = pool.call("step", [(i, {}) for i in active])
@@ -581,13 +584,14 @@ class ProtocolRun:
             metrics["epoch_seconds"] = time.perf_counter() - t0
             metrics["best_epoch"] = max(best_epoch.values())
             metrics["setup_seconds"] = setup_seconds  # building the folds' data and models
+            metrics["resumed_from"] = resumed_from
             report(metrics)
             if done:
                 for outcome in pool.call("finish", [(i, {}) for i in done]):
                     finished[outcome.fold] = outcome
             active = [i for i in active if i not in done]
         result.folds = [finished[s.fold] for s in setups]
-        report(self.final_metrics(result.folds))
+        report(self.final_metrics(result.folds) | {"resumed_from": resumed_from})
         return result
 
     def epoch_metrics(

@@ -364,6 +364,93 @@ def test_slurm_script_reads_credentials_from_an_env_file(study_file, fake_slurm,
     assert "driver creds ok" in calls and "secret123" not in result.stderr + calls
 
 
+_APPTAINER_STUB = """echo "apptainer $*" >> "$STUB_LOG"
+[[ "$1" == exec ]] && shift
+while [[ "$1" == -* ]]; do
+    case "$1" in --bind) shift 2 ;; *) shift ;; esac
+done
+shift  # the image
+exec "$@"
+"""
+IMAGE = "/shared/images/eeg2bold.sif"
+BINDS = "/shared/sweeps/cluster_t/launch,/shared/sweeps,/shared/data"
+
+
+@pytest.mark.skipif(BASH is None, reason="needs bash")
+def test_slurm_job_runs_everything_inside_apptainer(study_file, fake_slurm, tmp_path):
+    """With --image, every Ray step and every command on the head (status, the node wait, the
+    sweep driver) runs through `apptainer exec` with the job's folders bound and the GPUs
+    passed through; the token and credentials still reach the driver."""
+    stub = tmp_path / "bin" / "apptainer"
+    stub.write_text("#!/bin/bash\n" + _APPTAINER_STUB)
+    stub.chmod(0o755)
+    path, config = study_file()
+    script = _slurm(path, config, image=IMAGE)
+    assert f"# Container:     apptainer, {IMAGE}" in script
+    result, calls = fake_slurm(script, PGPASSWORD="secret123")
+    assert result.returncode == 3, result.stderr
+    exec_ = f"apptainer exec --nv --bind {BINDS} {IMAGE}"
+    starts = [
+        line for line in calls.splitlines() if line.startswith("srun") and "ray start" in line
+    ]
+    assert len(starts) == 3 and all(f"{exec_} ray start" in line for line in starts)
+    inside = [line for line in calls.splitlines() if line.startswith("apptainer")]
+    assert {line.split(IMAGE + " ")[1].split()[0] for line in inside} == {
+        "ray",
+        "python",
+        "eeg2bold",
+    }
+    assert all(line.startswith(f"apptainer exec --nv --bind {BINDS} ") for line in inside)
+    assert "driver token ok" in calls and "driver creds ok" in calls
+    no_gpu, config0 = study_file(resources={"gpu": 0})
+    assert "--nv" not in _slurm(no_gpu, config0, gpus_per_node=0, image=IMAGE)
+
+
+@pytest.mark.skipif(BASH is None, reason="needs bash")
+def test_slurm_job_runs_everything_through_pyxis(study_file, fake_slurm):
+    path, config = study_file()
+    script = _slurm(
+        path,
+        config,
+        image="registry.example.org/eeg2bold:0.1",
+        container="pyxis",
+        container_bind=["/scratch/me"],
+    )
+    result, calls = fake_slurm(script, PGPASSWORD="secret123")
+    assert result.returncode == 0, result.stderr  # the stub srun ran no driver
+    flags = "--container-image=registry.example.org/eeg2bold:0.1 --container-mounts=" + ",".join(
+        f"{b}:{b}" for b in [*BINDS.split(","), "/scratch/me"]
+    )
+    steps = [line for line in calls.splitlines() if line.startswith("srun")]
+    for what in ("ray start --head", "ray start --address", "ray status", "python -", "eeg2bold"):
+        mine = [line for line in steps if what in line]
+        assert mine and all(flags in line for line in mine), (what, steps)
+    assert "apptainer" not in script
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"image": "two words"}, "is not a container image reference"),
+        ({"image": IMAGE, "container_bind": ["relative/dir"]}, "give an absolute host folder"),
+    ],
+)
+def test_slurm_refuses_bad_container_options(study_file, options, message):
+    path, config = study_file()
+    with pytest.raises(ConfigError, match=message):
+        _slurm(path, config, **options)
+
+
+@pytest.mark.skipif(BASH is None, reason="needs bash")
+@pytest.mark.parametrize("container", ["apptainer", "pyxis"])
+def test_slurm_container_scripts_are_valid_bash(study_file, tmp_path, container):
+    path, config = study_file()
+    script = tmp_path / "job.sh"
+    script.write_text(_slurm(path, config, image=IMAGE, container=container))
+    result = subprocess.run([BASH, "-n", str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
 # -- Kubernetes -----------------------------------------------------------------------------
 def _docs(text: str) -> dict[str, dict]:
     docs = [d for d in yaml.safe_load_all(text) if d]

@@ -4,6 +4,7 @@ two-node Ray cluster survives losing a node."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import re
@@ -232,6 +233,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _node_with_cpus(address: str, cpus: float) -> str:
+    """The id of the alive node offering ``cpus`` CPUs (the worker, not the head)."""
+    code = (
+        f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
+        f"print([n['NodeID'] for n in ray.nodes() if n['Alive'] and "
+        f"n['Resources'].get('CPU') == {cpus}][0])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
 def _alive_nodes(address: str) -> int:
     code = (
         f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
@@ -243,15 +256,17 @@ def _alive_nodes(address: str) -> int:
 
 @pytest.mark.slow
 def test_two_node_cluster_survives_losing_a_node(write_study, tmp_path, monkeypatch, plugin_env):
-    """A worker node dies while trials run on it: they are retried (the user is told) from
-    their saved state, and every trial completes."""
+    """A worker node dies while trials run on it: they resume from their saved state on
+    another node, the user is told so in one line per trial (not Ray's dumps), and every
+    trial completes. The head offers no CPU, so the trials start on worker A; A is killed
+    after a trial's first epoch and worker B joins: the trials can only resume there."""
     ray_bin = str(Path(sys.executable).parent / "ray")
     port = _free_port()
     head = _start(
-        [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=1", "--block"]
+        [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=0", "--block"]
         + ["--include-dashboard=false"]
     )
-    worker = None
+    workers: list[subprocess.Popen[str]] = []
     try:
         address = f"127.0.0.1:{port}"
         deadline = time.monotonic() + 120
@@ -263,13 +278,14 @@ def test_two_node_cluster_survives_losing_a_node(write_study, tmp_path, monkeypa
         ):
             assert time.monotonic() < deadline, "head node did not start"
             time.sleep(1)
-        worker = _start([ray_bin, "start", f"--address={address}", "--num-cpus=2", "--block"])
+        worker_a = [ray_bin, "start", f"--address={address}", "--num-cpus=2", "--block"]
+        workers.append(_start(worker_a))
         path = write_study(
             "twonode",
             models=["planted"],
-            search={"data.window_s": 10.0, "train.steps_per_epoch": 20, "train.patience": 0},
-            budget={"num_samples": 3},
-            max_concurrent_trials=3,
+            search={"data.window_s": 10.0, "train.steps_per_epoch": 150, "train.patience": 0},
+            budget={"num_samples": 2},
+            max_concurrent_trials=2,
             scheduler={"type": "fifo", "max_epochs": 3},
             failure={"max_failures": 3},
             storage={
@@ -278,25 +294,59 @@ def test_two_node_cluster_survives_losing_a_node(write_study, tmp_path, monkeypa
             },
         )
         deadline = time.monotonic() + 120
-        while _alive_nodes(address) < 2:  # wait for the worker to join
+        while _alive_nodes(address) < 2:  # wait for worker A to join
             assert time.monotonic() < deadline, "worker node did not join"
             time.sleep(1)
+        lost_node = _node_with_cpus(address, 2.0)
         sweep = _start([*EEG2BOLD, "sweep", str(path), "--address", address])
         lines = _Lines(sweep)
-        lines.wait_for("epoch 1:", timeout=600)
-        _kill_group(worker)  # the second node dies mid-sweep, holding at least two trials
-        worker = None
+        first = lines.wait_for(r"trial (\S+) epoch 1:", timeout=600).group(1)
+        _kill_group(workers.pop())  # worker A dies under trials with saved state
+        workers.append(
+            _start([ray_bin, "start", f"--address={address}", "--num-cpus=2"] + ["--block"])
+        )
         out = lines.rest(timeout=900)
         assert sweep.returncode == 0, out
         (states,) = _states(tmp_path / "sweep-twonode").values()
-        assert states == ["COMPLETE"] * 3  # every trial complete, retried where needed
-        retried = set(re.findall(r"trial (\S+): its worker or node died; retrying", out))
-        assert retried, out  # the head fits one trial: the others ran on the killed node
-        assert re.search(r"\(\d+ trial\(s\) retried after their worker or node died\)", out)
+        assert states == ["COMPLETE"] * 2  # every trial complete, retried where needed
+        told = re.findall(
+            r"trial (\S+) lost its node (\w{8}) \(\S+\); (resumed from the epoch (\d) "
+            r"checkpoint|restarted from the beginning \(it had finished no epoch\)) on another "
+            r"node (\w{8}) \(\S+\)",
+            out,
+        )
+        retried = {t[0] for t in told}
+        assert first in retried, out  # one line per retried trial: the lost and the new node
+        assert all(t[1] == lost_node[:8] and t[4] != lost_node[:8] for t in told), out
+        resumed = {t[0]: t[3] for t in told}
+        assert resumed[first] in ("1", "2", "3"), out  # from its saved epoch, not from scratch
+        assert len(re.findall(r"lost its (node|worker)", out)) == 2  # each told once
+        assert re.search(
+            rf"\(2 trial\(s\) retried, each from its last epoch checkpoint; {len(told)} of them "
+            "had lost their node\\)",
+            out,
+        ), out
+        # Ray's raw dumps went to the log file, not the console
+        assert "Traceback" not in out and "raylet" not in out and "gcs_server" not in out, out
+        log = tmp_path / "sweep-twonode" / "logs" / "ray.log"
+        assert "Trial task failed" in log.read_text(), "Tune's traceback is not in the log"
+        assert f"are in {log}" in out
+        # the retries are counted in the trials table (from Optuna) and the report
+        trials = trials_table(load_sweep(tmp_path / "sweep-twonode")).set_index("trial")
+        assert trials["retries"].tolist() == [1, 1]
+        assert trials.loc[first, "lost_nodes"] == 1
+        from eeg2bold.cli import main
+
+        report = tmp_path / "report"
+        args = ["report", str(tmp_path / "sweep-twonode"), "-o", str(report / "r.html")]
+        assert main([*args, "--json", str(report / "r.json"), "--n-boot", "50", "-q"]) == 0
+        (arm,) = json.loads((report / "r.json").read_text())["sweep"]["arms"]
+        assert (arm["n_retries"], arm["n_lost_nodes"]) == (2, len(told))
+        assert f"2 retried ({len(told)} after losing their node" in (report / "r.html").read_text()
         results = RunFolder(tmp_path / "sweep-twonode").results()
         assert not results.duplicated(ROW_KEY).any()
         assert set(results[results["final"]]["trial"]) >= retried
     finally:
-        if worker is not None:
+        for worker in workers:
             _kill_group(worker)
         _kill_group(head)

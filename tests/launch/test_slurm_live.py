@@ -251,12 +251,15 @@ def live_study(tmp_path, tiny_store, monkeypatch):
     return write
 
 
-def _render(study: Path, *, resume: bool = False) -> Path:
-    out = study.with_suffix(".resume.sbatch" if resume else ".sbatch")
+def _launch_args(study: Path, *, resume: bool = False) -> list[str]:
     args = ["launch", "slurm", study.name, "--nodes", "1", "--cpus-per-node", "2"]
     args += ["--port", str(_free_port()), "--shared-nodes", "--no-dashboard", "--time", "15"]
-    args += ["--venv", str(VENV), "-o", str(out)] + (["--resume"] if resume else [])
-    assert main(args) == 0
+    return args + ["--venv", str(VENV)] + (["--resume"] if resume else [])
+
+
+def _render(study: Path, *, resume: bool = False) -> Path:
+    out = study.with_suffix(".resume.sbatch" if resume else ".sbatch")
+    assert main([*_launch_args(study, resume=resume), "-o", str(out)]) == 0
     return out
 
 
@@ -275,11 +278,18 @@ def _log(study: Path, job: str) -> str:
     return path.read_text() if path.exists() else ""
 
 
-def test_slurm_live_sweep_runs_in_a_job(slurm, live_study, tmp_path):
+def test_slurm_live_sweep_runs_in_a_job(slurm, live_study, tmp_path, monkeypatch, capsys):
+    """`eeg2bold launch slurm --submit`: rendered, staged, submitted with sbatch."""
     study = live_study("livesweep", num_samples=2)
-    script = _render(study)
+    for key, value in slurm.env.items():  # sbatch finds this loopback cluster
+        monkeypatch.setenv(key, value)
+    capsys.readouterr()
+    assert main([*_launch_args(study), "--submit"]) == 0
+    out, err = capsys.readouterr()
+    job = out.strip()
+    assert job.isdigit() and f"submitted Slurm job {job}" in err, (out, err)
     study.unlink()  # the job reads the staged copy, never the file it was rendered from
-    job = slurm.submit(script)
+    assert (tmp_path / "sweep" / "launch" / "livesweep.sbatch").exists()
     state = slurm.wait(job, timeout=600)
     log = _log(study, job)
     assert state == "COMPLETED", log[-3000:]

@@ -11,6 +11,7 @@ from eeg2bold.cli import main
 from eeg2bold.run_folder import ROW_KEY, RunFolder, read_card
 from eeg2bold.storage import open_dataset
 from eeg2bold.training.config import build_config
+from eeg2bold.training.engine import METRIC, LocalPool, ProtocolRun
 from eeg2bold.training.run import train_protocol
 
 
@@ -130,6 +131,52 @@ def test_interrupted_train_resumes_to_the_same_numbers(
     merged = rows.merge(expected, on=ROW_KEY, suffixes=("", "_straight"))
     assert len(merged) == len(rows)
     assert (merged["r"] == merged["r_straight"]).all()
+
+
+def test_lockstep_resume_with_one_fold_left_to_finish_reports_its_best(
+    sim_store, tiny_model, tmp_path
+):
+    """The sweep driver (folds in lockstep), killed mid-round: fold 0 has trained its last
+    epoch (only its final scoring is left), fold 1 has one epoch to go. On resume the metric
+    the scheduler sees after fold 1's epoch averages fold 0's real best val r (it was -inf,
+    i.e. r = -1), and every report names the epoch the attempt resumed from."""
+    dataset = open_dataset(sim_store)
+    sets = {"window_s": "8", "epochs": "2", "steps_per_epoch": "4", "patience": "0"}
+    config = build_config(model=tiny_model, protocol="loso", sets=sets)
+
+    class KillMidRound(LocalPool):
+        """The second round stops after fold 0's epoch, before fold 1's."""
+
+        rounds = 0
+
+        def call(self, method, calls):
+            if method == "step":
+                self.rounds += 1
+                if self.rounds == 2:
+                    super().call(method, calls[:1])
+                    raise _Interrupt
+            return super().call(method, calls)
+
+    def run(pool):
+        reports: list[dict] = []
+        protocol_run = ProtocolRun(
+            dataset=dataset, config=config, folder=RunFolder(tmp_path / "lock")
+        )
+        protocol_run.run_lockstep(pool=pool, dataset=str(sim_store), report=reports.append)
+        return reports
+
+    with pytest.raises(_Interrupt):
+        run(KillMidRound())
+    straight = ProtocolRun(dataset=dataset, config=config, folder=RunFolder(tmp_path / "straight"))
+    expected: list[dict] = []
+    straight.run_lockstep(pool=LocalPool(), dataset=str(sim_store), report=expected.append)
+    resumed = run(LocalPool())
+    assert [m["epoch"] for m in resumed] == [2, 2]  # fold 1's last epoch, then the end
+    assert [m["resumed_from"] for m in resumed] == [1, 1]
+    assert {m["resumed_from"] for m in expected} == {0}
+    assert resumed[0][METRIC] > -0.99
+    assert resumed[0][METRIC] == pytest.approx(expected[1][METRIC], abs=1e-9)
+    assert resumed[-1][METRIC] == pytest.approx(expected[-1][METRIC], abs=1e-9)
 
 
 def test_train_errors_are_one_line(sim_store, tmp_path, capsys):

@@ -6,6 +6,7 @@
 # Results:       {{results_display}}
 # Optuna:        {{optuna_display}}
 # Credentials:   {{credentials_display}}
+# Container:     {{container_display}}
 #
 # Submit with `sbatch THIS_FILE` from a shell where the variables above are set (sbatch passes
 # your environment on), or name a file of `export NAME=...` lines only you can read with
@@ -41,7 +42,7 @@ if [[ -z "${RAY_AUTH_TOKEN:-}" ]]; then
     token_file="${RAY_AUTH_TOKEN_PATH:-$HOME/.ray/auth_token}"
     if [[ ! -s "$token_file" ]]; then
         (umask 077 && mkdir -p "$(dirname "$token_file")" &&
-            python -c 'import secrets; print(secrets.token_hex(32), end="")' >"$token_file")
+            od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$token_file")
         echo "eeg2bold: created a Ray auth token in $token_file" >&2
     fi
     RAY_AUTH_TOKEN="$(<"$token_file")"
@@ -69,13 +70,13 @@ trap 'exit 143' TERM INT
 
 echo "eeg2bold: Ray head on $head_node ($RAY_ADDRESS), ${#nodes[@]} node(s)" >&2
 srun --nodes=1 --ntasks=1 {{srun_resources}} --overlap --export=ALL -w "$head_node" \
-    ray start --head --node-ip-address="$head_ip" --port="$port" \
+    {{in_step}}ray start --head --node-ip-address="$head_ip" --port="$port" \
     --num-cpus="$SLURM_CPUS_PER_TASK" --num-gpus="$num_gpus" \
     {{dashboard}} --disable-usage-stats --block &
 ray_pids+=($!)
 
 deadline=$((SECONDS + {{node_timeout}}))
-until ray status --address "$RAY_ADDRESS" >/dev/null 2>&1; do
+until {{on_head}}ray status --address "$RAY_ADDRESS" >/dev/null 2>&1; do
     if ! kill -0 "${ray_pids[0]}" 2>/dev/null || ((SECONDS > deadline)); then
         echo "eeg2bold: the Ray head did not start on $head_node (see the log above)" >&2
         exit 1
@@ -85,13 +86,13 @@ done
 
 for node in "${nodes[@]:1}"; do
     srun --nodes=1 --ntasks=1 {{srun_resources}} --overlap --export=ALL -w "$node" \
-        ray start --address="$RAY_ADDRESS" \
+        {{in_step}}ray start --address="$RAY_ADDRESS" \
         --num-cpus="$SLURM_CPUS_PER_TASK" --num-gpus="$num_gpus" --block &
     ray_pids+=($!)
 done
 
 # Wait until every node has joined (the sweep sizes its trials to the cluster it sees).
-python - "$RAY_ADDRESS" "${#nodes[@]}" "$((deadline - SECONDS))" <<'PY'
+{{on_head}}python - "$RAY_ADDRESS" "${#nodes[@]}" "$((deadline - SECONDS))" <<'PY'
 import sys
 import time
 
@@ -109,5 +110,5 @@ PY
 
 # -- the sweep (the driver runs here, on the head node) -------------------------------------
 status=0
-{{sweep_command}} || status=$?
+{{on_head}}{{sweep_command}} || status=$?
 exit "$status"

@@ -55,6 +55,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_report.py
 	$(BIN)/python benchmarks/bench_generalization.py
 	$(BIN)/python benchmarks/bench_demo.py
+	$(BIN)/python benchmarks/bench_slurm.py
+	$(BIN)/python benchmarks/bench_gpu.py || test $$? -eq 2  # 2: no GPU here, nothing measured
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache .mypy_cache

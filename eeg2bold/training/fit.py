@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor
 
 from eeg2bold.errors import Eeg2BoldError
@@ -63,6 +63,12 @@ class TrainConfig(BaseModel):
         "bf16 autocast on any device (CPU too); off = float32.",
     )
     seed: int = Field(0, ge=0, description="Seed of initial weights and data order.")
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        """YAML reads a bare ``off`` (``--set amp=off``, ``amp: off``) as false."""
+        return "off" if value is False else value
 
 
 def resolve_device(name: str) -> torch.device:

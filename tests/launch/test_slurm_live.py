@@ -1,6 +1,7 @@
-"""A live Slurm cluster on loopback (munge, slurmdbd on the local MariaDB, slurmctld, slurmd):
-`eeg2bold launch slurm` renders the job, `sbatch` submits it, the job starts Ray inside its
-allocation and runs the sweep from the staged study config; `sacct` tells how it ended.
+"""A live Slurm cluster on loopback (munge, slurmdbd on the local MariaDB, slurmctld, two
+slurmd: see loopback_slurm.py): `eeg2bold launch slurm` renders the job, `sbatch` submits
+it, the job starts Ray inside its allocation and runs the sweep from the staged study config;
+`sacct` tells how it ended.
 `pytest -k "slurm and live"` selects these tests.
 
 Debian's `slurm-wlm`, `slurmdbd` and `munge` are installed by `make test` (as root with
@@ -9,220 +10,31 @@ apt-get); without them, root, or a MariaDB at 127.0.0.1:3306, the tests skip wit
 
 from __future__ import annotations
 
-import contextlib
-import os
+import json
 import re
-import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
 import yaml
+from loopback_slurm import VENV, Slurm, free_port, loopback_slurm, missing
 
 from eeg2bold.cli import main
 from eeg2bold.launch.optuna_storage import optuna_storage
 from eeg2bold.run_folder import ROW_KEY, RunFolder
 from eeg2bold.study.queries import load_sweep, trials_table
 
-BINARIES = ("munged", "munge", "slurmdbd", "slurmctld", "slurmd", "sacctmgr", "sbatch", "sacct")
-MUNGE_SOCKET = Path("/run/munge/munge.socket.2")  # where every Slurm command looks for it
-VENV = Path(sys.prefix)  # the job activates the environment the tests run in
-
-
-def _free_port() -> int:
-    with socket.socket() as s:  # the kernel's ephemeral range: clear of Ray's worker ports
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _mysql(sql: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["mysql", "-uroot", "-h127.0.0.1", "-P3306", "-e", sql],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-
-
-@dataclass
-class Slurm:
-    root: Path
-    env: dict[str, str]
-
-    def run(self, *cmd: str, timeout: float = 60) -> str:
-        out = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout)
-        assert out.returncode == 0, f"{' '.join(cmd)}: {out.stderr}"
-        return out.stdout
-
-    def submit(self, script: Path) -> str:
-        return self.run("sbatch", "--parsable", str(script), timeout=30).strip().split(";")[0]
-
-    def state(self, job: str) -> str:
-        """The job's state as accounting records it ('' until slurmdbd has it)."""
-        out = subprocess.run(
-            ["sacct", "-j", job, "-X", "-n", "-P", "-o", "State"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        return out.stdout.strip().split(" ")[0]
-
-    def wait(self, job: str, *, timeout: float = 600) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            state = self.state(job)
-            ended = state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL")
-            if ended and not self.run("squeue", "-h", "-j", job).strip():
-                return state  # ended, and every step of it gone
-            time.sleep(2)
-        raise AssertionError(f"job {job} still {self.state(job)!r} after {timeout:.0f} s")
-
-
-def _start_daemons(root: Path, env: dict[str, str], pids: list[Path]) -> None:
-    for cmd, pid in (
-        (["slurmdbd"], root / "slurmdbd.pid"),
-        (["slurmctld", "-f", env["SLURM_CONF"]], root / "slurmctld.pid"),
-        (["slurmd", "-f", env["SLURM_CONF"]], root / "slurmd.pid"),
-    ):
-        subprocess.run(cmd, env=env, check=True, timeout=60)
-        pids.append(pid)
-        if cmd[0] == "slurmdbd":  # the cluster must exist in accounting before slurmctld starts
-            deadline = time.monotonic() + 60
-            while True:
-                added = subprocess.run(
-                    ["sacctmgr", "-i", "add", "cluster", "e2b"],
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    timeout=30,
-                )
-                if added.returncode == 0:
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"slurmdbd did not answer: {added.stderr}")
-                time.sleep(1)
-            for args in (["account", "e2b", "Cluster=e2b"], ["user", "root", "Account=e2b"]):
-                subprocess.run(["sacctmgr", "-i", "add", *args], env=env, check=True, timeout=30)
-
 
 @pytest.fixture(scope="module")
 def slurm() -> Iterator[Slurm]:
-    missing = [b for b in BINARIES if shutil.which(b) is None]
-    if missing:
-        pytest.skip(f"Slurm is not installed ({', '.join(missing)}): `make test` installs it")
-    if os.geteuid() != 0:
-        pytest.skip("the loopback Slurm cluster runs its daemons as root")
-    if shutil.which("mysql") is None or _mysql("select 1").returncode != 0:
-        pytest.skip("no MariaDB/MySQL at 127.0.0.1:3306 for slurmdbd (sacct)")
-    root = Path(tempfile.mkdtemp(prefix="e2b-slurm-", dir="/tmp"))
-    database = f"e2b_slurm_{secrets.token_hex(4)}"
-    host = socket.gethostname().split(".")[0]
-    ctld, node, dbd = _free_port(), _free_port(), _free_port()
-    cpus = os.cpu_count() or 2
-    (root / "state").mkdir()
-    (root / "spool").mkdir()
-    conf = root / "slurm.conf"
-    conf.write_text(
-        f"""ClusterName=e2b
-SlurmctldHost={host}(127.0.0.1)
-SlurmUser=root
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-StateSaveLocation={root}/state
-SlurmdSpoolDir={root}/spool
-SlurmctldPidFile={root}/slurmctld.pid
-SlurmdPidFile={root}/slurmd.pid
-SlurmctldPort={ctld}
-SlurmdPort={node}
-SlurmctldLogFile={root}/slurmctld.log
-SlurmdLogFile={root}/slurmd.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=127.0.0.1
-AccountingStoragePort={dbd}
-SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
-ReturnToService=2
-MpiDefault=none
-KillWait=10
-NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=2000 State=UNKNOWN
-PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
-"""
-    )
-    dbd_conf = root / "slurmdbd.conf"  # read from beside slurm.conf ($SLURM_CONF)
-    dbd_conf.write_text(
-        f"""AuthType=auth/munge
-DbdHost={host}
-DbdAddr=127.0.0.1
-DbdPort={dbd}
-SlurmUser=root
-LogFile={root}/slurmdbd.log
-PidFile={root}/slurmdbd.pid
-StorageType=accounting_storage/mysql
-StorageHost=127.0.0.1
-StoragePort=3306
-StorageUser=root
-StorageLoc={database}
-"""
-    )
-    dbd_conf.chmod(0o600)
-    env = {**os.environ, "SLURM_CONF": str(conf)}
-    pids: list[Path] = []
-    own_munge = subprocess.run(["munge", "-n"], capture_output=True, timeout=30).returncode != 0
-    try:
-        if own_munge:  # none running: ours, on the socket every Slurm command uses
-            key = root / "munge.key"
-            key.write_bytes(secrets.token_bytes(1024))
-            key.chmod(0o400)
-            MUNGE_SOCKET.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run(
-                ["munged", f"--key-file={key}", f"--socket={MUNGE_SOCKET}", "--force"]
-                + [f"--pid-file={root}/munged.pid", f"--log-file={root}/munged.log"]
-                + [f"--seed-file={root}/munged.seed"],
-                check=True,
-                timeout=30,
-            )
-            pids.append(root / "munged.pid")
-        _start_daemons(root, env, pids)
-        cluster = Slurm(root=root, env=env)
-        deadline = time.monotonic() + 60
-        while "idle" not in cluster.run("sinfo", "-h", "-o", "%T"):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"slurmd did not come up: {(root / 'slurmd.log').read_text()}")
-            time.sleep(1)
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    with loopback_slurm() as cluster:
         yield cluster
-    finally:
-        subprocess.run(["scancel", "--user=root"], env=env, capture_output=True, timeout=30)
-        deadline = time.monotonic() + 60  # let the steps end before the daemons do
-        while (
-            time.monotonic() < deadline
-            and subprocess.run(
-                ["squeue", "-h"], env=env, capture_output=True, text=True, timeout=30
-            ).stdout.strip()
-        ):
-            time.sleep(1)
-        subprocess.run(["scontrol", "shutdown"], env=env, capture_output=True, timeout=30)
-        for pid_file in reversed(pids):
-            if pid_file.exists():
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
-        time.sleep(1)
-        _mysql(f"drop database if exists {database}")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -231,7 +43,9 @@ def live_study(tmp_path, tiny_store, monkeypatch):
     monkeypatch.setattr("eeg2bold.launch.cluster.NODE_LOCAL", ())
     monkeypatch.chdir(tmp_path)
 
-    def write(name: str, num_samples: int, model: str = "ridge", epochs: int = 1) -> Path:
+    def write(
+        name: str, num_samples: int, model: str = "ridge", epochs: int = 1, concurrent: int = 1
+    ) -> Path:
         study = {
             "name": name,
             "dataset": str(tiny_store),
@@ -241,7 +55,7 @@ def live_study(tmp_path, tiny_store, monkeypatch):
             "budget": {"num_samples": num_samples},
             "scheduler": {"type": "fifo", "max_epochs": epochs},
             "resources": {"cpu": 0.45, "trial_cpu": 0.05},
-            "max_concurrent_trials": 1,
+            "max_concurrent_trials": concurrent,
             "storage": {"results": "sweep", "optuna": f"journal://{tmp_path}/optuna.log"},
         }
         path = tmp_path / f"{name}.yaml"
@@ -251,9 +65,9 @@ def live_study(tmp_path, tiny_store, monkeypatch):
     return write
 
 
-def _launch_args(study: Path, *, resume: bool = False) -> list[str]:
-    args = ["launch", "slurm", study.name, "--nodes", "1", "--cpus-per-node", "2"]
-    args += ["--port", str(_free_port()), "--shared-nodes", "--no-dashboard", "--time", "15"]
+def _launch_args(study: Path, *, resume: bool = False, nodes: int = 1, cpus: int = 2) -> list[str]:
+    args = ["launch", "slurm", study.name, "--nodes", str(nodes), "--cpus-per-node", str(cpus)]
+    args += ["--port", str(free_port()), "--shared-nodes", "--no-dashboard", "--time", "15"]
     return args + ["--venv", str(VENV)] + (["--resume"] if resume else [])
 
 
@@ -335,3 +149,29 @@ def test_slurm_live_scancel_then_resume_ends_with_the_requested_trials(slurm, li
     raw = pd.concat([pd.read_parquet(p) for p in (tmp_path / "sweep" / "table").glob("*")])
     assert not raw.duplicated(ROW_KEY).any()
     assert results[results["final"]]["trial"].nunique() == 4
+
+
+def test_slurm_live_two_nodes_run_trials_on_both(slurm, live_study, tmp_path):
+    """Two slurmd on this host: one job on both nodes, a Ray head on the first and a worker on
+    the second; each node fits one trial (1 CPU), so two concurrent trials run one per node."""
+    study = live_study("livetwo", num_samples=2, model="linker", epochs=2, concurrent=2)
+    out = study.with_suffix(".sbatch")
+    assert main([*_launch_args(study, nodes=2, cpus=1), "-o", str(out)]) == 0
+    job = slurm.submit(out)
+    state = slurm.wait(job, timeout=600)
+    log = _log(study, job)
+    assert state == "COMPLETED", log[-3000:]
+    assert "Ray cluster ready (2 nodes)" in log, log[-3000:]
+    allocated = slurm.run("sacct", "-j", job, "-X", "-n", "-P", "-o", "NodeList,AllocNodes")
+    assert allocated.strip() == "e2b[1-2]|2", allocated
+    steps = slurm.run("sacct", "-j", job, "-n", "-P", "-o", "JobID,NodeList")
+    assert {"e2b1", "e2b2"} <= set(re.findall(r"e2b\d", steps))  # a `ray start` step on each
+    folder = RunFolder(tmp_path / "sweep")
+    table = trials_table(load_sweep(folder.url))
+    assert len(table) == 2 and set(table["state"]) == {"COMPLETE"}
+    ran_on = set()
+    for result in (tmp_path / "sweep" / "ray").glob("*/trial_*/result.json"):
+        rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        ran_on |= {n for row in rows for n in str(row.get("nodes", "")).split(",") if n}
+    assert len(ran_on) == 2, ran_on  # the two trials ran on the two Ray nodes
+    assert not folder.results().duplicated(ROW_KEY).any()

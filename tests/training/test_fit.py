@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from eeg2bold.errors import ConfigError
 from eeg2bold.protocols import build_sample_table, get_protocol
 from eeg2bold.storage import open_dataset
 from eeg2bold.training.checkpoint import load, save_atomic
@@ -129,3 +130,14 @@ def test_bf16_autocast_runs_the_model_in_bf16_and_keeps_scores_in_float32(
 def test_auto_precision_is_float32_on_the_cpu(fold_data, tiny_model):
     trainer = _trainer(fold_data, tiny_model, epochs=1, device="cpu")
     assert trainer.config.amp == "auto" and not trainer.autocast
+
+
+@pytest.mark.parametrize("text", ["off", "bf16", "auto"])
+def test_every_amp_setting_is_accepted_as_typed(text):
+    """YAML reads a bare `off` as false: `--set amp=off` and `amp: off` in a study config must
+    still mean float32, not a refused setting."""
+    from eeg2bold.training.config import build_config
+
+    assert build_config(model="beira", sets={"amp": text}).train.amp == text
+    with pytest.raises(ConfigError, match="amp"):
+        build_config(model="beira", sets={"amp": "on"})

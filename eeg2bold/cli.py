@@ -7,6 +7,7 @@ non-zero exit status; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -150,24 +151,28 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_trials(args: argparse.Namespace) -> int:
-    from eeg2bold.study.queries import format_trials, load_sweep, trials_table
+    from eeg2bold.study.queries import format_trials, load_sweep, trial_records, trials_table
 
     frame = trials_table(load_sweep(args.study))
     if args.json:
-        print(frame.to_json(orient="records", indent=2))
+        print(json.dumps(trial_records(frame), indent=2, default=str))
     else:
         print(format_trials(frame, params=args.params))
     return 0
 
 
 def _cmd_best(args: argparse.Namespace) -> int:
-    from eeg2bold.study.queries import best_trials, format_trials, load_sweep
+    from eeg2bold.study.queries import best_trials, format_trials, load_sweep, trial_records
 
     frame = best_trials(
-        load_sweep(args.study), protocol=args.protocol, model=args.model, top=args.top
+        load_sweep(args.study),
+        protocol=args.protocol,
+        model=args.model,
+        top=args.top,
+        overall=args.overall,
     )
     if args.json:
-        print(frame.to_json(orient="records", indent=2))
+        print(json.dumps(trial_records(frame), indent=2, default=str))
     else:
         print(format_trials(frame, params=True))
     return 0
@@ -743,6 +748,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", help="only this protocol")
     p.add_argument("--model", help="only this model")
     p.add_argument("--top", type=int, default=1, help="trials per protocol and model")
+    p.add_argument(
+        "--overall",
+        action="store_true",
+        help="one ranking across protocols and models (their val r are not comparable)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable JSON")
     p.set_defaults(func=_cmd_best)
 
@@ -815,12 +825,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a process ended by SIGPIPE (128 + 13)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot raise again."""
+    import os
+
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
+    except BrokenPipeError:  # `eeg2bold trials … | head`: the reader has what it wanted
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except Eeg2BoldError as exc:
         if args.debug:
             raise

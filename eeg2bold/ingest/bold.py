@@ -118,8 +118,12 @@ def read_region_table(path: Path, *, metadata_columns: Sequence[str] = ()) -> Re
     names = [str(c) for c in frame.columns]
     if not names or all(_is_number(n) for n in names):
         raise IngestError(f"{path}: region table has no header row (one name per column)")
-    if len(set(names)) != len(names):
-        raise IngestError(f"{path}: duplicate column names in region table")
+    header = _header(path, sep)  # pandas renames a repeated name (Thal, Thal.1): read it raw
+    repeated = sorted({n for n in header if header.count(n) > 1})
+    if repeated or len(set(names)) != len(names):
+        raise IngestError(
+            f"{path}: duplicate column name(s) in the region table: {', '.join(repeated)}"
+        )
     metadata = {}
     for col in metadata_columns:
         if col in frame.columns:
@@ -145,6 +149,13 @@ def read_region_table(path: Path, *, metadata_columns: Sequence[str] = ()) -> Re
             f"{rois[col]!r}, data row {row + 1})"
         )
     return RegionTable(names=rois, values=values, metadata=metadata)
+
+
+def _header(path: Path, sep: str) -> list[str]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        return [name.strip() for name in next(csv.reader(f, delimiter=sep), [])]
 
 
 def _is_number(text: str) -> bool:

@@ -131,6 +131,28 @@ def _check_brainvision(vhdr: Path) -> None:
             f"{eeg}: truncated BrainVision data ({size} bytes is not a whole number of "
             f"{frame}-byte samples)"
         )
+    # cut at a sample boundary: the markers still say how long the recording was
+    marker = re.search(r"^MarkerFile=(.+)$", text, flags=re.MULTILINE)
+    if marker is None or not (vmrk := vhdr.parent / marker.group(1).strip()).exists():
+        return
+    last = _last_marker_sample(vmrk)
+    if last is not None and last > size // frame:
+        raise IngestError(
+            f"{eeg}: truncated BrainVision data: it ends at sample {size // frame}, but "
+            f"{vmrk.name} has markers up to sample {last}"
+        )
+
+
+def _last_marker_sample(vmrk: Path) -> int | None:
+    """The last sample any marker of a .vmrk file refers to (1-based; position + size − 1)."""
+    try:
+        text = vmrk.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    ends = []
+    for m in re.finditer(r"^Mk\d+=[^,]*,[^,]*,\s*(\d+)\s*,\s*(\d+)", text, flags=re.MULTILINE):
+        ends.append(int(m.group(1)) + max(int(m.group(2)), 1) - 1)
+    return max(ends) if ends else None
 
 
 def _open(source: EEGSource) -> mne.io.BaseRaw:

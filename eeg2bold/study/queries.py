@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from eeg2bold.launch.optuna_storage import optuna_storage
@@ -158,6 +159,7 @@ def trials_table(sweep: SweepRecord) -> pd.DataFrame:
                 "lost_nodes": sum(1 for e in attrs.get("retries", []) if e.get("lost_node")),
             }
             row.update({f"param.{k}": v for k, v in t.params.items()})
+            row["params"] = dict(t.params)  # native types, this trial's own parameters only
             rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -171,12 +173,15 @@ def best_trials(
     protocol: str | None = None,
     model: str | None = None,
     top: int = 1,
+    overall: bool = False,
 ) -> pd.DataFrame:
-    """The ``top`` completed trials by mean validation r per (protocol, model)."""
+    """The ``top`` completed trials by mean validation r per (protocol, model), each arm
+    ranked on its own (``rank`` 1 is its best); with ``overall``, the ``top`` of all arms in
+    one ranking (scores of different protocols are not comparable: use it knowingly)."""
     frame = trials_table(sweep)
     if frame.empty:
         return frame
-    frame = frame[frame["state"] == "COMPLETE"]
+    frame = frame[(frame["state"] == "COMPLETE") & frame["val_r"].notna()]
     # trials that ran to the end (not stopped by ASHA) are the candidates when there are any
     finished = frame[frame["finished"].astype(bool)]
     frame = finished if not finished.empty else frame
@@ -184,34 +189,83 @@ def best_trials(
         frame = frame[frame["protocol"] == protocol]
     if model:
         frame = frame[frame["model"] == model]
-    frame = frame.sort_values("val_r", ascending=False)
-    return frame.groupby(["protocol", "model"], sort=True).head(top).reset_index(drop=True)
+    if overall:
+        frame = frame.sort_values("val_r", ascending=False).head(top).copy()
+        frame.insert(0, "rank", range(1, len(frame) + 1))
+        return frame.reset_index(drop=True)
+    frame = frame.sort_values(["protocol", "model", "val_r"], ascending=[True, True, False])
+    frame = frame.groupby(["protocol", "model"], sort=True).head(top).copy()
+    frame.insert(0, "rank", frame.groupby(["protocol", "model"]).cumcount() + 1)
+    return frame.reset_index(drop=True)
 
 
-def format_trials(frame: pd.DataFrame, *, params: bool = False) -> str:
-    """A readable table (parameters optional: they are many)."""
+def trial_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts: native types, NaN as null, and under ``params`` only the
+    parameters that trial has (no other model's columns)."""
+    columns = [c for c in ("rank", *TRIAL_COLUMNS) if c in frame.columns]
+    records = []
+    for _, row in frame.iterrows():
+        record = {c: _native(row[c]) for c in columns}
+        params = row.get("params")
+        record["params"] = (
+            {k: _native(v) for k, v in params.items()} if isinstance(params, dict) else {}
+        )
+        records.append(record)
+    return records
+
+
+def _native(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if value is pd.NaT or value is None:
+        return None
+    return value
+
+
+def format_trials(frame: pd.DataFrame, *, params: bool = False, width: int | None = None) -> str:
+    """A readable table; with ``params``, each trial's parameters follow as a block wrapped
+    to the terminal (they are many). Columns with nothing to say are left out."""
+    import shutil
+    import textwrap
+
     if frame.empty:
         return "(no trials)"
-    cols = [c for c in TRIAL_COLUMNS if c in frame.columns and c not in ("config_hash",)]
-    shown = frame[cols].copy()
-    if params:
-        names = sorted(c for c in frame.columns if c.startswith("param."))
-        shown["params"] = [
-            " ".join(
-                f"{n.removeprefix('param.')}={_short(row[n])}"
-                for n in names
-                if not _missing(row[n])
-            )
-            for _, row in frame.iterrows()
-        ]
+    cols = [c for c in ("rank", *TRIAL_COLUMNS) if c in frame.columns and c != "config_hash"]
+    quiet = {
+        "failure_reason": frame.get("failure_reason", pd.Series(dtype=object)).isna().all(),
+        "retries": (frame.get("retries", pd.Series([0])).fillna(0) == 0).all(),
+        "lost_nodes": (frame.get("lost_nodes", pd.Series([0])).fillna(0) == 0).all(),
+    }
+    shown = frame[[c for c in cols if not quiet.get(c, False)]].copy()
     for c in ("val_r", "test_r"):
         shown[c] = shown[c].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.3f}")
     if "duration_s" in shown:
         shown["duration_s"] = shown["duration_s"].map(
             lambda v: "" if v is None or pd.isna(v) else f"{v:.0f}"
         )
-    shown["failure_reason"] = shown["failure_reason"].fillna("")
-    return shown.to_string(index=False, max_colwidth=None if params else 60)
+    if "failure_reason" in shown:
+        shown["failure_reason"] = shown["failure_reason"].fillna("")
+    text = shown.to_string(index=False, max_colwidth=60)
+    if not params:
+        return text
+    width = width or max(60, min(shutil.get_terminal_size((100, 24)).columns, 120))
+    blocks = []
+    for _, row in frame.iterrows():
+        values = row.get("params") if isinstance(row.get("params"), dict) else {}
+        line = " ".join(f"{k}={_short(v)}" for k, v in sorted(values.items()))
+        head = f"trial {row['trial']} ({row['protocol']} × {row['model']}): "
+        blocks.append(
+            textwrap.fill(
+                line or "(no parameters)",
+                width=width,
+                initial_indent=head,
+                subsequent_indent="    ",
+                break_on_hyphens=False,
+            )
+        )
+    return text + "\n\nparameters:\n" + "\n".join(blocks)
 
 
 def _missing(value: Any) -> bool:

@@ -220,6 +220,11 @@ def test_region_table_problems_are_named(tmp_path):
     text.write_text("A,B\n1,x\n2,y\n")
     with pytest.raises(IngestError, match="column 'B' is not numeric"):
         read_region_table(text)
+    twice = tmp_path / "twice.tsv"
+    twice.write_text("Thal\tCaud\tThal\n1\t2\t3\n4\t5\t6\n")  # pandas would rename Thal.1
+    with pytest.raises(IngestError) as err:
+        read_region_table(twice)
+    assert str(err.value) == f"{twice}: duplicate column name(s) in the region table: Thal"
     meta = tmp_path / "meta.csv"
     meta.write_text("A,Nvol,Tstart\n1,3,4.5\n2,3,4.5\n3,3,4.5\n")
     table = read_region_table(meta, metadata_columns=("Nvol", "Tstart"))

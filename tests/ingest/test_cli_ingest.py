@@ -123,6 +123,16 @@ def test_ingest_files_errors_are_one_line_with_exit_status_1(tmp_path, make, cap
     (line,) = _one_line_errors(capsys.readouterr().err)
     assert "invalid subject name 'sub 01'" in line
 
+    # confounds cannot be regressed from a region table: refused, never silently ignored
+    motion = tmp_path / "rp_run.txt"
+    motion.write_text("0 0 0 0 0 0\n" * 30)
+    fresh2 = [*fresh[:2], str(tmp_path / "conf.zarr"), *fresh[3:]]
+    args = [*fresh2, "--bold", str(table), "--marker", "R128", "--confounds", str(motion)]
+    assert main(args) == 1
+    (line,) = _one_line_errors(capsys.readouterr().err)
+    assert f"{motion}: --confounds given with the region table {table}" in line
+    assert not (tmp_path / "conf.zarr").exists() or not open_dataset(tmp_path / "conf.zarr").runs()
+
     with pytest.raises(SystemExit):
         main(["ingest", "files", out, "--eeg", str(vhdr)])  # argparse: --bold is required
 

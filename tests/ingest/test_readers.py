@@ -110,6 +110,17 @@ def test_truncated_files_are_refused(real_data, tmp_path, make):
     with pytest.raises(IngestError, match=r"cut\.eeg: truncated BrainVision data"):
         read_eeg(EEGSource(path=vhdr, format="brainvision"))
 
+    # cut at a sample boundary: a whole number of samples, but the markers run past the end
+    vhdr = make.brainvision(tmp_path, "short", make.eeg(seconds=60), markers=make.onsets(25))
+    eeg = tmp_path / "short.eeg"
+    whole = eeg.read_bytes()
+    frame = len(whole) // (60 * _sfreq(vhdr))
+    eeg.write_bytes(whole[: frame * 30 * _sfreq(vhdr)])  # the first 30 s of 60
+    with pytest.raises(IngestError) as err:
+        read_eeg(EEGSource(path=vhdr, format="brainvision"))
+    assert str(err.value).startswith(f"{eeg}: truncated BrainVision data: it ends at sample ")
+    assert "short.vmrk has markers up to sample" in str(err.value)
+
     (tmp_path / "garbage.vhdr").write_text("this is no header")
     with pytest.raises(IngestError, match=r"garbage\.vhdr: cannot read BrainVision file"):
         read_eeg(EEGSource(path=tmp_path / "garbage.vhdr", format="brainvision"))
@@ -123,3 +134,11 @@ def test_companion_files_are_hashed_with_the_recording(real_data, tmp_path, make
     vhdr = make.brainvision(tmp_path, "rec", make.eeg(seconds=5), markers=[1.0])
     names = sorted(f.name for f in companion_files(EEGSource(path=vhdr, format="brainvision")))
     assert names == ["rec.eeg", "rec.vhdr", "rec.vmrk"]
+
+
+def _sfreq(vhdr) -> int:
+    """Samples per second from a .vhdr's SamplingInterval (µs)."""
+    import re
+
+    interval = re.search(r"^SamplingInterval=(\S+)", vhdr.read_text(), flags=re.MULTILINE)
+    return round(1e6 / float(interval.group(1)))

@@ -16,7 +16,7 @@ from eeg2bold.errors import ConfigError
 from eeg2bold.launch.config import load_study_config, parse_study_config, validate_study
 from eeg2bold.launch.optuna_storage import optuna_storage
 from eeg2bold.run_folder import ROW_KEY, RunFolder, read_results
-from eeg2bold.study.queries import best_trials, load_sweep, trials_table
+from eeg2bold.study.queries import best_trials, format_trials, load_sweep, trials_table
 from eeg2bold.training.metrics import fisher_mean
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -150,8 +150,64 @@ def test_small_sweep_with_asha_through_the_cli(ray_cluster, write_study, capsys,
     assert len(json.loads(capsys.readouterr().out)) == 6
     assert main(["best", str(folder), "--model", "ridge"]) == 0
     assert "ridge" in capsys.readouterr().out
+    _check_output_for_scripts_and_people(folder, capsys)
     _check_one_identity_and_self_describing_studies(folder)
     _check_the_objective_is_val_r(folder)
+
+
+def _check_output_for_scripts_and_people(folder, capsys):
+    """`--json` has native types and only each trial's own parameters; `best` ranks each
+    protocol × model on its own; `trials --params` fits a 100-column terminal."""
+    by_id = {
+        str(t.user_attrs["trial_id"]): t
+        for study in _studies(folder).values()
+        for t in study.trials
+    }
+    assert main(["trials", str(folder), "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    for record in records:
+        trial = by_id[record["trial"]]
+        assert record["params"] == trial.params  # this model's parameters, no one else's
+        assert {k: type(v) for k, v in record["params"].items()} == {
+            k: type(v) for k, v in trial.params.items()
+        }  # an integer parameter stays an integer
+        assert not any(k.startswith("param.") for k in record)
+        assert isinstance(record["number"], int) and isinstance(record["finished"], bool)
+    models = {r["model"]: set(r["params"]) for r in records}
+    assert models["ridge"] != models["linker"]
+    assert main(["best", str(folder), "--top", "2", "--json"]) == 0
+    best = json.loads(capsys.readouterr().out)
+    # one ranking per arm, arms in order (ASHA-stopped trials rank only where none finished)
+    assert [b["model"] for b in best] == sorted(b["model"] for b in best)
+    assert {b["model"] for b in best} == {"linker", "ridge"}
+    for model in ("linker", "ridge"):
+        mine = [b for b in best if b["model"] == model]
+        assert [b["rank"] for b in mine] == list(range(1, len(mine) + 1))
+        assert [b["val_r"] for b in mine] == sorted((b["val_r"] for b in mine), reverse=True)
+    assert len([b for b in best if b["model"] == "ridge"]) == 2  # closed form: all finish
+    assert main(["best", str(folder), "--overall", "--top", "3", "--json"]) == 0
+    overall = json.loads(capsys.readouterr().out)
+    assert [b["rank"] for b in overall] == [1, 2, 3]
+    assert [b["val_r"] for b in overall] == sorted((b["val_r"] for b in overall), reverse=True)
+    text = format_trials(trials_table(load_sweep(folder)), params=True, width=100)
+    assert max(len(line) for line in text.splitlines()) <= 100, text
+    assert text.count("\ntrial ") == 6  # one parameter block per trial
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`eeg2bold … | head`: the reader left before the output came; no "internal error",
+    the status a shell gives a process ended by SIGPIPE."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eeg2bold.cli", "spaces"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before anything is written
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141, err
+    assert err == ""
 
 
 def _check_one_identity_and_self_describing_studies(folder):

@@ -65,6 +65,12 @@ class FilesLayout:
                 problem = f"{r.bold}: unknown BOLD format (expected .nii, .nii.gz, .tsv, .csv)"
             elif fmt == "mat" and self.mat is None:
                 problem = f"{r.eeg}: MATLAB EEG needs --mat-variable and --mat-sfreq"
+            elif kind == "table" and r.confounds is not None:
+                problem = (
+                    f"{r.confounds}: --confounds given with the region table {r.bold}, which is "
+                    "used as given (nothing would regress them out): drop --confounds, or give "
+                    "the NIfTI image"
+                )
             eeg = EEGSource(path=r.eeg, format=fmt, mat=self.mat) if fmt else None
             bold = BOLDSource(kind=kind, paths=(r.bold,), confounds=r.confounds) if kind else None
             yield RunSpec(

@@ -15,7 +15,7 @@ from typing import Any
 
 from eeg2bold import __version__
 from eeg2bold.cli_options import add_options, given
-from eeg2bold.errors import ConfigError, Eeg2BoldError
+from eeg2bold.errors import ConfigError, Eeg2BoldError, Eeg2BoldWarning
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -90,14 +90,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"\nresults, model files and configs in {out}")
         if args.json:
             with open(args.json, "w") as f:
-                json.dump([r.summary() for r in curve], f, indent=2)
+                from eeg2bold.run_folder.files import json_safe
+
+                json.dump(json_safe([r.summary() for r in curve]), f, indent=2)
         return 0
     result = train_protocol(dataset, config, on_epoch=on_epoch, on_fold=on_fold, **common)
     print(format_result(result))
     print(f"\nresults, model files and config in {out}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(result.summary(), f, indent=2)
+            from eeg2bold.run_folder.files import json_safe
+
+            json.dump(json_safe(result.summary()), f, indent=2)
     return 0
 
 
@@ -825,6 +829,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_PYTHON_SHOW_WARNING: Any = None
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a process ended by SIGPIPE (128 + 13)
 
 
@@ -837,7 +842,21 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our own warnings as one line (others as Python shows them)."""
+    if issubclass(category, Eeg2BoldWarning):
+        print(f"eeg2bold: warning: {message}", file=file or sys.stderr)
+    else:
+        _PYTHON_SHOW_WARNING(message, category, filename, lineno, file, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
+    if warnings.showwarning is not _show_warning:
+        global _PYTHON_SHOW_WARNING
+        _PYTHON_SHOW_WARNING = warnings.showwarning
+        warnings.showwarning = _show_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func

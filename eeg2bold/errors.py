@@ -21,3 +21,8 @@ class RunValidationError(DatasetError):
 
 class ConfigError(Eeg2BoldError):
     """A configuration value is invalid."""
+
+
+class Eeg2BoldWarning(UserWarning):
+    """Something a user should know that does not stop the work; the CLI prints it as one
+    ``eeg2bold: warning: …`` line."""

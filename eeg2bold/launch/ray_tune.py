@@ -260,6 +260,12 @@ def _fail(folder: RunFolder, trial_id: str, exc: BaseException) -> None:
     tune.report({"failure": reason, "failure_kind": kind})
 
 
+UNDEFINED_SCORE = (
+    "undefined val r on a fold (a constant prediction or truth on its val split): NaN, so "
+    "the configuration cannot be ranked"
+)
+
+
 def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     """Ray Tune function trainable: one configuration on every fold of the arm's protocol, a
     thin driver of :meth:`~eeg2bold.training.engine.ProtocolRun.run_lockstep`."""
@@ -296,14 +302,20 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     except Eeg2BoldError as exc:
         return _fail(folder, trial_id, exc)
     actors = _fold_actors(ctx)
-    nodes = _trial_nodes()
+    nodes = ",".join(_trial_nodes())
+
+    def report(metrics: dict[str, Any]) -> None:
+        value = metrics.get(METRIC)
+        if metrics.get("finished") and not (value is not None and math.isfinite(value)):
+            # an undefined val r (NaN) must not rank: the trial fails, with the reason
+            folder.record_failure(trial_id, {"reason": UNDEFINED_SCORE, "kind": "training"})
+            tune.report({"failure": UNDEFINED_SCORE, "failure_kind": "training"})
+            return
+        tune.report(metrics | {"nodes": nodes})
+
     healthy = False
     try:
-        run.run_lockstep(
-            pool=_ActorPool(actors, ctx.groups),
-            dataset=ctx.dataset,
-            report=lambda metrics: tune.report(metrics | {"nodes": ",".join(nodes)}),
-        )
+        run.run_lockstep(pool=_ActorPool(actors, ctx.groups), dataset=ctx.dataset, report=report)
         healthy = True
     except RayTaskError as exc:
         cause = exc.cause if isinstance(exc.cause, BaseException) else exc

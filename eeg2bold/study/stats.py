@@ -189,9 +189,10 @@ def _circular_r(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 def _combine(per_segment: list[np.ndarray], ns: list[int]) -> np.ndarray:
-    """Segments combined as the metric does (FoldTrainer.evaluate): undefined r counts as 0."""
+    """Segments combined as the metric does (FoldTrainer.evaluate): an undefined segment r
+    does not count; an ROI with none defined is NaN."""
     shape = per_segment[0].shape
-    flat = [np.nan_to_num(r, nan=0.0).reshape(-1) for r in per_segment]
+    flat = [np.asarray(r, dtype=np.float64).reshape(-1) for r in per_segment]
     return np.asarray(combine_segments(flat, ns)).reshape(shape)
 
 
@@ -213,7 +214,7 @@ def segment_r(
 ) -> np.ndarray:
     """The one metric on a predictions file: r per ROI over each segment, combined (n − 3).
 
-    Mirrors ``FoldTrainer.evaluate`` (an undefined segment r counts as 0), so it reproduces the
+    Mirrors ``FoldTrainer.evaluate`` (an undefined segment r does not count), so it reproduces the
     results table's r from ``predictions/<stem>.npz`` and is the unshifted point of
     :func:`circular_shift_null`.
     """

@@ -36,6 +36,7 @@ from eeg2bold.protocols import (
     protocol_label,
 )
 from eeg2bold.run_folder import RunFolder
+from eeg2bold.run_folder.files import json_safe
 from eeg2bold.run_folder.table import score_rows
 from eeg2bold.storage import Dataset, RunData, RunKey, open_dataset
 from eeg2bold.training import checkpoint
@@ -107,13 +108,25 @@ class FoldOutcome:
     resumed: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """Strict JSON: an undefined r (NaN) is written as null."""
+        return {k: json_safe(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> FoldOutcome:
         tuples = ("outputs", "val_r", "test_r", "history")
-        fields: dict[str, Any] = {k: tuple(v) if k in tuples else v for k, v in value.items()}
+        scores = ("val_r", "test_r", "val_mean", "test_mean")
+        fields: dict[str, Any] = {}
+        for k, v in value.items():
+            if k in scores:
+                v = _nan_for_null(v)
+            fields[k] = tuple(v) if k in tuples else v
         return cls(**fields)
+
+
+def _nan_for_null(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [math.nan if v is None else v for v in value]
+    return math.nan if value is None else value
 
 
 class RunCache:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,7 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor
 
-from eeg2bold.errors import Eeg2BoldError
+from eeg2bold.errors import Eeg2BoldError, Eeg2BoldWarning
 from eeg2bold.models import BoldModel, TrainingBatch, build_model
 from eeg2bold.models.base import ClosedFormModel
 from eeg2bold.training.data import FoldData
@@ -84,9 +85,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class UndefinedScoreWarning(Eeg2BoldWarning):
+    """An output's r could not be computed on a split (recorded as NaN)."""
+
+
 @dataclass
 class SplitScore:
-    """Per-output r on one split (NaN-free: an undefined r counts as 0 and is flagged)."""
+    """Per-output r on one split; an undefined r is NaN (listed in ``undefined``), and then
+    ``mean`` is NaN too: such a score never ranks or selects."""
 
     r: np.ndarray
     n: int
@@ -293,9 +299,17 @@ class FoldTrainer:
             raise Eeg2BoldError(f"{self.data.fold.name}: no {split} samples to score")
         stacked = np.asarray([pearson_r(truth, pred) for _, truth, pred in lines])
         ns = [times.size for times, _, _ in lines]
-        undefined = sorted({int(j) for j in np.argwhere(np.isnan(stacked))[:, 1]})
-        r = combine_segments(list(np.nan_to_num(stacked, nan=0.0)), ns)
-        return SplitScore(r=np.atleast_1d(r), n=int(sum(ns)), undefined=undefined)
+        r = np.atleast_1d(combine_segments(list(stacked), ns))
+        undefined = [int(j) for j in np.flatnonzero(~np.isfinite(r))]
+        if undefined:
+            names = ", ".join(self.data.outputs[j] for j in undefined)
+            warnings.warn(
+                f"{self.data.fold.name}: r is undefined on {split} for {names} (a constant "
+                "prediction or truth): recorded as NaN, never ranked",
+                UndefinedScoreWarning,
+                stacklevel=2,
+            )
+        return SplitScore(r=r, n=int(sum(ns)), undefined=undefined)
 
     def predictions(self, split: str) -> dict[str, np.ndarray]:
         """Stitched predictions and truth of ``split`` in BOLD units, for reports and chance

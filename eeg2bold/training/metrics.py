@@ -52,10 +52,19 @@ def fisher_mean(r: ArrayLike, *, weights: ArrayLike | None = None, axis: int | N
 
 
 def combine_segments(rs: Sequence[ArrayLike], ns: Sequence[int]) -> np.ndarray:
-    """Per-ROI r of several segments combined by Fisher z weighted by n − 3."""
+    """Per-ROI r of several segments combined by Fisher z weighted by n − 3.
+
+    A segment whose r is undefined (NaN: a constant prediction or truth there) does not
+    count; an ROI with no defined segment is NaN — never a made-up 0 that could rank.
+    """
     r = np.asarray([np.asarray(x, dtype=np.float64) for x in rs])
     w = np.maximum(np.asarray(ns, dtype=np.float64) - 3, 1.0)
-    return fisher_mean(r, weights=w[:, None] if r.ndim == 2 else w, axis=0)
+    w = np.broadcast_to(w[:, None] if r.ndim == 2 else w, r.shape)
+    defined = np.isfinite(r)
+    z = np.where(defined, fisher_z(np.where(defined, r, 0.0)), 0.0)
+    total = np.sum(np.where(defined, w, 0.0), axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, np.tanh(np.sum(z * w, axis=0) / total), np.nan)
 
 
 def stitch(window_values: ArrayLike, window_times: ArrayLike, query_times: ArrayLike) -> np.ndarray:

@@ -67,3 +67,20 @@ class Planted(BoldModel):
     @classmethod
     def search_space(cls, trial):
         return {"signal": trial.suggest_categorical("signal", [True, False])}
+
+
+@register_model("flat")
+class Flat(BoldModel):
+    """Test-only plugin: trains normally, but predicts one constant when evaluated, so its
+    val r is undefined (NaN) — a configuration that must never rank."""
+
+    def __init__(self, spec, params=None):
+        super().__init__(spec, params)
+        self.spatial = nn.Conv1d(spec.n_channels, 4, 1)
+        self.head = nn.Linear(4, spec.n_rois)
+
+    def forward(self, eeg):
+        out = self.head(torch.log1p(self.spatial(eeg).square().mean(dim=-1)))[:, :, None]
+        if not self.training:
+            out = 0 * out + self.head.bias[None, :, None]
+        return resample_time(out, self.spec.n_out)

@@ -363,6 +363,41 @@ def test_a_nan_trial_fails_alone(ray_cluster, exploding_model, write_study, tmp_
         assert t.user_attrs["failure_kind"] == "training"
 
 
+def test_an_undefined_val_r_fails_the_trial_and_never_ranks(
+    ray_cluster, test_plugins, write_study, tmp_path, capsys
+):
+    """A model that predicts a constant on val: its r is undefined. It is stored as NaN (not
+    0.000), and the trial fails with that reason instead of ranking with a made-up score."""
+    path = write_study(
+        "flat",
+        models=["flat"],
+        budget={"num_samples": 1},
+        scheduler={"type": "fifo", "max_epochs": 1},
+    )
+    assert main(["sweep", str(path)]) == 1  # its only trial failed
+    (trial,) = next(iter(_studies(tmp_path / "sweep-flat").values())).trials
+    assert trial.state == optuna.trial.TrialState.FAIL and trial.value is None
+    assert trial.user_attrs["failure_reason"].startswith("undefined val r on a fold")
+    assert best_trials(load_sweep(tmp_path / "sweep-flat")).empty
+    rows = read_results(tmp_path / "sweep-flat" / "table")
+    assert len(rows) and rows["r"].isna().all()  # NaN, never 0.000
+
+
+def test_train_says_an_undefined_r_in_one_line_and_writes_null(
+    test_plugins, tiny_store, tmp_path, capsys
+):
+    summary = tmp_path / "flat.json"
+    args = ["train", str(tiny_store), "--model", "flat", "--protocol", "within"]
+    args += ["--set", "epochs=1", "--set", "steps_per_epoch=3", "--set", "window_s=10"]
+    assert main([*args, "--out", str(tmp_path / "out"), "--json", str(summary)]) == 0
+    err = capsys.readouterr().err
+    warning = [line for line in err.splitlines() if line.startswith("eeg2bold: warning:")]
+    assert warning and all("r is undefined on" in line for line in warning), err
+    assert "UndefinedScoreWarning" not in err  # our one line, not Python's two
+    loaded = json.loads(summary.read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert loaded["val_r_mean"] is None and loaded["test_r_mean"] is None
+
+
 def test_time_limit_ends_the_search_early_and_leaves_nothing_running(
     ray_cluster, write_study, tmp_path, capsys
 ):

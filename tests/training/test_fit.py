@@ -141,3 +141,20 @@ def test_every_amp_setting_is_accepted_as_typed(text):
     assert build_config(model="beira", sets={"amp": text}).train.amp == text
     with pytest.raises(ConfigError, match="amp"):
         build_config(model="beira", sets={"amp": "on"})
+
+
+def test_a_constant_prediction_scores_nan_with_a_warning(fold_data, tiny_model, monkeypatch):
+    """An undefined r is NaN, said in a warning, and makes the split's mean NaN: it can never
+    win early stopping or rank (it was 0.000 before)."""
+    from eeg2bold.training.fit import UndefinedScoreWarning
+
+    trainer = _trainer(fold_data, tiny_model)
+    real = trainer.predict
+    monkeypatch.setattr(trainer, "predict", lambda seg: np.zeros_like(real(seg)))
+    with pytest.warns(UndefinedScoreWarning, match="r is undefined on val for"):
+        score = trainer.evaluate("val")
+    assert np.isnan(score.r).all() and np.isnan(score.mean)
+    assert score.undefined == list(range(len(fold_data.outputs)))
+    with pytest.warns(UndefinedScoreWarning):
+        report = trainer.step()
+    assert not report.improved and trainer.best_score == -np.inf

@@ -63,3 +63,14 @@ def test_stitch_averages_overlaps_and_interpolates():
     line = stitch(vals, times, [0.0, 1.0, 2.0, 3.0, 1.5])
     # t=1: mean(2, 5) = 3.5; t=2: mean(3, 6) = 4.5; t=1.5 halfway
     np.testing.assert_allclose(line, [[1.0, 3.5, 4.5, 7.0, 4.0]])
+
+
+def test_an_undefined_segment_does_not_count_and_none_defined_is_nan():
+    """A segment with a constant prediction has no r: the others combine as if it were
+    absent (not as r = 0), and an ROI with no defined segment is NaN."""
+    rs = [np.array([0.5, np.nan]), np.array([np.nan, np.nan]), np.array([0.2, np.nan])]
+    ns = [40, 30, 60]
+    got = combine_segments(rs, ns)
+    expected = np.tanh((np.arctanh(0.5) * 37 + np.arctanh(0.2) * 57) / (37 + 57))
+    assert got[0] == pytest.approx(expected, abs=1e-12)
+    assert np.isnan(got[1])

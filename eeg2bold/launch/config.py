@@ -103,7 +103,9 @@ class Storage(_Strict):
         None,
         description=(
             "Optuna storage: sqlite:///file.db (default: <results>/optuna.db), "
-            "journal:///path/file.log, or postgresql://user@host/db."
+            "journal:///path/file.log, or postgresql://user@host/db; a bare file path, as "
+            "optuna-dashboard takes it, is a journal file (an SQLite file if it ends in .db, "
+            ".sqlite or .sqlite3)."
         ),
     )
 
@@ -115,9 +117,14 @@ class Storage(_Strict):
     @field_validator("optuna")
     @classmethod
     def _optuna(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         for scheme in ("sqlite:///", "journal://"):
-            if value is not None and value.startswith(scheme):
+            if value.startswith(scheme):
                 return scheme + _absolute(value[len(scheme) :])
+        if "://" not in value:  # a file path, the form optuna-dashboard and `optuna` take
+            sqlite = Path(value).suffix.lower() in (".db", ".sqlite", ".sqlite3")
+            return ("sqlite:///" if sqlite else "journal://") + _absolute(value)
         return value
 
 

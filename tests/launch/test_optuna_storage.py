@@ -80,3 +80,89 @@ def test_pickled_storage_keeps_the_url_template(postgres, monkeypatch):
     monkeypatch.delenv("EEG2BOLD_TEST_PGPASSWORD")
     with pytest.raises(Exception, match="EEG2BOLD_TEST_PGPASSWORD"):
         pickle.loads(blob)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("given", ["bare", "journal"])
+def test_optuna_cli_and_dashboard_read_a_finished_sweep(ray_cluster, write_study, tmp_path, given):
+    """The journal written both ways (a bare path, as optuna-dashboard takes it, and
+    journal:///…) is read by Optuna's CLI and by optuna-dashboard's HTTP API: 2 trials,
+    the metric named val_r."""
+    import json
+    import shutil
+    import urllib.request
+    from pathlib import Path
+
+    from eeg2bold.cli import main
+    from eeg2bold.study.queries import load_sweep
+
+    journal = tmp_path / "optuna.log"
+    path = write_study(
+        f"jr{given}",
+        models=["ridge"],
+        protocols=["within"],
+        budget={"num_samples": 2},
+        scheduler={"type": "fifo", "max_epochs": 1},
+        storage={
+            "results": str(tmp_path / "sweep"),
+            "optuna": str(journal) if given == "bare" else f"journal://{journal}",
+        },
+    )
+    assert main(["sweep", str(path)]) == 0
+    sweep = load_sweep(tmp_path / "sweep")
+    assert sweep.optuna_url == f"journal://{journal}"
+    (arm,) = sweep.arms()
+    bin_dir = Path(sys.executable).parent
+    cli = subprocess.run(
+        [str(bin_dir / "optuna"), "trials", "--storage", str(journal)]
+        + [
+            "--storage-class",
+            "JournalFileBackend",
+            "--study-name",
+            arm["study_name"],
+            "-f",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    trials = json.loads(cli.stdout)
+    assert len(trials) == 2 and all(set(t["value"]) == {"val_r"} for t in trials)
+
+    dashboard = shutil.which("optuna-dashboard", path=str(bin_dir))
+    if dashboard is None:
+        pytest.skip("optuna-dashboard is not installed (it is in the test extras)")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [dashboard, str(journal), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
+                    studies = json.load(r)["study_summaries"]
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "optuna-dashboard did not answer"
+                time.sleep(0.5)
+        (study,) = [s for s in studies if s["study_name"] == arm["study_name"]]
+        url = f"http://127.0.0.1:{port}/api/studies/{study['study_id']}"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            detail = json.load(r)
+        assert len(detail["trials"]) == 2
+        assert detail["objective_names"] == ["val_r"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -45,7 +45,15 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from eeg2bold.storage import open_dataset
     from eeg2bold.storage.summary import format_summary, summarize
 
-    summary = summarize(open_dataset(args.dataset), verify=args.verify)
+    dataset = open_dataset(args.dataset)
+    if args.repair:
+        removed = dataset.remove_stale_temporaries()
+        print(
+            f"repair: removed {len(removed)} temporary write(s) of crashed writers"
+            + (f" ({', '.join(removed)})" if removed else ""),
+            file=sys.stderr,
+        )
+    summary = summarize(dataset, verify=args.verify)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -691,6 +699,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
     p.add_argument(
         "--verify", action="store_true", help="re-read every run and check its content hash"
+    )
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="remove temporary writes of crashed writers (never a live writer's)",
     )
     p.set_defaults(func=_cmd_inspect)
 

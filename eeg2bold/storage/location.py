@@ -11,10 +11,12 @@ query parameters; object-store credentials come from the environment (AWS_* vari
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import socket
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,29 @@ from zarr.storage import FsspecStore, LocalStore
 
 TMP_DIR = ".eeg2bold-tmp"
 _SECRET_QUERY = re.compile(r"(?i)(password|secret|token|key|signature|credential)[^=&]*=[^&]*")
+
+
+_HOST = socket.gethostname().split(".")[0].replace("~", "-") or "host"
+
+
+def temporary_name() -> str:
+    """``<host>~<pid>~<random>``: who writes this temporary (see :func:`writer_alive`)."""
+    return f"{_HOST}~{os.getpid()}~{uuid.uuid4().hex[:16]}"
+
+
+def writer_alive(name: str) -> bool | None:
+    """Whether the process that made the temporary ``name`` still runs: True or False for
+    one of this host, None where it cannot be told (another host, an older name)."""
+    parts = name.removeprefix("old-").split("~")
+    if len(parts) != 3 or parts[0] != _HOST or not parts[1].isdigit():
+        return None
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def mask_url(url: str) -> str:
@@ -101,12 +126,50 @@ class Location:
             e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory"
         )
 
-    def new_tmp(self) -> tuple[str, ...]:
-        """A fresh, unique temporary folder (relative parts) under the store root."""
-        parts = (TMP_DIR, uuid.uuid4().hex)
+    def new_tmp(self, prefix: str = "") -> tuple[str, ...]:
+        """A fresh, unique temporary folder (relative parts) under the store root, named after
+        its writer (host and process) so that a later write can tell a crashed writer's
+        leftovers from a live one's."""
+        parts = (TMP_DIR, prefix + temporary_name())
         if self.is_local:
-            os.makedirs(self.path(*parts), exist_ok=False)
+            for attempt in range(3):  # another writer may remove the empty parent meanwhile
+                try:
+                    os.makedirs(self.path(*parts), exist_ok=False)
+                    break
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise
         return parts
+
+    def temporaries(self) -> list[str]:
+        return self.list_dirs(TMP_DIR)
+
+    def newest_mtime(self, *parts: str) -> float | None:
+        """The newest modification time of any file under ``parts`` (None if unknown)."""
+        path = self.path(*parts)
+        try:
+            if self.is_local:
+                times = [os.path.getmtime(path)]
+                for root, _dirs, files in os.walk(path):
+                    times += [os.path.getmtime(os.path.join(root, f)) for f in files]
+                return max(times)
+            found = self.fs.find(path, detail=True)
+        except OSError:
+            return None
+        times = []
+        for info in found.values():
+            stamp = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+            if hasattr(stamp, "timestamp"):
+                stamp = stamp.timestamp()
+            if isinstance(stamp, int | float):
+                times.append(float(stamp))
+        return max(times) if times else None
+
+    def drop_empty_tmp_root(self) -> None:
+        """Remove the temporaries' folder once nothing is in it (zarr lists it otherwise)."""
+        if self.is_local:
+            with contextlib.suppress(OSError):  # not empty (a live writer), or already gone
+                os.rmdir(self.path(TMP_DIR))
 
     def remove(self, *parts: str) -> None:
         path = self.path(*parts)
@@ -147,7 +210,8 @@ class Location:
         """
         dst = self.path(*final)
         if self.is_local:
-            aside = self.path(TMP_DIR, "old-" + uuid.uuid4().hex)
+            aside = self.path(*self.new_tmp(prefix="old-"))
+            os.rmdir(aside)  # a name of our own; the old node is renamed onto it
             os.rename(dst, aside)
             try:
                 os.rename(self.path(*tmp), dst)

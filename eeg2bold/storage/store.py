@@ -12,6 +12,7 @@ import contextlib
 import datetime as _dt
 import os
 import platform
+import time
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -21,7 +22,7 @@ from zarr.abc.store import Store
 
 import eeg2bold
 from eeg2bold.errors import DatasetError
-from eeg2bold.storage.location import TMP_DIR, Location
+from eeg2bold.storage.location import TMP_DIR, Location, writer_alive
 from eeg2bold.storage.qc import compute_qc
 from eeg2bold.storage.schema import (
     EEG_CHUNK_S,
@@ -111,6 +112,10 @@ def _read_info(location: Location) -> DatasetInfo:
     return DatasetInfo.from_attrs(meta.get("attributes", {}), where=where)
 
 
+# a temporary of another host (or an older eeg2bold) untouched this long is a crashed write
+STALE_AFTER_S = 24 * 3600.0
+
+
 class Dataset:
     """Read-only view of a dataset store."""
 
@@ -189,9 +194,34 @@ class Dataset:
             return [f"run {key}: content does not match its stored hash (modified or corrupt)"]
         return []
 
-    def stale_temporaries(self) -> list[str]:
-        """Leftovers of interrupted writes (never visible as runs; safe to delete)."""
-        return self.location.list_dirs(TMP_DIR)
+    def stale_temporaries(self, *, max_age_s: float = STALE_AFTER_S) -> list[str]:
+        """Leftovers of crashed writers (never visible as runs; safe to delete): on this host,
+        those whose process is gone; otherwise those untouched for ``max_age_s`` — never a
+        live writer's."""
+        now = time.time()
+        stale = []
+        for name in self.location.temporaries():
+            alive = writer_alive(name)
+            if alive is False:
+                stale.append(name)
+            elif alive is None:
+                newest = self.location.newest_mtime(TMP_DIR, name)
+                if newest is not None and now - newest > max_age_s:
+                    stale.append(name)
+        return stale
+
+    def live_temporaries(self) -> list[str]:
+        """Temporaries of writers that may still run (left alone by a repair)."""
+        stale = set(self.stale_temporaries())
+        return [n for n in self.location.temporaries() if n not in stale]
+
+    def remove_stale_temporaries(self) -> list[str]:
+        """Delete the crashed writers' temporaries; returns their names."""
+        removed = self.stale_temporaries()
+        for name in removed:
+            self.location.remove(TMP_DIR, name)
+        self.location.drop_empty_tmp_root()
+        return removed
 
 
 class WritableDataset(Dataset):
@@ -217,6 +247,7 @@ class WritableDataset(Dataset):
                     f"{self.url}: run {key} already exists with different content "
                     "(use overwrite / --overwrite to replace it)"
                 )
+        self.remove_stale_temporaries()  # a crashed earlier writer's leftovers
         tmp = self.location.new_tmp()
         try:
             self._write_tmp(tmp, run, digest)
@@ -235,6 +266,7 @@ class WritableDataset(Dataset):
                 ) from None
         finally:
             self.location.remove(*tmp)
+            self.location.drop_empty_tmp_root()
         return "written"
 
     def _write_tmp(self, tmp: tuple[str, ...], run: RunData, digest: str) -> None:
@@ -310,6 +342,7 @@ class WritableDataset(Dataset):
                 self.location.publish(tmp, (subject,))
         finally:
             self.location.remove(*tmp)
+            self.location.drop_empty_tmp_root()
 
 
 def iter_runs(dataset: Dataset, *, truth: bool = False) -> Iterator[RunData]:

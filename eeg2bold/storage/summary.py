@@ -55,6 +55,7 @@ def summarize(dataset: Dataset, *, verify: bool = False) -> dict[str, Any]:
         "preprocessing": info.preprocessing,
         "runs": runs,
         "stale_temporaries": len(dataset.stale_temporaries()),
+        "live_temporaries": len(dataset.live_temporaries()),
     }
 
 
@@ -113,7 +114,13 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append("(no runs)")
     if summary["stale_temporaries"]:
         lines.append(
-            f"\nnote: {summary['stale_temporaries']} leftover temporary write(s) from interrupted "
-            "runs (invisible, safe to delete)"
+            f"\nnote: {summary['stale_temporaries']} leftover temporary write(s) of crashed "
+            "writers (invisible; the next write removes them, or `eeg2bold inspect STORE "
+            "--repair`)"
+        )
+    if summary.get("live_temporaries"):
+        lines.append(
+            f"\nnote: {summary['live_temporaries']} write(s) in progress (or of another host, "
+            "untouched for less than a day): left alone"
         )
     return "\n".join(lines)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import numpy as np
 import pytest
+import zarr
 
 from eeg2bold.storage import RunKey, create_dataset, open_dataset
+from eeg2bold.storage.location import TMP_DIR
 
 # The child builds its runs from a seed, so the parent can rebuild the same content.
 WRITER = textwrap.dedent(
@@ -95,6 +99,54 @@ def test_writer_killed_before_publish_leaves_no_run(tmp_path, writer):
     assert out.split() == ["start", "written"]
     assert ds.runs() == [RunKey("sub-01", "run-1")]
     assert ds.verify(RunKey("sub-01", "run-1")) == []
+    # the next write removed the crashed writer's leftovers: nothing beside the runs
+    assert ds.stale_temporaries() == [] and not (url / TMP_DIR).exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # zarr warns of folders that are not zarr nodes
+        assert sorted(zarr.open_group(url, mode="r").group_keys()) == ["sub-01"]
+
+
+def test_only_crashed_writers_temporaries_are_removed(tmp_path, capsys):
+    """On this host a temporary is stale when its writer's process is gone; of another host
+    (or an older name) when untouched for a day. A live writer's is never touched, by a
+    write or by `inspect --repair`."""
+    from eeg2bold.cli import main
+    from eeg2bold.storage.location import temporary_name
+
+    url = tmp_path / "d.zarr"
+    create_dataset(url, _info_like_writer())
+    host = temporary_name().split("~")[0]
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    names = {
+        "live": f"{host}~{os.getpid()}~aaaa",  # this test process: alive
+        "dead": f"{host}~{dead}~bbbb",
+        "foreign-recent": "otherhost~123~cccc",
+        "foreign-old": "otherhost~456~dddd",
+        "older-name": "0123456789abcdef",  # before names said who wrote them; old
+    }
+    for name in names.values():
+        (url / TMP_DIR / name / "eeg").mkdir(parents=True)
+        (url / TMP_DIR / name / "eeg" / "c0").write_bytes(b"x" * 10)
+    old = time.time() - 2 * 86400
+    for key in ("foreign-old", "older-name"):
+        for path in [url / TMP_DIR / names[key], *(url / TMP_DIR / names[key]).rglob("*")]:
+            os.utime(path, (old, old))
+    ds = open_dataset(url)
+    expected_stale = sorted(names[k] for k in ("dead", "foreign-old", "older-name"))
+    assert sorted(ds.stale_temporaries()) == expected_stale
+    assert sorted(ds.live_temporaries()) == sorted([names["live"], names["foreign-recent"]])
+    assert main(["inspect", str(url), "--repair"]) == 0
+    captured = capsys.readouterr()
+    assert "repair: removed 3 temporary write(s) of crashed writers" in captured.err
+    assert "2 write(s) in progress" in captured.out
+    left = sorted(p.name for p in (url / TMP_DIR).iterdir())
+    assert left == sorted([names["live"], names["foreign-recent"]])
+    assert (url / TMP_DIR / names["live"] / "eeg" / "c0").read_bytes() == b"x" * 10
 
 
 @pytest.mark.slow

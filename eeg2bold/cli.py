@@ -432,16 +432,21 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     from eeg2bold.ingest.layouts import CONFIG_DEFAULTS, make_layout
     from eeg2bold.ingest.options import build_config
 
+    options = {k: v for k, v in vars(args).items() if not k.startswith("cfg:")}
+    mat = _mat_options(args) if "mat_variable" in options else None
+    layout = make_layout(options.pop("layout_name"), mat=mat, **options)
+    defaults = CONFIG_DEFAULTS[args.layout_name]
+    if args.layout_name == "table":  # timed as the manifest's marker/start columns say
+        defaults = layout.timing_defaults()  # type: ignore[attr-defined]
     config = build_config(
         given(args),
         config_file=args.config,
-        defaults=CONFIG_DEFAULTS[args.layout_name],
-        require_timing=args.layout_name == "files",
+        defaults=defaults,
+        require_timing=args.layout_name == "files"
+        or (args.layout_name == "table" and not defaults),
     )
-    options = {k: v for k, v in vars(args).items() if not k.startswith("cfg:")}
-    mat = _mat_options(args) if "mat_variable" in options else None
     report = ingest(
-        make_layout(options.pop("layout_name"), mat=mat, **options),
+        layout,
         args.out,
         config=config,
         on_error=args.on_error,
@@ -621,6 +626,15 @@ def _add_ingest_parser(sub: Any) -> None:
         help="EEG format when the file name does not say it",
     )
     _add_mat_arguments(q)
+
+    q = layout(
+        "table",
+        help="many runs from a manifest (CSV/TSV, one row per run)",
+        description="A manifest with columns eeg, bold, subject, run and optional confounds, "
+        "tr, start, marker, format; relative paths resolve against the manifest's folder. "
+        "Resumable and idempotent like every layout; one summary at the end.",
+    )
+    q.add_argument("manifest", type=Path, help="CSV or TSV manifest, one row per run")
 
     q = layout(
         "cwl",

@@ -412,6 +412,9 @@ def _input_list(
         out.append(
             {"role": role, "path": _relative(path, layout.root), "sha256": digest, "bytes": size}
         )
+    for key, value in spec.settings:  # the layout's per-run values (a manifest row's TR, …)
+        digest = hashlib.sha256(f"{key}={value}".encode()).hexdigest()
+        out.append({"role": f"setting:{key}", "path": value, "sha256": digest, "bytes": 0})
     return out
 
 

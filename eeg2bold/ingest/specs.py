@@ -113,7 +113,9 @@ class RunSpec:
     ``start_s`` is a layout-provided onset of the first volume (used with timing source
     'start' when the config gives none); ``n_volumes`` a layout-provided volume count to check.
     ``problem`` is set when the layout could not assemble the run: it is reported as failed.
-    ``extra_inputs`` are further files that determine the run (sidecars), hashed with it.
+    ``extra_inputs`` are further files that determine the run (sidecars), hashed with it;
+    ``settings`` values the layout gives this run alone (a manifest row's TR, start), hashed
+    with it too, so changing one re-processes that run.
     """
 
     subject: str
@@ -126,6 +128,7 @@ class RunSpec:
     n_volumes: int | None = None
     problem: str | None = None
     extra_inputs: tuple[Path, ...] = field(default=())
+    settings: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def key(self) -> str:

@@ -185,3 +185,66 @@ def test_ingest_natview_layout_through_a_subprocess(tmp_path, make):
     assert line.startswith("eeg2bold: run sub-08/ses-01_task-rest_run-01 failed: ")
     assert "EEG ends at 30.000 s" in line
     assert [str(k) for k in open_dataset(out).runs()] == ["sub-07/ses-01_task-rest_run-01"]
+
+
+def test_ingest_table_many_runs_in_one_call(tmp_path, make, capsys):
+    """A manifest of three runs (relative paths, per-row TR and start, one broken row):
+    two written and one failure naming its row and file, one summary; run again, every
+    stored run is skipped; editing one row's start re-processes that run only."""
+    data = tmp_path / "data"
+    for sub in ("01", "02", "03"):
+        make.brainvision(data / f"sub-{sub}", "rec", make.eeg(seconds=70, seed=int(sub)))
+        _table(make, data / f"sub-{sub}" / "rois.tsv")
+    manifest = data / "runs.tsv"
+    rows = [
+        "subject\trun\teeg\tbold\ttr\tstart",
+        "sub-01\trest\tsub-01/rec.vhdr\tsub-01/rois.tsv\t2\t4",
+        "sub-02\trest\tsub-02/rec.vhdr\tsub-02/rois.tsv\t2\t5",
+        "sub-03\trest\tsub-03/missing.vhdr\tsub-03/rois.tsv\t2\t4",
+    ]
+    manifest.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "many.zarr"
+    assert main(["ingest", "table", str(out), str(manifest)]) == 1  # one run failed
+    captured = capsys.readouterr()
+    assert "2 written, 1 failed" in captured.out
+    assert f"{data / 'sub-03' / 'missing.vhdr'}: eeg file not found" in captured.out
+    ds = open_dataset(out)
+    assert [str(k) for k in ds.runs()] == ["sub-01/rest", "sub-02/rest"]
+    first = ds.read_run(ds.runs()[1]).volume_times[0]
+    assert first == pytest.approx(5.0)  # the row's start, on the EEG clock
+
+    assert main(["ingest", "table", str(out), str(manifest)]) == 1
+    summary = capsys.readouterr().out.splitlines()[0]
+    assert "0 written" in summary and "2 skipped" in summary and "1 failed" in summary
+
+    rows[2] = rows[2].replace("\t2\t5", "\t2\t6")  # sub-02 now starts at 6 s
+    rows = rows[:3]
+    manifest.write_text("\n".join(rows) + "\n")
+    assert main(["ingest", "table", str(out), str(manifest)]) == 1  # changed: refused
+    assert "--overwrite" in capsys.readouterr().out
+    assert main(["ingest", "table", str(out), str(manifest), "--overwrite"]) == 0
+    summary = capsys.readouterr().out.splitlines()[0]
+    assert "1 replaced" in summary or "1 written" in summary, summary
+    assert "1 skipped" in summary  # sub-01 untouched
+    assert open_dataset(out).read_run(ds.runs()[1]).volume_times[0] == pytest.approx(6.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("subject\teeg\tbold\nsub-01\ta.vhdr\tb.tsv\n", "lacks column(s) run"),
+        ("subject\trun\teeg\tbold\tcolour\n", "unknown manifest column(s) colour"),
+        ("subject\trun\teeg\tbold\nsub-01\t\ta.vhdr\tb.tsv\n", "row 2: no value for run"),
+        (
+            "subject\trun\teeg\tbold\nsub-01\tr\ta.vhdr\tb.tsv\nsub-01\tr\tc.vhdr\td.tsv\n",
+            "run(s) listed twice: sub-01/r",
+        ),
+    ],
+)
+def test_ingest_table_manifest_errors_name_the_file(tmp_path, capsys, text, message):
+    manifest = tmp_path / "runs.tsv"
+    manifest.write_text(text)
+    assert main(["ingest", "table", str(tmp_path / "x.zarr"), str(manifest), "-q"]) == 1
+    (line,) = _one_line_errors(capsys.readouterr().err)
+    assert line.startswith(f"eeg2bold: error: {manifest}") and message in line
+    assert not (tmp_path / "x.zarr").exists()

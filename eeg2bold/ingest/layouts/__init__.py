@@ -15,6 +15,7 @@ from eeg2bold.ingest.layouts.bids import BIDSLayout
 from eeg2bold.ingest.layouts.cwl import CWLLayout
 from eeg2bold.ingest.layouts.files import FileRun, FilesLayout
 from eeg2bold.ingest.layouts.natview import NatviewLayout
+from eeg2bold.ingest.layouts.table import TableLayout
 from eeg2bold.ingest.specs import MatOptions
 
 CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -22,6 +23,7 @@ CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {
     "cwl": {"timing": {"source": "markers", "markers": ["mri"]}},
     "bids": {"timing": {"source": "markers", "markers": ["R128"]}},
     "natview": {"timing": {"source": "start"}},
+    "table": {},  # from the manifest's marker/start columns (TableLayout.timing_defaults)
 }
 
 
@@ -48,6 +50,8 @@ def make_layout(layout: str, *, mat: MatOptions | None = None, **options: Any) -
             tasks=options.get("task"),
             subjects=options.get("subject"),
         )
+    if layout == "table":
+        return TableLayout(Path(options["manifest"]))
     if layout == "natview":
         roi_dir = options.get("roi_dir")
         return NatviewLayout(Path(options["root"]), roi_dir=Path(roi_dir) if roi_dir else None)
@@ -62,6 +66,7 @@ __all__ = [
     "FilesLayout",
     "Layout",
     "NatviewLayout",
+    "TableLayout",
     "make_layout",
     "safe_key",
 ]

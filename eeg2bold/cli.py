@@ -249,6 +249,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(f"report: {written['html'].resolve()}")
         if "json" in written:
             print(f"numbers: {written['json'].resolve()}")
+    sweep_config = report.data.get("reproducibility", {}).get("study_config") or {}
+    if (sweep_config.get("tracking") or {}).get("mlflow"):
+        from eeg2bold.launch.tracking import attach_report
+
+        run = attach_report(sweep_config, list(written.values()))
+        if not args.quiet:
+            print(f"attached to MLflow: run {run} ('report') of the sweep's experiment")
     return 0
 
 

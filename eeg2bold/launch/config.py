@@ -134,6 +134,31 @@ class Failure(_Strict):
     )
 
 
+class MLflowTracking(_Strict):
+    """One MLflow run per trial (Ray Tune's MLflow logger): the resolved configuration as
+    parameters, val r per epoch, fold results; the report attached when it is built."""
+
+    tracking_uri: str = Field(
+        description="MLflow tracking server, e.g. http://127.0.0.1:5000 (${NAME} allowed: "
+        "expanded when connecting, never written)."
+    )
+    experiment: str | None = Field(None, description="Experiment name (default: the sweep's).")
+
+
+class WandbTracking(_Strict):
+    """One W&B run per trial (Ray Tune's W&B logger); offline by default (`wandb sync` later)."""
+
+    project: str = Field(description="W&B project.")
+    mode: Literal["offline", "online"] = Field("offline", description="offline or online.")
+
+
+class Tracking(_Strict):
+    """Optional experiment trackers; results stay in the run folder either way."""
+
+    mlflow: MLflowTracking | None = None
+    wandb: WandbTracking | None = None
+
+
 class StudyConfig(_Strict):
     """A sweep: every (protocol, model) pair gets its own Optuna study of ``num_samples``."""
 
@@ -160,6 +185,7 @@ class StudyConfig(_Strict):
     max_concurrent_trials: int = Field(2, ge=1, description="Trials running at once.")
     storage: Storage = Field(default_factory=Storage)
     failure: Failure = Field(default_factory=Failure)
+    tracking: Tracking = Field(default_factory=Tracking)
     seed: int = Field(0, ge=0, description="Seed of the samplers and of every trial's fit.")
     _as_written: dict[str, str | None] = PrivateAttr(default_factory=dict)
     _where: str = PrivateAttr(default="study config")
@@ -264,6 +290,7 @@ class StudyConfig(_Strict):
             ("dataset", self.dataset),
             ("storage.results", self.storage.results or ""),
             ("storage.optuna", self.storage.optuna or ""),
+            ("tracking.mlflow.tracking_uri", getattr(self.tracking.mlflow, "tracking_uri", "")),
         ):
             if "://" not in url:
                 continue

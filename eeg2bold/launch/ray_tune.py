@@ -724,6 +724,7 @@ class ArmSettings:
     max_failures: int
     seed: int
     optuna_url: str = ""  # template form, for recording retries (see _RetryRecorder)
+    tracking: dict[str, Any] = field(default_factory=dict)  # the study's tracking section
 
 
 @dataclass
@@ -806,7 +807,7 @@ def run_arm(settings: ArmSettings, *, resume: bool, echo: Callable[[str], None])
                 name=settings.name,
                 storage_path=settings.storage_path,
                 failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-                callbacks=[progress, _SignState(path)],
+                callbacks=[progress, _SignState(path), *_trackers(settings)],
                 verbose=0,
             ),
         )
@@ -837,6 +838,21 @@ def run_arm(settings: ArmSettings, *, resume: bool, echo: Callable[[str], None])
         failed=failed,
         retried=max(progress.retried, len(events)),
         lost_nodes=max(progress.lost_nodes, sum(1 for e in events if e.get("lost_node"))),
+    )
+
+
+def _trackers(settings: ArmSettings) -> list[Any]:
+    if not any(settings.tracking.values()):
+        return []
+    from eeg2bold.launch.tracking import tracking_callbacks  # imports MLflow / W&B
+
+    ctx = settings.context
+    return tracking_callbacks(
+        settings.tracking,
+        sweep=ctx.sweep,
+        protocol=ctx.protocol,
+        model=ctx.model,
+        results=ctx.results,
     )
 
 

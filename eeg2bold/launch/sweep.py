@@ -269,6 +269,7 @@ def _run_arms(
             max_failures=config.failure.max_failures,
             seed=config.seed,
             optuna_url=config.optuna_url,
+            tracking=config.tracking.model_dump(),
         )
         echo(f"[{arm.key}] {'resuming' if was_running else 'starting'} ({arm.study_name})")
         outcome.arms[arm.key] = ray_tune.run_arm(settings, resume=was_running, echo=echo)

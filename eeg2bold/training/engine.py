@@ -625,8 +625,14 @@ class ProtocolRun:
         }
 
     def final_metrics(self, outcomes: Sequence[FoldOutcome]) -> dict[str, Any]:
-        """The trial's end: val r (selects) and test r (reported only) with the best weights."""
-        return {
+        """The trial's end: val r (selects) and test r (reported only) with the best weights,
+        overall and per fold (``fold.<subject>.val_r``: what a tracker shows per fold)."""
+        per_fold = {
+            f"fold.{o.subject}.{split}_r": getattr(o, f"{split}_mean")
+            for o in outcomes
+            for split in ("val", "test")
+        }
+        return per_fold | {
             METRIC: _fisher([o.val_mean for o in outcomes]),
             "test_r": _fisher([o.test_mean for o in outcomes]),
             "epoch": max(o.epochs for o in outcomes),

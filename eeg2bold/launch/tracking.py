@@ -1,0 +1,147 @@
+"""Experiment trackers, optional: MLflow and Weights & Biases through Ray Tune's own logger
+callbacks, configured by the study config's ``tracking:`` section.
+
+MLflow gets one run per trial, named after the trial's one identity, tagged with the sweep,
+protocol and model; its parameters are the sampled values and the trial's resolved
+configuration (``config.*``, read from the run folder by its hash); its metrics are every
+epoch's val r (step = epoch, so a resumed trial continues its curve) and, at the end, the
+trial's test r and each fold's val and test r (``fold.<subject>.val_r``). ``eeg2bold report``
+attaches the report to a run named ``report``. Tracking URIs may hold ``${NAME}``: expanded
+only when connecting, so Tune's saved state never holds a token.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+from eeg2bold.errors import ConfigError
+from eeg2bold.launch.optuna_storage import expand_env
+
+
+def tracking_callbacks(
+    tracking: dict[str, Any], *, sweep: str, protocol: str, model: str, results: str
+) -> list[Any]:
+    """The Tune callbacks the ``tracking`` section asks for (none by default)."""
+    callbacks: list[Any] = []
+    mlflow = tracking.get("mlflow")
+    if mlflow:
+        callbacks.append(
+            TrialRuns(
+                tracking_uri=mlflow["tracking_uri"],
+                experiment_name=mlflow.get("experiment") or sweep,
+                tags={"eeg2bold.sweep": sweep, "eeg2bold.protocol": protocol}
+                | {"eeg2bold.model": model},
+                results=results,
+            )
+        )
+    wandb = tracking.get("wandb")
+    if wandb:
+        try:
+            from ray.air.integrations.wandb import WandbLoggerCallback
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ConfigError(f"tracking.wandb needs the wandb package ({exc})") from None
+        callbacks.append(
+            WandbLoggerCallback(
+                project=wandb["project"],
+                group=f"{sweep}.{protocol}.{model}",
+                mode=wandb.get("mode", "offline"),
+                excludes=["nodes"],
+            )
+        )
+    return callbacks
+
+
+class TrialRuns(MLflowLoggerCallback):
+    """MLflowLoggerCallback with eeg2bold's trial identity, resolved configs and epoch steps."""
+
+    def __init__(self, *, tracking_uri: str, results: str, **kwargs: Any) -> None:
+        self.template_uri = tracking_uri
+        self.results = results
+        self._logged_config: set[str] = set()
+        super().__init__(tracking_uri=None, **kwargs)
+
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        self.tracking_uri = expand_env(self.template_uri)  # at run time only
+        super().setup(*args, **kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["tracking_uri"] = None  # the expanded URI never lands in Tune's saved state
+        return state
+
+    def log_trial_start(self, trial: Any) -> None:
+        if trial not in self._trial_runs:
+            identity = str((trial.config or {}).get("trial") or trial.trial_id)
+            tags = dict(self.tags or {}) | {"trial_name": identity, "eeg2bold.trial": identity}
+            run = self.mlflow_util.start_run(tags=tags, run_name=f"trial {identity}")
+            self._trial_runs[trial] = run.info.run_id
+            sample = dict((trial.config or {}).get("sample") or {})
+            self.mlflow_util.log_params(
+                run_id=self._trial_runs[trial], params_to_log=sample | {"trial": identity}
+            )
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
+        run_id = self._trial_runs.get(trial)
+        if run_id is None:
+            return
+        config_hash = result.get("config_hash")
+        if config_hash and run_id not in self._logged_config:
+            self._logged_config.add(run_id)
+            self.mlflow_util.log_params(
+                run_id=run_id, params_to_log=_resolved(self.results, str(config_hash))
+            )
+        metrics = {
+            k: float(v)
+            for k, v in result.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        }
+        step = int(result.get("epoch") or result.get("training_iteration") or 0)
+        self.mlflow_util.log_metrics(run_id=run_id, metrics_to_log=metrics, step=step)
+
+
+def _resolved(results: str, config_hash: str) -> dict[str, Any]:
+    """The trial's resolved experiment config, flattened as ``config.section.key``."""
+    from eeg2bold.run_folder import RunFolder
+
+    try:
+        config = RunFolder(results).read_config(config_hash)
+    except Exception:  # the params are a courtesy: a missing file must not stop a sweep
+        return {"config_hash": config_hash}
+    flat: dict[str, Any] = {"config_hash": config_hash}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        else:
+            flat[prefix] = value
+
+    walk("config", config)
+    return flat
+
+
+def attach_report(config: dict[str, Any], files: list[Path]) -> str | None:
+    """Log the report's files to the sweep's MLflow experiment (a run named ``report``);
+    returns the run id, or None when the sweep has no MLflow tracking."""
+    mlflow_config = (config.get("tracking") or {}).get("mlflow")
+    if not mlflow_config:
+        return None
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=expand_env(mlflow_config["tracking_uri"]))
+    name = mlflow_config.get("experiment") or config.get("name") or "eeg2bold"
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = (
+        experiment.experiment_id if experiment is not None else client.create_experiment(name)
+    )
+    run = client.create_run(
+        experiment_id, run_name="report", tags={"eeg2bold.sweep": str(config.get("name"))}
+    )
+    for path in files:
+        client.log_artifact(run.info.run_id, str(path))
+    client.set_terminated(run.info.run_id)
+    return str(run.info.run_id)

@@ -425,6 +425,17 @@ def _relative(path: Path, root: Path) -> str:
         return path.name
 
 
+def _bold_units(checked: Sequence[_Checked], config: IngestConfig) -> str:
+    """What the stored BOLD values are: z-scores when the masker standardised every region,
+    region tables' values as given, else arbitrary (the scanner's)."""
+    kinds = {c.spec.bold.kind for c in checked if c.spec.bold is not None}
+    if kinds == {"nifti"}:
+        return "z-score" if config.bold.standardize else "arbitrary (scanner units)"
+    if kinds == {"table"}:
+        return "as given (region table)"
+    return "mixed (z-scored NIfTI runs and region tables as given)"
+
+
 def _digest(inputs: list[dict[str, Any]]) -> str:
     h = hashlib.sha256()
     for item in inputs:
@@ -637,7 +648,7 @@ def _dataset(
     info = DatasetInfo(
         name=name or Path(os.fspath(out)).stem or layout.name,
         eeg=EEGInfo(sfreq=sfreq, channels=channels, units="uV", montage=config.channels.montage),
-        bold=BOLDInfo(tr=trs[0], rois=rois, atlas=atlas_name),
+        bold=BOLDInfo(tr=trs[0], rois=rois, atlas=atlas_name, units=_bold_units(checked, config)),
         source=f"ingest:{layout.name}",
         preprocessing={
             "config": config.to_record(),

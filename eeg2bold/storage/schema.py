@@ -1,15 +1,22 @@
-"""The dataset schema ``eeg2bold.dataset/1``: what a store holds and what a run must satisfy.
+"""The dataset schema ``eeg2bold.dataset/2``: what a store holds and what a run must satisfy.
 
-Layout (Zarr v3)::
+Layout (Zarr v3; every array has dimension names, so xarray reads the store as a datatree)::
 
-    <name>.zarr/                   attrs: schema, name, created, source, eeg{...}, bold{...},
-                                          min_window_s, preprocessing{...}, provenance{...}
-      <subject>/<run>/eeg          float32 [n_channels, n_samples], chunked along time
-      <subject>/<run>/bold         float32 [n_rois, n_volumes]
-      <subject>/<run>/volume_times float64 [n_volumes], seconds on the EEG clock
+    <name>.zarr/                   attrs: schema, name, created, source, eeg{...},
+                                          bold{tr, rois, atlas, units}, min_window_s,
+                                          preprocessing{...}, provenance{...}
+      <subject>/<run>/eeg          float32 [channel, time], chunked along time; attrs units,
+                                   sfreq (time = sample / sfreq)
+      <subject>/<run>/bold         float32 [roi, volume]; attrs units, coordinates
+      <subject>/<run>/volume_times float64 [volume], seconds on the EEG clock
+      <subject>/<run>/channel      str [channel] (coordinate: the channel names)
+      <subject>/<run>/roi          str [roi] (coordinate: the ROI names)
       <subject>/<run>/truth/<name> simulator only (noise-free BOLD, latent drivers, ...)
       <subject>/<run>  attrs       subject, session, task, run, bad_channels, qc, provenance,
                                    content_sha256, n_samples, n_volumes
+
+``eeg2bold.dataset/1`` stores (the same without coordinates, units and truth dimension names)
+are read as they are.
 
 Invariants checked by :func:`validate_run` before anything is written: every run shares the
 dataset's channel and ROI lists, arrays are finite and of the right dtype and shape, volume
@@ -29,7 +36,10 @@ import numpy as np
 
 from eeg2bold.errors import DatasetError, RunValidationError
 
-SCHEMA = "eeg2bold.dataset/1"
+SCHEMA = "eeg2bold.dataset/2"
+# /1 stores (no coordinate arrays, no units, truth arrays without dimension names) stay
+# readable: every array eeg2bold reads is found by name, not by listing
+READABLE_SCHEMAS = ("eeg2bold.dataset/1", SCHEMA)
 EEG_DTYPE = np.dtype("float32")
 BOLD_DTYPE = np.dtype("float32")
 TIME_DTYPE = np.dtype("float64")
@@ -83,9 +93,15 @@ class BOLDInfo:
     tr: float
     rois: tuple[str, ...]
     atlas: str | None = None
+    units: str = "arbitrary"  # "z-score" when ingest standardised each region
 
     def to_attrs(self) -> dict[str, Any]:
-        return {"tr": float(self.tr), "rois": list(self.rois), "atlas": self.atlas}
+        return {
+            "tr": float(self.tr),
+            "rois": list(self.rois),
+            "atlas": self.atlas,
+            "units": self.units,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,7 +150,7 @@ class DatasetInfo:
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any], *, where: str) -> DatasetInfo:
         """Parse root attributes; ``where`` names the store in error messages."""
-        if attrs.get("schema") != SCHEMA:
+        if attrs.get("schema") not in READABLE_SCHEMAS:
             found = attrs.get("schema")
             hint = "no schema attribute" if found is None else f"schema {found!r}"
             raise DatasetError(f"{where} is not an eeg2bold dataset ({hint}; expected {SCHEMA})")
@@ -149,7 +165,10 @@ class DatasetInfo:
                     montage=eeg.get("montage"),
                 ),
                 bold=BOLDInfo(
-                    tr=float(bold["tr"]), rois=tuple(bold["rois"]), atlas=bold.get("atlas")
+                    tr=float(bold["tr"]),
+                    rois=tuple(bold["rois"]),
+                    atlas=bold.get("atlas"),
+                    units=bold.get("units", "arbitrary"),
                 ),
                 source=attrs.get("source", "unknown"),
                 created=attrs.get("created", ""),

@@ -38,6 +38,14 @@ from eeg2bold.storage.schema import (
 
 WriteStatus = Literal["written", "unchanged", "replaced"]
 _ARRAYS = ("eeg", "bold", "volume_times")
+# the simulator's ground truth, by array: its dimensions (others get <name>_<axis>)
+TRUTH_DIMS = {
+    "leadfield": ("channel", "source"),
+    "envelopes": ("driver", "envelope_time"),
+    "coupling": ("roi", "driver"),
+    "hrf": ("hrf_lag",),
+    "bold_clean": ("roi", "volume"),
+}
 
 
 def open_dataset(
@@ -275,6 +283,13 @@ class WritableDataset(Dataset):
         group = zarr.open_group(store, mode="w", zarr_format=3, attributes=attrs)
         chunk_t = max(1, int(round(EEG_CHUNK_S * self.info.eeg.sfreq)))
         n_ch, n_t = run.eeg.shape
+        # coordinates, so xarray (open_datatree) and friends see labelled arrays: channel and
+        # ROI names; volume_times is the bold's volume coordinate; EEG time is sample / sfreq
+        for name, labels in (("channel", self.info.eeg.channels), ("roi", self.info.bold.rois)):
+            coord = group.create_array(
+                name, shape=(len(labels),), dtype=str, dimension_names=(name,)
+            )
+            coord[...] = np.asarray(labels, dtype=object)
         eeg = group.create_array(
             "eeg",
             shape=run.eeg.shape,
@@ -282,6 +297,11 @@ class WritableDataset(Dataset):
             chunks=(n_ch, min(chunk_t, n_t)),
             fill_value=np.nan,
             dimension_names=("channel", "time"),
+            attributes={
+                "units": self.info.eeg.units,
+                "sfreq": float(self.info.eeg.sfreq),
+                "long_name": "EEG; time is sample / sfreq seconds on the EEG clock",
+            },
         )
         eeg[...] = run.eeg
         bold = group.create_array(
@@ -291,6 +311,7 @@ class WritableDataset(Dataset):
             chunks=run.bold.shape,
             fill_value=np.nan,
             dimension_names=("roi", "volume"),
+            attributes={"units": self.info.bold.units, "coordinates": "volume_times"},
         )
         bold[...] = run.bold
         times = group.create_array(
@@ -300,13 +321,20 @@ class WritableDataset(Dataset):
             chunks=run.volume_times.shape,
             fill_value=np.nan,
             dimension_names=("volume",),
+            attributes={"units": "s", "long_name": "volume acquisition time on the EEG clock"},
         )
         times[...] = run.volume_times
         if run.truth is not None:
             truth = group.create_group("truth", attributes=to_jsonable(run.truth.attrs))
             for name, arr in run.truth.arrays.items():
+                dims = TRUTH_DIMS.get(name) or tuple(f"{name}_{i}" for i in range(arr.ndim))
                 out = truth.create_array(
-                    name, shape=arr.shape, dtype=arr.dtype, chunks=arr.shape, fill_value=np.nan
+                    name,
+                    shape=arr.shape,
+                    dtype=arr.dtype,
+                    chunks=arr.shape,
+                    fill_value=np.nan,
+                    dimension_names=dims if len(dims) == arr.ndim else None,
                 )
                 out[...] = arr
 

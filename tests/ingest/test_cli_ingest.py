@@ -212,6 +212,7 @@ def test_ingest_table_many_runs_in_one_call(tmp_path, make, capsys):
     assert [str(k) for k in ds.runs()] == ["sub-01/rest", "sub-02/rest"]
     first = ds.read_run(ds.runs()[1]).volume_times[0]
     assert first == pytest.approx(5.0)  # the row's start, on the EEG clock
+    assert ds.info.bold.units == "as given (region table)"  # recorded, for xarray's units
 
     assert main(["ingest", "table", str(out), str(manifest)]) == 1
     summary = capsys.readouterr().out.splitlines()[0]

@@ -13,6 +13,7 @@ only when connecting, so Tune's saved state never holds a token.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +45,36 @@ def tracking_callbacks(
             from ray.air.integrations.wandb import WandbLoggerCallback
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ConfigError(f"tracking.wandb needs the wandb package ({exc})") from None
+        mode = wandb.get("mode", "offline")
+
+        class _Wandb(WandbLoggerCallback):
+            """Offline runs need no API key: Ray looks for WANDB_MODE while it sets up."""
+
+            def setup(self, *args: Any, **kwargs: Any) -> None:
+                if mode != "offline":
+                    return super().setup(*args, **kwargs)
+                saved = os.environ.get("WANDB_MODE")
+                os.environ["WANDB_MODE"] = "offline"
+                try:
+                    return super().setup(*args, **kwargs)
+                finally:
+                    if saved is None:
+                        os.environ.pop("WANDB_MODE", None)
+                    else:
+                        os.environ["WANDB_MODE"] = saved
+
+        # the runs go to SWEEP/wandb (not Ray's temporary session folder, whose copy in the
+        # sweep folder is taken before the runs are complete); object-store results: Ray's
+        local = {} if "://" in results else {"dir": f"{results.rstrip('/')}/wandb"}
+        if local:
+            os.makedirs(local["dir"], exist_ok=True)
         callbacks.append(
-            WandbLoggerCallback(
+            _Wandb(
                 project=wandb["project"],
                 group=f"{sweep}.{protocol}.{model}",
-                mode=wandb.get("mode", "offline"),
+                mode=mode,
                 excludes=["nodes"],
+                **local,
             )
         )
     return callbacks

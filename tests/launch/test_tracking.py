@@ -110,3 +110,33 @@ def test_a_sweep_and_its_report_reach_mlflow(
     )
     names = {a.path for a in client.list_artifacts(attached.info.run_id)}
     assert names == {"report.html"}
+
+
+def test_a_sweep_reaches_weights_and_biases_offline(
+    ray_cluster, write_study, tmp_path, monkeypatch
+):
+    """W&B in offline mode (no API key, nothing leaves the machine): one offline run per
+    trial, named by the trial's identity, in SWEEP/wandb, holding val r and test r (`wandb
+    sync` uploads them later)."""
+    pytest.importorskip("wandb", reason="wandb is in the test extras")
+    from eeg2bold.cli import main
+    from eeg2bold.study.queries import load_sweep, trials_table
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    path = write_study(
+        "wb",
+        models=["ridge"],
+        protocols=["within"],
+        budget={"num_samples": 2},
+        scheduler={"type": "fifo", "max_epochs": 1},
+        tracking={"wandb": {"project": "e2b-test", "mode": "offline"}},
+    )
+    assert main(["sweep", str(path)]) == 0
+    folder = tmp_path / "sweep-wb"
+    runs = sorted(folder.glob("wandb/wandb/offline-run-*/run-*.wandb"))
+    trials = set(trials_table(load_sweep(folder))["trial"])
+    assert {p.stem.removeprefix("run-") for p in runs} == trials
+    for run in runs:
+        data = run.read_bytes()
+        assert b"val_r" in data and b"test_r" in data and b"e2b-test" in data

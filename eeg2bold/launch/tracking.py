@@ -65,7 +65,7 @@ def tracking_callbacks(
 
         # the runs go to SWEEP/wandb (not Ray's temporary session folder, whose copy in the
         # sweep folder is taken before the runs are complete); object-store results: Ray's
-        local = {} if "://" in results else {"dir": f"{results.rstrip('/')}/wandb"}
+        local: dict[str, Any] = {} if "://" in results else {"dir": f"{results.rstrip('/')}/wandb"}
         if local:
             os.makedirs(local["dir"], exist_ok=True)
         callbacks.append(

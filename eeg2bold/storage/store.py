@@ -4,24 +4,30 @@ Readers (:class:`Dataset`) never write. Writers (:class:`WritableDataset`) publi
 time atomically: the run is written to a temporary folder, read back and checked against its
 content hash, then moved into place. Re-writing identical content is a no-op; different content
 needs ``overwrite=True``. A refused or interrupted write leaves every stored run as it was.
+
+A dataset ingested through an atlas also keeps that atlas (group ``atlas`` at the root: the
+integer label image, its affine and its label names), published the same way and only once: a
+store holds one atlas, and a different one is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import os
 import platform
 import time
-from collections.abc import Iterator
-from typing import Any, Literal
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import zarr
 from zarr.abc.store import Store
 
 import eeg2bold
-from eeg2bold.errors import DatasetError
+from eeg2bold.errors import DatasetError, RunValidationError
 from eeg2bold.storage.location import TMP_DIR, Location, writer_alive
 from eeg2bold.storage.qc import compute_qc
 from eeg2bold.storage.schema import (
@@ -36,6 +42,9 @@ from eeg2bold.storage.schema import (
     validate_run,
 )
 
+if TYPE_CHECKING:
+    import nibabel as nib
+
 WriteStatus = Literal["written", "unchanged", "replaced"]
 _ARRAYS = ("eeg", "bold", "volume_times")
 # the simulator's ground truth, by array: its dimensions (others get <name>_<axis>)
@@ -46,6 +55,60 @@ TRUTH_DIMS = {
     "hrf": ("hrf_lag",),
     "bold_clean": ("roi", "volume"),
 }
+#: The root group that holds the dataset's atlas; never a subject (see :meth:`Dataset.runs`).
+ATLAS_GROUP = "atlas"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredAtlas:
+    """The label image a dataset's ROIs were extracted with, as kept in its store.
+
+    ``data`` is [i, j, k] integer labels (0 is background), ``affine`` maps voxel indices to
+    world mm, ``labels`` names the region of each label value (as :attr:`image` and ``labels``
+    of an ingest atlas). Two atlases are the same when their :attr:`sha256` agree (label array,
+    affine and names; ``name`` and ``record`` only describe).
+    """
+
+    data: np.ndarray
+    affine: np.ndarray
+    labels: dict[int, str]
+    name: str = ""
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels_sha256(self) -> str:
+        """sha256 of the label array: dtype, shape, then its bytes in C order."""
+        h = hashlib.sha256(f"{self.data.dtype.str}{self.data.shape}".encode())
+        h.update(np.ascontiguousarray(self.data).tobytes())
+        return h.hexdigest()
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of what makes the atlas: label array, affine, label names."""
+        h = hashlib.sha256(self.labels_sha256.encode())
+        h.update(np.asarray(self.affine, dtype=np.float64).tobytes())
+        h.update(repr(sorted(self.labels.items())).encode())
+        return h.hexdigest()
+
+    @property
+    def image(self) -> nib.Nifti1Image:
+        """The label image as NIfTI (what plotting and nilearn take)."""
+        import nibabel as nib
+
+        return nib.Nifti1Image(self.data, np.asarray(self.affine, dtype=np.float64))
+
+    def attrs(self) -> dict[str, Any]:
+        """Attributes of the atlas group (everything but the label array)."""
+        return to_jsonable(
+            {
+                "name": self.name,
+                "affine": np.asarray(self.affine, dtype=np.float64).tolist(),
+                "label_names": {str(v): n for v, n in sorted(self.labels.items())},
+                "labels_sha256": self.labels_sha256,
+                "sha256": self.sha256,
+                "record": self.record,
+            }
+        )
 
 
 def open_dataset(
@@ -149,7 +212,9 @@ class Dataset:
         subjects = [subject] if subject else self.location.list_dirs()
         keys = []
         for subj in subjects:
-            if subj.startswith(".") or not self.location.exists(subj, "zarr.json"):
+            if subj.startswith(".") or subj == ATLAS_GROUP:
+                continue
+            if not self.location.exists(subj, "zarr.json"):
                 continue
             for run in self.location.list_dirs(subj):
                 if not run.startswith(".") and self.location.exists(subj, run, "zarr.json"):
@@ -186,6 +251,12 @@ class Dataset:
     def read_truth(self, key: RunKey) -> Truth | None:
         """Simulator ground truth of a run, or None for recorded data."""
         return self.read_run(key, truth=True).truth
+
+    def atlas(self) -> StoredAtlas | None:
+        """The atlas the dataset's ROIs come from (None: region tables, or an older store)."""
+        if not self.location.exists(ATLAS_GROUP, "zarr.json"):
+            return None
+        return _load_atlas(self._store, ATLAS_GROUP, where=f"{self.url}: atlas")
 
     def _where(self, key: RunKey) -> str:
         return f"{self.url}: run {key}"
@@ -241,6 +312,10 @@ class WritableDataset(Dataset):
         Refusals raise :class:`RunValidationError` (bad run) or :class:`DatasetError` (run exists
         with different content and ``overwrite`` is false) and change nothing.
         """
+        if run.subject == ATLAS_GROUP:
+            raise RunValidationError(
+                f"run {run.key}: subject name {ATLAS_GROUP!r} is reserved (the store's atlas)"
+            )
         run = validate_run(run, self.info)
         auto_qc = compute_qc(run, self.info)
         run.qc = {**auto_qc, **run.qc}
@@ -256,8 +331,7 @@ class WritableDataset(Dataset):
                     "(use overwrite / --overwrite to replace it)"
                 )
         self.remove_stale_temporaries()  # a crashed earlier writer's leftovers
-        tmp = self.location.new_tmp()
-        try:
+        with self._temporary() as tmp:
             self._write_tmp(tmp, run, digest)
             self._check_tmp(tmp, run, digest)
             self._ensure_subject(key.subject)
@@ -272,10 +346,88 @@ class WritableDataset(Dataset):
                 raise DatasetError(
                     f"{self.url}: run {key} was written concurrently with different content"
                 ) from None
+        return "written"
+
+    def write_atlas(
+        self,
+        *,
+        image: nib.Nifti1Image,
+        labels: Mapping[int, str],
+        name: str = "",
+        record: Mapping[str, Any] | None = None,
+    ) -> WriteStatus:
+        """Keep the dataset's label atlas (3-D integer image, name of each label value).
+
+        Written once, atomically like a run: the same atlas again is ``"unchanged"``; a
+        different one raises :class:`DatasetError` (a store's ROIs come from one atlas).
+        """
+        data = np.asarray(image.dataobj)
+        if data.ndim != 3 or data.dtype.kind not in "iu":
+            raise DatasetError(
+                f"{self.url}: an atlas is a 3-D integer label image, got {data.dtype} {data.shape}"
+            )
+        atlas = StoredAtlas(
+            data=np.ascontiguousarray(data),
+            affine=np.asarray(image.affine, dtype=np.float64),
+            labels={int(v): str(n) for v, n in labels.items()},
+            name=name,
+            record=dict(record or {}),
+        )
+        if self._holds_atlas(atlas):
+            return "unchanged"
+        self.remove_stale_temporaries()
+        with self._temporary() as tmp:
+            store = self.location.zarr_store(*tmp, read_only=False)
+            group = zarr.open_group(store, mode="w", zarr_format=3, attributes=atlas.attrs())
+            out = group.create_array(
+                "labels",
+                shape=atlas.data.shape,
+                dtype=atlas.data.dtype,
+                chunks=atlas.data.shape,
+                fill_value=0,
+                dimension_names=("i", "j", "k"),
+                attributes={"long_name": "atlas labels; world mm = affine @ (i, j, k, 1)"},
+            )
+            out[...] = atlas.data
+            copy = _load_atlas(
+                self.location.zarr_store(*tmp, read_only=True), "", where=f"{self.url}: atlas"
+            )
+            if copy.sha256 != atlas.sha256:
+                raise DatasetError(
+                    f"{self.url}: atlas read-back check failed (storage did not keep the data "
+                    "as written); nothing was published"
+                )
+            try:
+                self.location.publish(tmp, (ATLAS_GROUP,))
+            except FileExistsError:  # written concurrently: fine if it is the same atlas
+                if self._holds_atlas(atlas):
+                    return "unchanged"
+                raise
+        return "written"
+
+    def _holds_atlas(self, atlas: StoredAtlas) -> bool:
+        """True if the store already holds this atlas, False if it holds none; a store that
+        holds another atlas refuses this one (:class:`DatasetError`)."""
+        stored = self.atlas()
+        if stored is None:
+            return False
+        if stored.sha256 == atlas.sha256:
+            return True
+        raise DatasetError(
+            f"{self.url}: the store already holds atlas {stored.name or '(unnamed)'!r} "
+            f"(sha256 {stored.sha256[:12]}), not {atlas.name or 'this one'!r} "
+            f"(sha256 {atlas.sha256[:12]}): ingest into a new store"
+        )
+
+    @contextlib.contextmanager
+    def _temporary(self) -> Iterator[tuple[str, ...]]:
+        """A fresh temporary folder for one publication, removed afterwards in any case."""
+        tmp = self.location.new_tmp()
+        try:
+            yield tmp
         finally:
             self.location.remove(*tmp)
             self.location.drop_empty_tmp_root()
-        return "written"
 
     def _write_tmp(self, tmp: tuple[str, ...], run: RunData, digest: str) -> None:
         store = self.location.zarr_store(*tmp, read_only=False)
@@ -352,8 +504,7 @@ class WritableDataset(Dataset):
         check_key(subject, what="subject")
         if self.location.exists(subject, "zarr.json"):
             return
-        tmp = self.location.new_tmp()
-        try:
+        with self._temporary() as tmp:
             zarr.open_group(
                 self.location.zarr_store(*tmp, read_only=False),
                 mode="w",
@@ -368,9 +519,6 @@ class WritableDataset(Dataset):
                 return
             with contextlib.suppress(FileExistsError):  # created concurrently: fine
                 self.location.publish(tmp, (subject,))
-        finally:
-            self.location.remove(*tmp)
-            self.location.drop_empty_tmp_root()
 
 
 def iter_runs(dataset: Dataset, *, truth: bool = False) -> Iterator[RunData]:
@@ -396,6 +544,24 @@ def _read_array(store: Store, path: str, *, where: str) -> np.ndarray:
         return np.asarray(arr[...])
     except (ValueError, OSError) as exc:
         raise DatasetError(f"{where}: array {path!r} unreadable ({exc})") from None
+
+
+def _load_atlas(store: Store, prefix: str, *, where: str) -> StoredAtlas:
+    """An atlas group (at ``prefix`` in ``store``) read fully into memory."""
+    try:
+        attrs: dict[str, Any] = dict(zarr.open_group(store, path=prefix, mode="r").attrs.asdict())
+        affine = np.asarray(attrs["affine"], dtype=np.float64).reshape(4, 4)
+        labels = {int(v): str(n) for v, n in attrs["label_names"].items()}
+    except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+        raise DatasetError(f"{where}: corrupt atlas group ({exc!r})") from None
+    data = _read_array(store, f"{prefix}/labels" if prefix else "labels", where=where)
+    return StoredAtlas(
+        data=data,
+        affine=affine,
+        labels=labels,
+        name=str(attrs.get("name", "")),
+        record=dict(attrs.get("record", {})),
+    )
 
 
 def _load_run(store: Store, prefix: str, *, where: str, truth: bool) -> RunData:

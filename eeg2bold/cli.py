@@ -736,7 +736,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("dataset", help="dataset store (path or URL)")
     p.add_argument("--model", required=True, help="model name (see `eeg2bold models`)")
-    p.add_argument("--protocol", default="within", help="within (default), loso or loso_calibrated")
+    p.add_argument(
+        "--protocol",
+        default="within",
+        help="within (default), within_run, leave_one_run_out, loso or loso_calibrated",
+    )
     p.add_argument(
         "--set",
         action="append",

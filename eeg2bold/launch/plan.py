@@ -8,12 +8,14 @@ bundle for its coordinator plus one bundle per fold.
 from __future__ import annotations
 
 import uuid
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from eeg2bold.errors import Eeg2BoldWarning
 from eeg2bold.launch.config import StudyConfig
 from eeg2bold.launch.optuna_storage import display_url, expand_env
-from eeg2bold.storage import open_dataset
+from eeg2bold.storage import Dataset, open_dataset
 from eeg2bold.storage.location import mask_url
 
 
@@ -33,6 +35,7 @@ class Arm:
     status: str = "pending"  # pending | running | done
     options: dict[str, Any] = field(default_factory=dict)  # the protocol's splitter options
     label: str = ""  # the protocol as results name it (a calibration amount included)
+    bundles: list[dict[str, float]] = field(default_factory=list)  # one trial's resources
 
     @property
     def key(self) -> str:
@@ -66,6 +69,17 @@ class SweepPlan:
         return asdict(self)
 
 
+def fold_labels(dataset: Dataset, protocol: str, options: dict[str, Any]) -> list[str]:
+    """The folds a protocol makes of a dataset (one per subject, held-out run or group),
+    from the volume times and run attributes only; the window does not change them."""
+    from eeg2bold.protocols import build_sample_table, get_protocol
+
+    samples = build_sample_table(dataset, window_s=dataset.info.min_window_s)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Eeg2BoldWarning)  # the trial says it again
+        return [f.label for f in get_protocol(protocol, **options).split(samples)]
+
+
 def make_plan(config: StudyConfig, *, sweep_id: str | None = None) -> SweepPlan:
     """Resolve a study config against its dataset (reads metadata only)."""
     dataset = open_dataset(expand_env(config.dataset))
@@ -76,13 +90,14 @@ def make_plan(config: StudyConfig, *, sweep_id: str | None = None) -> SweepPlan:
     arms = []
     for p, options in config.protocol_arms():
         label = protocol_label(p, options)
+        folds = fold_labels(dataset, p, options)
         for m in config.models:
             arms.append(
                 Arm(
                     protocol=p,
                     model=m,
                     study_name=f"{config.name}.{label}.{m}.{sweep_id}",
-                    folds=list(subjects),
+                    folds=folds,
                     options=options,
                     label=label,
                 )
@@ -97,8 +112,15 @@ def make_plan(config: StudyConfig, *, sweep_id: str | None = None) -> SweepPlan:
         results=display_url(config.results_url),
         optuna=display_url(config.optuna_url),
     )
-    plan.bundles = plan.trial_bundles(len(subjects), config)
+    for arm in arms:
+        arm.bundles = plan.trial_bundles(len(arm.folds), config)
+    # the largest trial: what the cluster must hold at least
+    plan.bundles = max((a.bundles for a in arms), key=lambda b: sum(x["CPU"] for x in b))
     return plan
+
+
+def largest_arm(plan: SweepPlan) -> Arm:
+    return max(plan.arms, key=lambda a: len(a.folds))
 
 
 def format_plan(
@@ -119,7 +141,7 @@ def format_plan(
             if config.scheduler.type == "asha"
             else ""
         ),
-        f"trial     {len(plan.subjects)} folds on {len(plan.bundles) - 1} "
+        f"trial     {len(largest_arm(plan).folds)} folds on {len(plan.bundles) - 1} "
         + ("actor" if len(plan.bundles) == 2 else "actors")
         + (
             f" ({config.resources.folds_per_actor} per actor)"
@@ -135,10 +157,10 @@ def format_plan(
         f"results   {plan.results}",
         f"optuna    {plan.optuna}",
         "",
-        f"{'arm':<28}{'study name'}",
+        f"{'arm':<28}{'folds':>6}  {'study name'}",
     ]
     for arm in plan.arms:
-        lines.append(f"{arm.key:<28}{arm.study_name}")
+        lines.append(f"{arm.key:<28}{len(arm.folds):>6}  {arm.study_name}")
     if config.search:
         lines += ["", "search constraints:"]
         lines += [f"  {k} = {v}" for k, v in sorted(config.search.items())]

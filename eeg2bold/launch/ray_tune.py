@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import fsspec
 import ray
 from ray import tune
-from ray.exceptions import RayTaskError
+from ray.exceptions import RayError, RayTaskError
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -248,15 +249,20 @@ def failure_kind(exc: BaseException) -> str:
         return "config"
     if isinstance(exc, DatasetError):
         return "data"
+    if not isinstance(exc, Eeg2BoldError):  # a bug in eeg2bold or a plugin, not the settings
+        return "error"
     return "training"
 
 
-def _fail(folder: RunFolder, trial_id: str, exc: BaseException) -> None:
+def _fail(folder: RunFolder, trial_id: str, exc: BaseException, trace: str | None = None) -> None:
     """Record a deterministic failure and end the trial normally with it: Tune retries only
     trials that raise (a dead worker or node), and this one would fail again."""
     kind = failure_kind(exc)
     reason = str(exc) if kind == "config" else f"{type(exc).__name__}: {exc}"
-    folder.record_failure(trial_id, {"reason": reason, "kind": kind})
+    record: dict[str, Any] = {"reason": reason, "kind": kind}
+    if kind == "error":  # a bug: whoever fixes it needs the traceback
+        record["traceback"] = trace or "".join(traceback.format_exception(exc))
+    folder.record_failure(trial_id, record)
     tune.report({"failure": reason, "failure_kind": kind})
 
 
@@ -318,10 +324,15 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         run.run_lockstep(pool=_ActorPool(actors, ctx.groups), dataset=ctx.dataset, report=report)
         healthy = True
     except RayTaskError as exc:
+        # a fold raised: NaN loss, damaged data, or a bug — the same again on a retry
         cause = exc.cause if isinstance(exc.cause, BaseException) else exc
-        if isinstance(cause, Eeg2BoldError):  # NaN loss, damaged data: deterministic
-            return _fail(folder, trial_id, cause)
+        if isinstance(cause, Exception) and not isinstance(cause, RayError):
+            return _fail(folder, trial_id, cause, str(exc))  # str: the remote traceback
         raise
+    except RayError:  # a dead actor, worker or node: what Tune's retries are for
+        raise
+    except Exception as exc:  # a bug in this driver: a retry would fail the same way
+        return _fail(folder, trial_id, exc)
     finally:
         if not healthy:  # a failed or stopped trial may leave actors in a bad state
             _drop_fold_actors(actors)

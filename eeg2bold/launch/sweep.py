@@ -28,7 +28,7 @@ from eeg2bold.launch.optuna_storage import (
     fail_orphans,
     optuna_storage,
 )
-from eeg2bold.launch.plan import Arm, SweepPlan, format_plan, make_plan
+from eeg2bold.launch.plan import Arm, SweepPlan, format_plan, largest_arm, make_plan
 from eeg2bold.run_folder.files import is_url
 from eeg2bold.search_spaces import space_function
 
@@ -175,8 +175,9 @@ def run_sweep(
         ):
             raise ConfigError(
                 f"one trial needs {per_trial:g} CPU / {per_trial_gpu:g} GPU "
-                f"({len(plan.subjects)} folds), the cluster has {resources.get('CPU', 0):g} CPU / "
-                f"{resources.get('GPU', 0):g} GPU: lower resources.cpu or resources.gpu"
+                f"({len(largest_arm(plan).folds)} folds), the cluster has "
+                f"{resources.get('CPU', 0):g} CPU / {resources.get('GPU', 0):g} GPU: lower "
+                "resources.cpu or resources.gpu"
             )
         nodes = ray_tune.cluster_nodes()
         if len(nodes) > 1:
@@ -258,7 +259,7 @@ def _run_arms(
                 n_folds=len(arm.folds),
                 folds_per_actor=config.resources.folds_per_actor,
             ),
-            bundles=plan.bundles,
+            bundles=arm.bundles or plan.bundles,
             num_samples=config.budget.num_samples,
             max_concurrent=config.max_concurrent_trials,
             scheduler=config.scheduler.type,

@@ -1,9 +1,10 @@
-"""Evaluation protocols (``within``, ``loso``, ``loso_calibrated``) as index generators."""
+"""Evaluation protocols (``within``, ``within_run``, ``leave_one_run_out``, ``loso``,
+``loso_calibrated``) as index generators."""
 
 from __future__ import annotations
 
 # The registered protocols, explicitly.
-from eeg2bold.protocols import loso, within  # noqa: F401
+from eeg2bold.protocols import loso, sessions, within  # noqa: F401
 from eeg2bold.protocols.base import (
     MIN_GAP_S,
     Fold,
@@ -12,6 +13,7 @@ from eeg2bold.protocols.base import (
     guard_gap,
     protocol_names,
     register_protocol,
+    timeline_blocks,
 )
 from eeg2bold.protocols.loso import label_amount_s, protocol_label
 from eeg2bold.protocols.samples import SampleTable, build_sample_table
@@ -28,4 +30,5 @@ __all__ = [
     "protocol_label",
     "protocol_names",
     "register_protocol",
+    "timeline_blocks",
 ]

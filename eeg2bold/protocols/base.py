@@ -30,7 +30,12 @@ MIN_GAP_S = 20.0
 
 @dataclass(frozen=True)
 class Fold:
-    """One fold: sorted sample indices per split, and the subject it is evaluated on."""
+    """One fold: sorted sample indices per split, and the subject it is evaluated on.
+
+    ``subject`` is the statistical unit (a grouped hold-out names its group); ``held_out``
+    says what is held out when a subject has several folds (``run-2`` under
+    ``leave_one_run_out``), empty otherwise.
+    """
 
     protocol: str
     index: int
@@ -38,10 +43,16 @@ class Fold:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    held_out: str = ""
+
+    @property
+    def label(self) -> str:
+        """The fold's name within its protocol: the subject, or subject~held-out part."""
+        return f"{self.subject}~{self.held_out}" if self.held_out else self.subject
 
     @property
     def name(self) -> str:
-        return f"{self.protocol}/{self.subject}"
+        return f"{self.protocol}/{self.label}"
 
     def split(self, name: str) -> np.ndarray:
         """Indices of ``train``, ``val`` or ``test``."""
@@ -67,9 +78,21 @@ def subject_blocks(
     The subject's runs are laid end to end; block k covers its share of that time line minus
     half a guard gap at each inner boundary. Returns one sorted index array per block.
     """
+    runs = np.flatnonzero(samples.run_subject == subject)
+    return timeline_blocks(samples, runs, fractions, gap_s=gap_s)
+
+
+def timeline_blocks(
+    samples: SampleTable,
+    runs: np.ndarray,
+    fractions: tuple[float, ...],
+    *,
+    gap_s: float,
+) -> list[np.ndarray]:
+    """:func:`subject_blocks` over the given runs (indices into ``samples.runs``, in order)."""
     if not np.isclose(sum(fractions), 1.0) or min(fractions) <= 0:
         raise ConfigError(f"block fractions must be positive and sum to 1, got {fractions}")
-    runs = np.flatnonzero(samples.run_subject == subject)
+    runs = np.asarray(runs, dtype=np.int64)
     offsets = np.concatenate([[0.0], np.cumsum(samples.run_duration[runs])])
     total = offsets[-1]
     cuts = total * np.cumsum((0.0, *fractions))
@@ -108,7 +131,7 @@ class Splitter(ABC):
                 if fold.split(split).size == 0:
                     gap = guard_gap(samples, self.min_gap_s)
                     raise ConfigError(
-                        f"protocol {self.name}: fold {fold.subject} has no {split} samples "
+                        f"protocol {self.name}: fold {fold.label} has no {split} samples "
                         f"(recordings too short for window_s={samples.window_s:g} s, "
                         f"delay_s={samples.delay_s:g} s and a {gap:g} s guard gap?)"
                     )

@@ -20,28 +20,59 @@ def _check_fraction(name: str, value: float) -> float:
 
 @register_protocol("loso")
 class LeaveOneSubjectOut(Splitter):
-    """Train on N−1 subjects (minus their last block, which selects), test on the whole N-th."""
+    """Train on N−1 subjects (minus their last block, which selects), test on the whole N-th.
 
-    def __init__(self, *, val_fraction: float = 0.2, **kw: Any):
+    ``group_by`` (a run attribute: ``site``, ``dataset``, …) holds out a whole group of
+    subjects at a time instead: one fold per group, named by the group, which is then the
+    statistical unit. Each subject must belong to one group.
+    """
+
+    def __init__(self, *, val_fraction: float = 0.2, group_by: str | None = None, **kw: Any):
         super().__init__(**kw)
         self.val_fraction = _check_fraction("loso: val_fraction", val_fraction)
+        if group_by is not None and (not isinstance(group_by, str) or not group_by):
+            raise ConfigError(f"loso: group_by must name a run attribute, got {group_by!r}")
+        self.group_by = group_by
+
+    def _groups(self, samples: SampleTable) -> list[tuple[str, list[int]]]:
+        """(name, subject indices) of every held-out unit: each subject, or each group."""
+        if self.group_by is None:
+            return [(subject, [s]) for s, subject in enumerate(samples.subjects)]
+        values = samples.run_attribute(self.group_by)
+        of_subject: dict[int, set[str]] = {}
+        for r, value in enumerate(values):
+            of_subject.setdefault(int(samples.run_subject[r]), set()).add(value)
+        mixed = [samples.subjects[s] for s, v in of_subject.items() if len(v) > 1]
+        if mixed:
+            raise ConfigError(
+                f"loso: group_by={self.group_by!r}: subject(s) {', '.join(mixed)} have runs in "
+                "several groups; a grouped hold-out needs each subject in one group"
+            )
+        groups: dict[str, list[int]] = {}
+        for s in sorted(of_subject):
+            groups.setdefault(next(iter(of_subject[s])), []).append(s)
+        return sorted(groups.items())
 
     def split(self, samples: SampleTable) -> Iterator[Fold]:
-        if len(samples.subjects) < 2:
-            raise ConfigError("loso needs at least 2 subjects")
+        groups = self._groups(samples)
+        if len(groups) < 2:
+            what = "subjects" if self.group_by is None else f"values of {self.group_by!r}"
+            raise ConfigError(f"loso needs at least 2 {what}, the dataset has {len(groups)}")
         gap = guard_gap(samples, self.min_gap_s)
         fractions = (1 - self.val_fraction, self.val_fraction)
         blocks = [
             subject_blocks(samples, s, fractions, gap_s=gap) for s in range(len(samples.subjects))
         ]
-        for s, subject in enumerate(samples.subjects):
-            others = [b for o, b in enumerate(blocks) if o != s]
+        for index, (name, members) in enumerate(groups):
+            others = [b for o, b in enumerate(blocks) if o not in members]
             train = np.sort(np.concatenate([b[0] for b in others]))
             val = np.sort(np.concatenate([b[1] for b in others]))
-            yield Fold("loso", s, subject, train, val, samples.of_subject(subject))
+            test = np.flatnonzero(np.isin(samples.subject, members))
+            yield Fold("loso", index, name, train, val, test)
 
     def options(self) -> dict[str, Any]:
-        return {**super().options(), "val_fraction": self.val_fraction}
+        out = {**super().options(), "val_fraction": self.val_fraction}
+        return out if self.group_by is None else out | {"group_by": self.group_by}
 
 
 @register_protocol("loso_calibrated")
@@ -137,10 +168,17 @@ class CalibratedLeaveOneSubjectOut(Splitter):
 
 def protocol_label(protocol: str, options: dict[str, Any] | None = None) -> str:
     """How results name a protocol: a calibration-curve point carries its amount
-    (``loso_calibrated@2min``), so every amount is its own arm in tables and reports."""
+    (``loso_calibrated@2min``), a grouped hold-out its group (``loso@site``), so each is its
+    own arm in tables and reports."""
     amount = (options or {}).get("calibration_s")
     if protocol == "loso_calibrated" and amount is not None:
         return f"loso_calibrated@{float(amount) / 60:g}min"
+    group = (options or {}).get("group_by")
+    if protocol == "loso" and group:
+        return f"loso@{group}"
+    by = (options or {}).get("by")
+    if protocol == "leave_one_run_out" and by and by != "run":
+        return f"leave_one_run_out@{by}"
     return protocol
 
 

@@ -8,7 +8,9 @@ footprint, so no sample straddles two blocks. Only volume times are read to buil
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +33,9 @@ class SampleTable:
     run: np.ndarray  # [N] index into runs
     volume: np.ndarray  # [N] volume index within the run
     time: np.ndarray  # [N] target time t (s, run clock)
+    # [n_runs] each run's stored attributes (session, task, provenance, ...): what grouped
+    # protocols read; empty for tables built by hand
+    run_attrs: tuple[Mapping[str, Any], ...] = ()
 
     def __len__(self) -> int:
         return int(self.run.size)
@@ -58,6 +63,23 @@ class SampleTable:
         """Indices of every sample of ``subject``."""
         return np.flatnonzero(self.subject == self.subjects.index(subject))
 
+    def run_attribute(self, name: str) -> tuple[str, ...]:
+        """Each run's value of attribute ``name`` (a stored run attribute such as ``session``,
+        or one of its provenance, such as a simulated ``site``), as text."""
+        values = []
+        for key, attrs in zip(self.runs, self.run_attrs or [{}] * len(self.runs), strict=True):
+            value = attrs.get(name)
+            if value is None:
+                value = (attrs.get("provenance") or {}).get(name)
+            if value is None:
+                raise ConfigError(
+                    f"run {key} has no attribute {name!r} (known: "
+                    f"{', '.join(sorted(k for k, v in attrs.items() if v is not None)) or 'none'}"
+                    f"; provenance: {', '.join(sorted(attrs.get('provenance') or {})) or 'none'})"
+                )
+            values.append(str(value))
+        return tuple(values)
+
 
 def build_sample_table(
     dataset: Dataset,
@@ -74,9 +96,10 @@ def build_sample_table(
     sfreq = dataset.info.eeg.sfreq
     subjects = tuple(sorted({k.subject for k in keys}))
     cols: dict[str, list[np.ndarray]] = {"run": [], "volume": [], "time": []}
-    durations, run_subject = [], []
+    durations, run_subject, run_attrs = [], [], []
     for i, key in enumerate(keys):
         attrs = dataset.run_attrs(key)
+        run_attrs.append(attrs)
         n_samples = int(attrs["n_samples"])
         times = np.asarray(dataset.array(key, "volume_times")[...], dtype=np.float64)
         ok = np.flatnonzero(geometry.valid(times, n_samples))
@@ -96,6 +119,7 @@ def build_sample_table(
         run=np.concatenate(cols["run"]),
         volume=np.concatenate(cols["volume"]),
         time=np.concatenate(cols["time"]),
+        run_attrs=tuple(run_attrs),
     )
     if len(table) == 0:
         raise ConfigError(

@@ -140,6 +140,47 @@ class SimulationConfig(BaseModel):
         gt=0,
         description="Correlation time of the BOLD physiological noise (AR(1) at TR).",
     )
+    subject_gain_sd: float = Field(
+        0.0,
+        ge=0,
+        le=1.0,
+        description=(
+            "Between-subject SD of each channel's log gain (electrode impedance, amplifier): a "
+            "subject-specific mixing of the scalp signals, on top of the lead field."
+        ),
+    )
+    subject_shift_deg: float = Field(
+        0.0,
+        ge=0,
+        le=30.0,
+        description=(
+            "Between-subject rotation of the cap on the head (degrees, about a random axis): "
+            "every electrode, and so the lead field, moves with it."
+        ),
+    )
+    session_gain_sd: float = Field(
+        0.0,
+        ge=0,
+        le=1.0,
+        description=(
+            "Between-run SD of each channel's log gain: what changes between two sessions of "
+            "one subject (a run is a session here)."
+        ),
+    )
+    session_shift_deg: float = Field(
+        0.0,
+        ge=0,
+        le=30.0,
+        description="Between-run rotation of the cap (degrees): electrodes placed anew.",
+    )
+    sites: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Recording sites: subject k (0-based) is at site-(k mod sites + 1), stored in each "
+            "run's provenance as 'site' (what a grouped leave-one-site-out reads)."
+        ),
+    )
     seed: int = Field(0, ge=0, description="Seed of every random stream.")
 
     @model_validator(mode="before")

@@ -103,6 +103,9 @@ class SubjectParameters:
     private_moments: np.ndarray  # [private_sources, 3]
     private_alpha_gain_uv: np.ndarray  # [private_sources]
     private_beta_gain_uv: np.ndarray  # [private_sources]
+    site: str = "site-1"
+    cap_rotation: np.ndarray | None = None  # [3, 3] the cap on this subject's head (None: none)
+    channel_log_gain: np.ndarray | None = None  # [n_channels] (None: unit gains)
 
 
 def envelope_names(n_sources: int, private_sources: int = 0) -> tuple[str, ...]:
@@ -291,6 +294,13 @@ def subject_parameters(*, config: SimulationConfig, subject_index: int) -> Subje
     kappa = config.common_mode
     coupling = np.sqrt(1 - kappa) * specific + np.sqrt(kappa) * loading[:, None] * common
 
+    rotation, log_gain = _montage_change(
+        physics.stream(config.seed, _SUBJ, subject_index, 7),
+        n_channels=config.channels,
+        gain_sd=config.subject_gain_sd,
+        shift_deg=config.subject_shift_deg,
+    )
+
     rng = physics.stream(config.seed, _SUBJ, subject_index, 5)
     blink_gain = float(config.blink_amplitude_uv * np.exp(v * 0.3 * rng.standard_normal()))
 
@@ -331,29 +341,76 @@ def subject_parameters(*, config: SimulationConfig, subject_index: int) -> Subje
         private_moments=priv_moments,
         private_alpha_gain_uv=priv_alpha,
         private_beta_gain_uv=priv_beta,
+        site=f"site-{subject_index % config.sites + 1}",
+        cap_rotation=rotation,
+        channel_log_gain=log_gain,
     )
 
 
-def leadfield(*, n_channels: int, positions: np.ndarray, moments: np.ndarray) -> np.ndarray:
+def _rotation(rng: np.random.Generator, sd_deg: float) -> np.ndarray:
+    """A rotation about a random axis by an angle of SD ``sd_deg`` (Rodrigues' formula)."""
+    axis = _unit(rng.standard_normal(3))
+    angle = np.deg2rad(sd_deg) * rng.standard_normal()
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
+
+
+def _montage_change(
+    rng: np.random.Generator, *, n_channels: int, gain_sd: float, shift_deg: float
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A cap rotation and per-channel log gains of SDs ``shift_deg`` and ``gain_sd`` (None
+    where the SD is 0, so a default dataset stays bit-identical)."""
+    rotation = _rotation(rng, shift_deg) if shift_deg > 0 else None
+    rng = np.random.default_rng(rng.integers(2**63))
+    log_gain = gain_sd * rng.standard_normal(n_channels) if gain_sd > 0 else None
+    return rotation, log_gain
+
+
+def _compose(
+    first: tuple[np.ndarray | None, np.ndarray | None],
+    then: tuple[np.ndarray | None, np.ndarray | None],
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A subject's montage change followed by a session's."""
+    (r1, g1), (r2, g2) = first, then
+    rotation = r1 if r2 is None else r2 if r1 is None else r2 @ r1
+    gain = g1 if g2 is None else g2 if g1 is None else g1 + g2
+    return rotation, gain
+
+
+def _sensors(rotation: np.ndarray | None) -> np.ndarray:
+    """Every electrode position and the reference's (last row), on a cap rotated by
+    ``rotation``."""
+    sensors = np.vstack([montage.all_positions(), montage.reference_position()])
+    return sensors if rotation is None else sensors @ rotation.T
+
+
+def leadfield(
+    *,
+    n_channels: int,
+    positions: np.ndarray,
+    moments: np.ndarray,
+    rotation: np.ndarray | None = None,
+) -> np.ndarray:
     """Lead field [n_channels, n_dipoles] in microvolts per unit source, FCz reference.
 
     Columns are scaled so each dipole's largest scalp potential (over all 64 positions and
     the reference, re infinity) is 1: source gains are then peak scalp amplitudes.
+    ``rotation`` moves the cap on the head (an electrode shift).
     """
-    sensors = np.vstack([montage.all_positions(), montage.reference_position()])
+    sensors = _sensors(rotation)
     full = physics.dipole_potentials(sensors, positions, moments)
     full /= np.abs(full).max(axis=0, keepdims=True)
     return full[:n_channels] - full[-1]
 
 
-def _blink_pattern(n_channels: int) -> np.ndarray:
+def _blink_pattern(n_channels: int, rotation: np.ndarray | None = None) -> np.ndarray:
     """Scalp pattern of a blink, 1 at Fp1/Fp2, FCz reference.
 
     The lid sliding over the positively charged cornea acts as an upward dipole at each eye:
     re infinity it gives Fp 1, AF 0.5, Fz 0.25, Cz < 0.1, occipital about 0; the FCz
     reference then adds a small inverted copy (about -0.15) everywhere.
     """
-    sensors = np.vstack([montage.all_positions(), montage.reference_position()])
+    sensors = _sensors(rotation)
     eyes = np.array([[-0.30, 0.95, -0.20], [0.30, 0.95, -0.20]])
     moments = _unit(np.array([[0.0, 0.5, 0.87], [0.0, 0.5, 0.87]]))
     full = physics.dipole_potentials(sensors, eyes, moments).sum(axis=1)
@@ -405,7 +462,18 @@ def _simulate(config: SimulationConfig, params: SubjectParameters, run_index: in
         )
         power = np.vstack([power, private])
 
-    eeg, lf, blinks = _eeg(config, params, rng, n=n, power=power, grid_t=grid_t)
+    rotation, log_gain = _compose(
+        (params.cap_rotation, params.channel_log_gain),
+        _montage_change(
+            rng(9),
+            n_channels=config.channels,
+            gain_sd=config.session_gain_sd,
+            shift_deg=config.session_shift_deg,
+        ),
+    )
+    eeg, lf, blinks = _eeg(
+        config, params, rng, n=n, power=power, grid_t=grid_t, rotation=rotation, log_gain=log_gain
+    )
     volume_times, bold_clean, bold, hrf, env_std = _bold(
         config, params, rng(6), n=n, power=power, grid_t=grid_t
     )
@@ -424,7 +492,8 @@ def _simulate(config: SimulationConfig, params: SubjectParameters, run_index: in
         },
         attrs=_truth_attrs(
             config=config, params=params, oracle=oracle, env_std=env_std, blinks=blinks
-        ),
+        )
+        | _montage_attrs(rotation, log_gain),
     )
     run = RunData(
         subject=subject_label(params.index),
@@ -440,7 +509,8 @@ def _simulate(config: SimulationConfig, params: SubjectParameters, run_index: in
             "seed": config.seed,
             "subject_index": params.index,
             "run_index": run_index,
-        },
+        }
+        | ({"site": params.site} if config.sites > 1 else {}),
         truth=truth,
     )
     return validate_run(run, info)
@@ -454,6 +524,8 @@ def _eeg(
     n: int,
     power: np.ndarray,
     grid_t: np.ndarray,
+    rotation: np.ndarray | None = None,
+    log_gain: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """EEG float32 [n_channels, n] in microvolts, the sources' lead field and blink times."""
     sfreq, n_ch, n_src = config.sfreq, config.channels, config.n_sources
@@ -468,7 +540,10 @@ def _eeg(
 
     # sources: background + envelope-modulated alpha and beta carriers, 8 at a time
     lf = leadfield(
-        n_channels=n_ch, positions=params.source_positions, moments=params.source_moments
+        n_channels=n_ch,
+        positions=params.source_positions,
+        moments=params.source_moments,
+        rotation=rotation,
     )
     eeg = np.zeros((n_ch, n))
     src_rng = rng(2)
@@ -491,7 +566,10 @@ def _eeg(
     n_priv = config.private_sources
     if n_priv:  # subject-private generators: alpha and beta carriers on their own envelopes
         lf_priv = leadfield(
-            n_channels=n_ch, positions=params.private_positions, moments=params.private_moments
+            n_channels=n_ch,
+            positions=params.private_positions,
+            moments=params.private_moments,
+            rotation=rotation,
         )
         priv_rng = rng(8)
         private = np.zeros((n_priv, n))
@@ -509,7 +587,10 @@ def _eeg(
     diffuse = physics.spectral_noise(rng(3), amp_bg, rows=_N_DIFFUSE, n=n, n_fft=n_fft)
     diffuse *= params.diffuse_gain_uv[:, None]
     lf_diffuse = leadfield(
-        n_channels=n_ch, positions=params.diffuse_positions, moments=params.diffuse_moments
+        n_channels=n_ch,
+        positions=params.diffuse_positions,
+        moments=params.diffuse_moments,
+        rotation=rotation,
     )
     eeg += lf_diffuse @ diffuse
     del diffuse
@@ -541,11 +622,13 @@ def _eeg(
         [
             line_amp * np.cos(line_phase),
             line_amp * np.sin(line_phase),
-            _blink_pattern(n_ch),
+            _blink_pattern(n_ch, rotation),
             -np.ones(n_ch),
         ]
     )
     eeg += extra_mix @ extra_rows
+    if log_gain is not None:  # the amplifier sees everything through the electrode's gain
+        eeg *= np.exp(log_gain)[:, None]
     return eeg.astype(np.float32), lf, blinks
 
 
@@ -578,6 +661,16 @@ def _bold(
     bold_clean = clean.astype(np.float32)
     bold = (clean + noise).astype(np.float32)
     return volume_times, bold_clean, bold, hrf, env_std
+
+
+def _montage_attrs(rotation: np.ndarray | None, log_gain: np.ndarray | None) -> dict[str, Any]:
+    """The run's electrode gains and cap rotation, where the config asks for any."""
+    out: dict[str, Any] = {}
+    if log_gain is not None:
+        out["channel_gain"] = np.exp(log_gain).tolist()
+    if rotation is not None:
+        out["cap_rotation"] = rotation.tolist()
+    return out
 
 
 def _truth_attrs(

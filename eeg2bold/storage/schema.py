@@ -94,14 +94,25 @@ class BOLDInfo:
     rois: tuple[str, ...]
     atlas: str | None = None
     units: str = "arbitrary"  # "z-score" when ingest standardised each region
+    # each ROI's centre in MNI mm (x, y, z), where known: what brain figures draw
+    roi_mni: tuple[tuple[float, float, float], ...] | None = None
 
     def to_attrs(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "tr": float(self.tr),
             "rois": list(self.rois),
             "atlas": self.atlas,
             "units": self.units,
         }
+        if self.roi_mni is not None:
+            out["roi_mni"] = [[float(v) for v in xyz] for xyz in self.roi_mni]
+        return out
+
+
+def _roi_mni(value: Any) -> tuple[tuple[float, float, float], ...] | None:
+    if value is None:
+        return None
+    return tuple((float(x), float(y), float(z)) for x, y, z in value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,6 +140,10 @@ class DatasetInfo:
             dup = sorted({n for n in names if list(names).count(n) > 1})
             if dup:
                 problems.append(f"duplicate {what} names {dup}")
+        if self.bold.roi_mni is not None and len(self.bold.roi_mni) != len(self.bold.rois):
+            problems.append(
+                f"{len(self.bold.roi_mni)} ROI coordinates for {len(self.bold.rois)} ROIs"
+            )
         if not self.min_window_s > 0:
             problems.append(f"min_window_s must be positive, got {self.min_window_s}")
         if problems:
@@ -169,6 +184,7 @@ class DatasetInfo:
                     rois=tuple(bold["rois"]),
                     atlas=bold.get("atlas"),
                     units=bold.get("units", "arbitrary"),
+                    roi_mni=_roi_mni(bold.get("roi_mni")),
                 ),
                 source=attrs.get("source", "unknown"),
                 created=attrs.get("created", ""),

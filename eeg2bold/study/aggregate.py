@@ -227,7 +227,7 @@ def _add_fold_chance(
     """Per-fold chance columns, and per (protocol, model) the nulls keyed by ROI and subject."""
     out = selection.reset_index(drop=True)
     values = np.full((len(out), len(FOLD_CHANCE_COLUMNS)), np.nan)
-    nulls: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    per_fold: dict[tuple[str, str], dict[str, dict[str, list[Any]]]] = {}
     groups = [] if predictions is None or out.empty else out.groupby(FOLD_KEYS, sort=False)
     for keys, rows in groups:
         protocol, model, fold, subject = keys
@@ -258,11 +258,38 @@ def _add_fold_chance(
                     "is the file from another run?",
                     stacklevel=3,
                 )
-            nulls.setdefault((protocol, model), {}).setdefault(roi, {})[subject] = (
-                observed[j],
-                null[:, j],
-            )
+            per_fold.setdefault((protocol, model), {}).setdefault(roi, {}).setdefault(
+                subject, []
+            ).append((observed[j], null[:, j]))
+    # subjects are the unit: a subject with several folds (leave_one_run_out) gets the Fisher
+    # mean of its folds' r and, surrogate by surrogate, of their nulls
+    nulls = {
+        arm: {
+            roi: {
+                subject: (
+                    float(fisher_mean(np.array([o for o, _ in folds]))),
+                    np.asarray(fisher_mean(np.stack([n for _, n in folds]), axis=0)),
+                )
+                for subject, folds in by_subject.items()
+            }
+            for roi, by_subject in by_roi.items()
+        }
+        for arm, by_roi in per_fold.items()
+    }
     return out.assign(**dict(zip(FOLD_CHANCE_COLUMNS, values.T, strict=True))), nulls
+
+
+def _per_subject(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One test r per subject and ``keys``: the Fisher mean over that subject's folds (one
+    fold each under most protocols; one per held-out run under leave_one_run_out)."""
+    finite = frame[np.isfinite(frame["test_r"].to_numpy(dtype=np.float64))]
+    if finite.empty:
+        return finite[[*keys, "subject", "test_r"]]
+    return (
+        finite.groupby([*keys, "subject"], sort=False)["test_r"]
+        .agg(lambda r: float(fisher_mean(r.to_numpy(dtype=np.float64))))
+        .reset_index()
+    )
 
 
 def _roi_table(
@@ -278,9 +305,9 @@ def _roi_table(
     rows = []
     for (protocol, model), frame in selection.groupby(["protocol", "model"], sort=True):
         group = []
+        subjects = _per_subject(frame, ["roi"])
         for roi in pd.unique(frame["roi"]):
-            r = frame.loc[frame["roi"] == roi, "test_r"].to_numpy(dtype=np.float64)
-            r = r[np.isfinite(r)]
+            r = subjects.loc[subjects["roi"] == roi, "test_r"].to_numpy(dtype=np.float64)
             row: dict[str, Any] = dict.fromkeys(ROI_COLUMNS, np.nan)
             row.update(protocol=protocol, model=model, roi=roi, n_subjects=int(r.size))
             if r.size:
@@ -323,11 +350,11 @@ def _comparison_table(
     seed: int,
 ) -> pd.DataFrame:
     rows = []
-    cols = ["model", "subject", "roi", "test_r"]
     for model in sorted(selection["model"].unique()):
-        ref = selection.loc[
-            (selection["model"] == model) & (selection["protocol"] == reference), cols
-        ]
+        ref = _per_subject(
+            selection.loc[(selection["model"] == model) & (selection["protocol"] == reference)],
+            ["model", "roi"],
+        )
         if ref.empty:
             continue
         others = sorted(
@@ -336,9 +363,10 @@ def _comparison_table(
             if p != reference
         )
         for protocol in others:
-            other = selection.loc[
-                (selection["model"] == model) & (selection["protocol"] == protocol), cols
-            ]
+            other = _per_subject(
+                selection.loc[(selection["model"] == model) & (selection["protocol"] == protocol)],
+                ["model", "roi"],
+            )
             paired = ref.merge(other, on=["model", "subject", "roi"], suffixes=("_ref", "_other"))
             group = []
             for roi in pd.unique(ref["roi"]):

@@ -31,7 +31,10 @@ class ExperimentConfig(BaseModel):
 
     model: str = Field(description="Registered model name (see `eeg2bold models`).")
     model_params: dict[str, Any] = Field(default_factory=dict, description="Hyperparameters.")
-    protocol: str = Field("within", description="within, loso or loso_calibrated.")
+    protocol: str = Field(
+        "within",
+        description="within, within_run, leave_one_run_out, loso or loso_calibrated.",
+    )
     protocol_options: dict[str, Any] = Field(
         default_factory=dict, description="Splitter options, e.g. val_fraction, min_gap_s."
     )

@@ -18,7 +18,7 @@ def format_epoch(protocol: str, epoch: EpochOutcome, *, max_epochs: int) -> str:
 
 
 def format_fold(protocol: str, outcome: FoldOutcome) -> str:
-    name = f"{protocol}/{outcome.subject}"
+    name = f"{protocol}/{outcome.label}"
     resumed = "  (finished earlier)" if outcome.resumed else ""
     return (
         f"{name:<24} best epoch {outcome.best_epoch:>3}  val r {outcome.val_mean:6.3f}  "
@@ -33,19 +33,21 @@ def format_result(result: ProtocolResult) -> str:
         f"model {cfg.model} · protocol {cfg.protocol} · trial {result.trial} · "
         f"window {cfg.data.window_s:g} s, delay {cfg.data.delay_s:g} s, {cfg.data.target}"
     )
-    lines = [head, "", f"{'fold':<28}{'best':>5}{'val r':>8}{'test r':>8}{'n test':>8}"]
-    for f in result.folds:
-        name = f"{cfg.protocol}/{f.subject}"
+    names = [f"{cfg.protocol}/{f.label}" for f in result.folds]
+    w = max([28, *(len(n) + 2 for n in names), *(len(o) + 2 for o in result.outputs)])
+    lines = [head, "", f"{'fold':<{w}}{'best':>5}{'val r':>8}{'test r':>8}{'n test':>8}"]
+    for name, f in zip(names, result.folds, strict=True):
         lines.append(
-            f"{name:<28}{f.best_epoch:>5}{f.val_mean:>8.3f}{f.test_mean:>8.3f}{f.n_test:>8}"
+            f"{name:<{w}}{f.best_epoch:>5}{f.val_mean:>8.3f}{f.test_mean:>8.3f}{f.n_test:>8}"
         )
     lines.append(
-        f"{'mean (Fisher z)':<28}{'':>5}{summary['val_r_mean']:>8.3f}{summary['test_r_mean']:>8.3f}"
+        f"{'mean (Fisher z)':<{w}}{'':>5}{summary['val_r_mean']:>8.3f}"
+        f"{summary['test_r_mean']:>8.3f}"
     )
-    lines += ["", f"{'output':<28}{'val r':>8}{'test r':>8}"]
+    lines += ["", f"{'output':<{w}}{'val r':>8}{'test r':>8}"]
     for name in result.outputs:
         lines.append(
-            f"{name:<28}{summary['val_r_per_output'][name]:>8.3f}"
+            f"{name:<{w}}{summary['val_r_per_output'][name]:>8.3f}"
             f"{summary['test_r_per_output'][name]:>8.3f}"
         )
     return "\n".join(lines)

@@ -106,6 +106,11 @@ class FoldOutcome:
     seconds: float  # final scoring and files
     history: tuple[dict[str, Any], ...] = ()
     resumed: bool = False
+    held_out: str = ""  # what the fold holds out when a subject has several (its run)
+
+    @property
+    def label(self) -> str:
+        return f"{self.subject}~{self.held_out}" if self.held_out else self.subject
 
     def to_json(self) -> dict[str, Any]:
         """Strict JSON: an undefined r (NaN) is written as null."""
@@ -364,6 +369,7 @@ class FoldRunner:
         outcome = FoldOutcome(
             fold=self.fold.index,
             subject=self.fold.subject,
+            held_out=self.fold.held_out,
             outputs=outputs,
             best_epoch=trainer.best_epoch,
             epochs=trainer.epoch,
@@ -450,6 +456,7 @@ class ProtocolResult:
             {
                 "fold": f.fold,
                 "subject": f.subject,
+                "held_out": f.held_out,
                 "best_epoch": f.best_epoch,
                 "epochs": f.epochs,
                 "n_train": f.n_train,
@@ -628,7 +635,7 @@ class ProtocolRun:
         """The trial's end: val r (selects) and test r (reported only) with the best weights,
         overall and per fold (``fold.<subject>.val_r``: what a tracker shows per fold)."""
         per_fold = {
-            f"fold.{o.subject}.{split}_r": getattr(o, f"{split}_mean")
+            f"fold.{o.label}.{split}_r": getattr(o, f"{split}_mean")
             for o in outcomes
             for split in ("val", "test")
         }

@@ -45,7 +45,11 @@ def model_card(trainer: FoldTrainer, dataset: Dataset, config: ExperimentConfig)
             "preprocessing": json.dumps(dataset.info.preprocessing),
         },
         "protocol": config.protocol,
-        "fold": {"index": data.fold.index, "subject": data.fold.subject},
+        "fold": {
+            "index": data.fold.index,
+            "subject": data.fold.subject,
+            "held_out": data.fold.held_out,
+        },
         "best_epoch": trainer.best_epoch,
         "config": json.dumps(config.model_dump(mode="json")),
         "config_hash": config.config_hash(),

@@ -19,7 +19,8 @@ PLUGIN = "eeg2bold_test_plugins"
 
 @pytest.fixture
 def test_plugins(monkeypatch):
-    """Register the test plugin's models (exploding, planted, flat) in this process for one test."""
+    """Register the test plugin's models (exploding, planted, flat, buggy) in this process for
+    one test."""
     monkeypatch.syspath_prepend(str(HERE))
     with _registry_restored():
         __import__(PLUGIN)

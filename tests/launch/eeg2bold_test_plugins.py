@@ -84,3 +84,16 @@ class Flat(BoldModel):
         if not self.training:
             out = 0 * out + self.head.bias[None, :, None]
         return resample_time(out, self.spec.n_out)
+
+
+@register_model("buggy")
+class Buggy(BoldModel):
+    """Test-only plugin with a bug: its forward raises a plain Python error (not an eeg2bold
+    one), the same on every retry."""
+
+    def __init__(self, spec, params=None):
+        super().__init__(spec, params)
+        self.head = nn.Linear(spec.n_channels, spec.n_rois)
+
+    def forward(self, eeg):
+        raise KeyError("a bug in the buggy model")

@@ -383,6 +383,33 @@ def test_an_undefined_val_r_fails_the_trial_and_never_ranks(
     assert len(rows) and rows["r"].isna().all()  # NaN, never 0.000
 
 
+def test_a_bug_fails_its_trial_once_with_the_traceback_not_as_a_dead_worker(
+    ray_cluster, test_plugins, write_study, tmp_path, capsys
+):
+    """A plain Python error in a fold (a bug in a model, a plugin or eeg2bold) would raise the
+    same on every retry: the trial fails at once, kind "error", with the traceback kept in
+    its failure record — never told as a worker or node that died."""
+    path = write_study(
+        "buggy",
+        models=["buggy"],
+        budget={"num_samples": 1},
+        scheduler={"type": "fifo", "max_epochs": 1},
+        failure={"max_failures": 2},
+    )
+    assert main(["sweep", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "worker or node died" not in err and "retrying" not in err
+    (trial,) = next(iter(_studies(tmp_path / "sweep-buggy").values())).trials
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs["failure_kind"] == "error"
+    assert trial.user_attrs["failure_reason"] == "KeyError: 'a bug in the buggy model'"
+    (record,) = (tmp_path / "sweep-buggy" / "failures").glob("*.json")
+    assert (
+        'raise KeyError("a bug in the buggy model")' in json.loads(record.read_text())["traceback"]
+    )
+    assert not list((tmp_path / "sweep-buggy" / "ray").glob("*/trial_*/error.txt"))
+
+
 def test_train_says_an_undefined_r_in_one_line_and_writes_null(
     test_plugins, tiny_store, tmp_path, capsys
 ):

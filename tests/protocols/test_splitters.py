@@ -1,18 +1,22 @@
-"""Splitters: disjoint sets, guard gaps, and no held-out subject in LOSO training."""
+"""Splitters: disjoint sets, guard gaps, no held-out subject in LOSO training, no held-out run
+in leave_one_run_out training, and whole groups held out by grouped LOSO."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import itertools
 
 import numpy as np
 import pytest
 
-from eeg2bold.errors import ConfigError
+from eeg2bold.errors import ConfigError, Eeg2BoldWarning
 from eeg2bold.protocols import (
     SampleTable,
     build_sample_table,
     get_protocol,
     guard_gap,
+    protocol_label,
     protocol_names,
 )
 from eeg2bold.storage import RunKey, create_dataset
@@ -79,8 +83,21 @@ def test_splits_are_disjoint_and_separated_by_the_guard_gap(protocol, options, t
     splitter = get_protocol(protocol, **options)
     gap = guard_gap(samples)
     assert gap == max(20.0, samples.window_s + samples.delay_s)
-    folds = splitter.folds(samples)
-    assert [f.subject for f in folds] == list(samples.subjects)
+    if protocol == "leave_one_run_out":
+        runs = np.bincount(samples.run_subject)
+        if runs.max() < 2:
+            with pytest.raises(ConfigError, match="at least 2 different run values"):
+                splitter.folds(samples)
+            return
+        with pytest.warns(Eeg2BoldWarning) if runs.min() < 2 else contextlib.nullcontext():
+            folds = splitter.folds(samples)
+        expected = [
+            s for s, n in zip(samples.subjects, runs, strict=True) if n > 1 for _ in range(n)
+        ]
+        assert [f.subject for f in folds] == expected
+    else:
+        folds = splitter.folds(samples)
+        assert [f.subject for f in folds] == list(samples.subjects)
     for fold in folds:
         for x, y in itertools.combinations(("train", "val", "test"), 2):
             a, b = fold.split(x), fold.split(y)
@@ -218,3 +235,114 @@ def test_sample_table_matches_the_window_reader(tmp_path, make_info, make_run):
     np.testing.assert_allclose(table.run_duration, [120.0, 90.0])
     with pytest.raises(ConfigError, match=r"no run .* is long enough"):
         build_sample_table(ds, window_s=200.0)
+
+
+def _with_attrs(samples, **per_run):
+    """The table with run attributes (one value per run for each keyword)."""
+    attrs = [
+        {"session": None, "provenance": {k: v[i] for k, v in per_run.items()}}
+        for i in range(len(samples.runs))
+    ]
+    return dataclasses.replace(samples, run_attrs=tuple(attrs))
+
+
+MULTI = make_table([[300.0, 420.0, 360.0], [600.0, 500.0], [700.0]])
+
+
+def test_leave_one_run_out_tests_on_a_whole_run_it_never_trains_or_selects_on():
+    with pytest.warns(Eeg2BoldWarning, match="1 subject.*single run have no fold: sub-03"):
+        folds = get_protocol("leave_one_run_out").folds(MULTI)
+    assert [(f.subject, f.held_out) for f in folds] == [
+        ("sub-01", "run-1"),
+        ("sub-01", "run-2"),
+        ("sub-01", "run-3"),
+        ("sub-02", "run-1"),
+        ("sub-02", "run-2"),
+    ]
+    assert [f.index for f in folds] == list(range(5))
+    assert folds[1].name == "leave_one_run_out/sub-01~run-2"
+    for fold in folds:
+        held = MULTI.runs.index((fold.subject, fold.held_out))
+        np.testing.assert_array_equal(fold.test, np.flatnonzero(MULTI.run == held))
+        s = MULTI.subjects.index(fold.subject)
+        for split in ("train", "val"):
+            idx = fold.split(split)
+            assert not np.any(MULTI.run[idx] == held)
+            assert np.all(MULTI.subject[idx] == s)  # within the subject
+        # every other run of the subject trains; selection is the end of the last other run
+        others = set(np.flatnonzero(MULTI.run_subject == s)) - {held}
+        assert set(MULTI.run[fold.train]) == others
+        last = max(others)
+        assert set(MULTI.run[fold.val]) == {last}
+        assert (
+            MULTI.time[fold.val].min() > MULTI.time[fold.train[MULTI.run[fold.train] == last]].max()
+        )
+
+
+def test_leave_one_run_out_by_session_holds_out_every_run_of_a_session():
+    samples = make_table([[300.0, 300.0, 300.0, 300.0], [400.0, 400.0]])
+    samples = _with_attrs(samples, visit=["a", "a", "b", "b", "a", "b"])
+    folds = get_protocol("leave_one_run_out", by="visit").folds(samples)
+    assert [(f.subject, f.held_out) for f in folds] == [
+        ("sub-01", "a"),
+        ("sub-01", "b"),
+        ("sub-02", "a"),
+        ("sub-02", "b"),
+    ]
+    first = folds[0]
+    assert set(samples.run[first.test]) == {0, 1}
+    assert set(samples.run[first.train]) | set(samples.run[first.val]) == {2, 3}
+    assert protocol_label("leave_one_run_out", {"by": "visit"}) == "leave_one_run_out@visit"
+    assert protocol_label("leave_one_run_out", {"by": "run"}) == "leave_one_run_out"
+    with pytest.raises(ConfigError, match=r"run sub-01/run-1 has no attribute 'session'"):
+        get_protocol("leave_one_run_out", by="session").folds(samples)
+
+
+def test_within_run_cuts_every_split_from_inside_each_run():
+    folds = get_protocol("within_run").folds(MULTI)
+    gap = guard_gap(MULTI)
+    assert [f.subject for f in folds] == list(MULTI.subjects)
+    for fold in folds:
+        s = MULTI.subjects.index(fold.subject)
+        runs = set(np.flatnonzero(MULTI.run_subject == s))
+        for split in ("train", "val", "test"):
+            assert set(MULTI.run[fold.split(split)]) == runs  # every run in every split
+        for r in runs:
+            train, val, test = (
+                fold.split(x)[MULTI.run[fold.split(x)] == r] for x in ("train", "val", "test")
+            )
+            assert MULTI.time[train].max() < MULTI.time[val].min() < MULTI.time[test].min()
+            # the test block is the run's last 20 %
+            first = 0.8 * MULTI.run_duration[r] + gap / 2 + MULTI.window_s + MULTI.delay_s
+            assert first <= MULTI.time[test].min() <= first + 2.0
+        assert _separated(MULTI, fold.train, fold.test, gap)
+
+
+def test_grouped_loso_holds_out_whole_sites():
+    samples = make_table([[300.0], [300.0, 300.0], [300.0], [300.0], [300.0]])
+    sites = ["site-1", "site-2", "site-2", "site-1", "site-3", "site-1"]
+    samples = _with_attrs(samples, site=sites)
+    splitter = get_protocol("loso", group_by="site")
+    folds = splitter.folds(samples)
+    assert [f.subject for f in folds] == ["site-1", "site-2", "site-3"]
+    assert splitter.options()["group_by"] == "site"
+    assert protocol_label("loso", splitter.options()) == "loso@site"
+    members = {"site-1": {0, 2, 4}, "site-2": {1}, "site-3": {3}}
+    for fold in folds:
+        assert set(samples.subject[fold.test]) == members[fold.subject]
+        np.testing.assert_array_equal(
+            fold.test, np.flatnonzero(np.isin(samples.subject, list(members[fold.subject])))
+        )
+        for split in ("train", "val"):
+            assert not set(samples.subject[fold.split(split)]) & members[fold.subject]
+        assert set(samples.subject[fold.train]) == set(range(5)) - members[fold.subject]
+
+
+def test_grouped_loso_refuses_a_subject_in_two_groups_and_a_single_group():
+    samples = make_table([[300.0, 300.0], [300.0]])
+    with pytest.raises(ConfigError, match="sub-01 have runs in several groups"):
+        get_protocol("loso", group_by="site").folds(_with_attrs(samples, site=["a", "b", "a"]))
+    with pytest.raises(ConfigError, match="at least 2 values of 'site', the dataset has 1"):
+        get_protocol("loso", group_by="site").folds(_with_attrs(samples, site=["a", "a", "a"]))
+    with pytest.raises(ConfigError, match="no attribute 'scanner'"):
+        get_protocol("loso", group_by="scanner").folds(_with_attrs(samples, site=["a", "a", "a"]))

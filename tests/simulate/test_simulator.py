@@ -96,6 +96,71 @@ def test_runs_of_a_subject_share_its_parameters_but_not_its_noise():
     assert not np.array_equal(t1.arrays["envelopes"], t2.arrays["envelopes"])
 
 
+def test_session_effects_change_gain_and_cap_per_run_and_nothing_else():
+    """Per-run channel gains scale the whole recording (a known answer: the same streams
+    without them, times the gains); a cap shift rotates the electrodes, so each run's lead
+    field is the one computed on the rotated sensors, and BOLD is untouched by both."""
+    from eeg2bold.simulate.simulator import leadfield
+
+    plain = list(simulate_runs(config=SimulationConfig(subjects=1, runs=2, **SMALL)))
+    gains = list(
+        simulate_runs(config=SimulationConfig(subjects=1, runs=2, session_gain_sd=0.3, **SMALL))
+    )
+    for a, b in zip(plain, gains, strict=True):
+        g = np.asarray(b.truth.attrs["channel_gain"])
+        assert 0.3 < g.min() < 1 < g.max() < 3
+        np.testing.assert_allclose(
+            b.eeg, a.eeg * g[:, None].astype(np.float32), rtol=1e-5, atol=1e-4
+        )
+        np.testing.assert_array_equal(a.bold, b.bold)
+        assert "channel_gain" not in a.truth.attrs  # default datasets are unchanged
+    assert gains[0].truth.attrs["channel_gain"] != gains[1].truth.attrs["channel_gain"]
+
+    shifted = list(
+        simulate_runs(config=SimulationConfig(subjects=1, runs=2, session_shift_deg=8, **SMALL))
+    )
+    params = subject_parameters(config=SimulationConfig(subjects=1, **SMALL), subject_index=0)
+    rotations = []
+    for a, b in zip(plain, shifted, strict=True):
+        rot = np.asarray(b.truth.attrs["cap_rotation"])
+        np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-12)
+        assert np.linalg.det(rot) == pytest.approx(1.0)
+        angle = np.degrees(np.arccos((np.trace(rot) - 1) / 2))
+        assert 0 < angle < 40
+        expected = leadfield(
+            n_channels=19,
+            positions=params.source_positions,
+            moments=params.source_moments,
+            rotation=rot,
+        )
+        np.testing.assert_allclose(b.truth.arrays["leadfield"], expected, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(b.truth.arrays["leadfield"], a.truth.arrays["leadfield"], atol=1e-3)
+        np.testing.assert_array_equal(a.bold, b.bold)
+        rotations.append(rot)
+    assert not np.allclose(rotations[0], rotations[1])
+
+
+def test_subject_effects_are_shared_by_its_runs_and_sites_are_recorded():
+    config = SimulationConfig(
+        subjects=3, runs=2, subject_gain_sd=0.3, subject_shift_deg=5, sites=2, **SMALL
+    )
+    runs = list(simulate_runs(config=config))
+    by_subject = [runs[0:2], runs[2:4], runs[4:6]]
+    for first, second in by_subject:
+        assert first.truth.attrs["channel_gain"] == second.truth.attrs["channel_gain"]
+        assert first.truth.attrs["cap_rotation"] == second.truth.attrs["cap_rotation"]
+    assert (
+        by_subject[0][0].truth.attrs["channel_gain"] != by_subject[1][0].truth.attrs["channel_gain"]
+    )
+    assert [r.provenance["site"] for r in runs] == ["site-1"] * 2 + ["site-2"] * 2 + ["site-1"] * 2
+    assert (
+        "site"
+        not in simulate_run(
+            config=SimulationConfig(**SMALL), subject_index=0, run_index=0
+        ).provenance
+    )
+
+
 def test_subjects_differ_around_a_shared_population():
     config = SimulationConfig(subjects=4)
     n_pop = 2 * config.n_sources

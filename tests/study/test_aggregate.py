@@ -23,7 +23,11 @@ ROIS = ("thalamus", "putamen", "noise")
 SUBJECTS = tuple(f"sub-{i:02d}" for i in range(1, 7))
 TR = 2.0
 # coupling of the prediction to the truth per ROI: strong, weak, none; less for unseen subjects
-COUPLING = {"within": (1.0, 0.4, 0.0), "loso": (0.4, 0.15, 0.0)}
+COUPLING = {
+    "within": (1.0, 0.4, 0.0),
+    "loso": (0.4, 0.15, 0.0),
+    "leave_one_run_out": (0.7, 0.25, 0.0),
+}
 
 
 def _ar1(rng: np.random.Generator, rows: int, n: int, phi: float = 0.8) -> np.ndarray:
@@ -53,15 +57,18 @@ def _fold_predictions(rng, protocol: str, subject: str, perfect: bool) -> dict[s
     return arrays
 
 
-@pytest.fixture(scope="module")
-def study() -> tuple[pd.DataFrame, dict[tuple[str, int], dict[str, np.ndarray]]]:
-    """Two protocols × two trials of one model; the trial "cheat" predicts test perfectly but
-    scores worst on val, so nested selection must never bring its predictions in."""
+def _study(
+    folds_per_subject: dict[str, int],
+) -> tuple[pd.DataFrame, dict[tuple[str, int], dict[str, np.ndarray]]]:
+    """Protocols (with this many folds per subject) × two trials of one model; the trial
+    "cheat" predicts test perfectly but scores worst on val, so nested selection must never
+    bring its predictions in."""
     rng = np.random.default_rng(0)
     rows, predictions = [], {}
-    for protocol in COUPLING:
+    for protocol, repeat in folds_per_subject.items():
+        held = [s for s in SUBJECTS for _ in range(repeat)]
         for trial, val_level in ((f"{protocol}-good", 0.4), (f"{protocol}-cheat", 0.1)):
-            for fold, subject in enumerate(SUBJECTS):
+            for fold, subject in enumerate(held):
                 arrays = _fold_predictions(rng, protocol, subject, perfect="cheat" in trial)
                 predictions[(trial, fold)] = arrays
                 test_r = segment_r(
@@ -88,6 +95,33 @@ def study() -> tuple[pd.DataFrame, dict[tuple[str, int], dict[str, np.ndarray]]]
                     rows.append({**base, "roi": roi, "split": "val", "r": val_r})
                     rows.append({**base, "roi": roi, "split": "test", "r": float(test_r[j])})
     return pd.DataFrame(rows, columns=COLUMNS), predictions
+
+
+@pytest.fixture(scope="module")
+def study() -> tuple[pd.DataFrame, dict[tuple[str, int], dict[str, np.ndarray]]]:
+    return _study({"within": 1, "loso": 1})
+
+
+def test_subjects_stay_the_unit_when_a_subject_has_several_folds():
+    """leave_one_run_out: two folds (held-out runs) per subject. Each subject's r is the
+    Fisher mean of its folds', its null the mean of theirs; n counts subjects, pairs too."""
+    results, predictions = _study({"within": 1, "leave_one_run_out": 2})
+    summary = summarize(results, predictions=predictions, n_boot=200, n_surrogates=100)
+    rois = summary.rois.set_index(["protocol", "roi"])
+    chosen = summary.selection[summary.selection["protocol"] == "leave_one_run_out"]
+    assert len(chosen) == 2 * len(SUBJECTS) * len(ROIS)  # every fold is selected
+    for roi in ROIS:
+        row = rois.loc[("leave_one_run_out", roi)]
+        mine = chosen[chosen["roi"] == roi]
+        per_subject = mine.groupby("subject")["test_r"].agg(lambda r: fisher_mean(r.to_numpy()))
+        assert row["n_subjects"] == len(SUBJECTS) == row["n_chance"]
+        assert row["r"] == pytest.approx(fisher_mean(per_subject.to_numpy()))
+        assert row["chance_observed_r"] == pytest.approx(row["r"], abs=1e-9)
+        assert row["mean_z"] == pytest.approx(fisher_z(per_subject.to_numpy()).mean())
+    assert rois.loc[("leave_one_run_out", "noise"), "chance_low"] < 0
+    assert (summary.comparisons["n_pairs"] == len(SUBJECTS)).all()
+    arm = summary.arms.set_index("protocol").loc["leave_one_run_out"]
+    assert arm["n_subjects"] == len(SUBJECTS) == arm["n_chance"]
 
 
 def test_summary_numbers_per_protocol_model_roi(study):

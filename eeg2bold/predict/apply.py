@@ -26,6 +26,7 @@ from eeg2bold.geometry import WindowGeometry
 from eeg2bold.ingest.specs import EEGFormat, MatOptions
 from eeg2bold.predict.models import FoldModel, ModelSet, PredictError, load_models
 from eeg2bold.predict.recording import Recording, read_recording
+from eeg2bold.training.alignment import coverage, euclidean_alignment
 from eeg2bold.training.data import COMMON_MODE
 from eeg2bold.training.fit import resolve_device
 from eeg2bold.training.metrics import stitch
@@ -178,6 +179,13 @@ def apply_models(
     for m in models.members:
         m.module.to(target)
     ends = _window_ends(grid, models=models, sfreq=models.sfreq)
+    alignment = None
+    if models.sample.align == "euclidean":  # as in training: this recording's own EEG
+        n_window = models.first.module.spec.n_times
+        alignment = euclidean_alignment(
+            [(eeg, coverage(ends - n_window, n_window, n_samples))], source="recording"
+        )
+        eeg = alignment.apply(eeg)
     n_batches = -(-grid.size // batch_size) * len(models.members)
     with tqdm(
         total=n_batches,
@@ -215,6 +223,12 @@ def apply_models(
         "common_mode_recombined": bool(recombine and models.sample.common_mode),
         "device": str(target),
         "n_models": len(models.members),
+        "alignment": None
+        if alignment is None
+        else (
+            f"euclidean, from this recording's own EEG under the predicted windows "
+            f"({alignment.n_samples / models.sfreq:.0f} s)"
+        ),
     }
     return Prediction(
         times=grid,

@@ -27,11 +27,15 @@ Constraint = Any  # a fixed value, a list of choices, or a dict {low, high, log,
 
 
 def data_space(trial: Any) -> dict[str, Any]:
-    """Window length and EEG→BOLD delay (DESIGN.md: both are hyperparameters)."""
-    return {
+    """Window length and EEG→BOLD delay (DESIGN.md: both are hyperparameters); subject
+    alignment only where the study asks (``data.align: euclidean`` or ``[none, euclidean]``)."""
+    out = {
         "window_s": trial.suggest_categorical("window_s", [10.0, 15.0, 20.0]),
         "delay_s": trial.suggest_float("delay_s", 0.0, 6.0, step=1.0),
     }
+    if getattr(trial, "constrains", lambda _: False)("align"):
+        out["align"] = trial.suggest_categorical("align", ["none", "euclidean"])
+    return out
 
 
 def optimiser_space(trial: Any) -> dict[str, Any]:
@@ -67,6 +71,10 @@ class ConstrainedTrial:
         child = ConstrainedTrial(self._trial, self._constraints, prefix)
         child.fixed, child.used = self.fixed, self.used
         return child
+
+    def constrains(self, name: str) -> bool:
+        """Whether the study config constrains ``name`` (in this section)."""
+        return (f"{self._prefix}.{name}" if self._prefix else name) in self._constraints
 
     def __getattr__(self, item: str) -> Any:  # number, user attrs, ... of the real trial
         return getattr(self._trial, item)

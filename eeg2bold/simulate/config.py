@@ -105,6 +105,19 @@ class SimulationConfig(BaseModel):
             "population weights (before subject_variability)."
         ),
     )
+    coupling_length_mm: float = Field(
+        35.0,
+        ge=0,
+        le=500.0,
+        description=(
+            "Length scale in mm of the cortical parcels' coupling (ROIs beyond the 14 "
+            "subcortical ones, on a cortical shell in MNI space): the population weights, a "
+            "subject's deviations from them and its private weights are Gaussian-process "
+            "fields over the parcels' positions, so the weights of parcels d mm apart "
+            "correlate by exp(-d^2 / (2 l^2)) and neighbouring parcels resemble each other. "
+            "0: independent sparse rows, like the subcortical ROIs'."
+        ),
+    )
     envelope_timescale_s: float = Field(
         5.0,
         gt=0,

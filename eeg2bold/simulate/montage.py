@@ -1,4 +1,5 @@
-"""Channel and ROI names of simulated datasets, and the electrode positions the lead field uses.
+"""Channel and ROI names of simulated datasets, the electrode positions the lead field uses,
+and the ROIs' positions in MNI mm.
 
 Positions are embedded (no MNE import, nothing to download): unit vectors of MNE's idealised
 ``spherical_1005`` montage (head frame: +x right, +y nose, +z vertex). The channel order is
@@ -89,16 +90,26 @@ _REFERENCE_POSITION = (0.0000, 0.3090, 0.9511)  # FCz
 
 MAX_CHANNELS = len(_POSITIONS)
 
-_ROI_BASE = (
-    "Thalamus",
-    "Caudate",
-    "Putamen",
-    "Hippocampus",
-    "Pallidum",
-    "Amygdala",
-    "Accumbens",
+# name, then the left structure's centre in MNI mm (x, y, z; the right one mirrors x): about the
+# centres of mass of the Harvard-Oxford subcortical atlas.
+_ROI_BASE: tuple[tuple[str, float, float, float], ...] = (
+    ("Thalamus", -11.0, -18.0, 7.0),
+    ("Caudate", -13.0, 11.0, 10.0),
+    ("Putamen", -25.0, 0.0, 0.0),
+    ("Hippocampus", -26.0, -22.0, -13.0),
+    ("Pallidum", -20.0, -4.0, -1.0),
+    ("Amygdala", -24.0, -5.0, -18.0),
+    ("Accumbens", -10.0, 11.0, -7.0),
 )
 N_PAIRED_ROIS = 2 * len(_ROI_BASE)
+
+# The cortical shell the parcels lie on (MNI mm): an ellipsoid about the size of the brain,
+# open below z = centre - 0.75 * semi-axis (brainstem and cerebellum), kept 4 mm off the
+# midline so that the two hemispheres' medial parcels stay apart.
+_SHELL_CENTRE = (0.0, -18.0, 10.0)
+_SHELL_SEMI_AXES = (68.0, 86.0, 62.0)
+_SHELL_BOTTOM = -0.75
+_MIDLINE_MM = 4.0
 
 
 def channel_names(n: int) -> tuple[str, ...]:
@@ -109,11 +120,44 @@ def channel_names(n: int) -> tuple[str, ...]:
 
 
 def roi_names(n: int) -> tuple[str, ...]:
-    """Subcortical ROI names in left/right pairs, then ``roi-15``, ``roi-16``, ..."""
+    """Subcortical ROI names in left/right pairs, then cortical parcels alternating left and
+    right, named by hemisphere and 1-based ROI number: ``parcel-L-015``, ``parcel-R-016``, ..."""
     if n < 1:
         raise ValueError(f"rois must be at least 1, got {n}")
-    paired = [f"{base}_{side}" for base in _ROI_BASE for side in ("L", "R")]
-    return tuple(paired[:n]) + tuple(f"roi-{i + 1}" for i in range(len(paired), n))
+    paired = [f"{base}_{side}" for base, *_ in _ROI_BASE for side in ("L", "R")]
+    parcels = (f"parcel-{'LR'[i % 2]}-{i + 1:03d}" for i in range(len(paired), n))
+    return tuple(paired[:n]) + tuple(parcels)
+
+
+def roi_positions(n: int) -> np.ndarray:
+    """MNI positions [n, 3] in mm of the ROIs of ``roi_names(n)``.
+
+    The subcortical ROIs sit at their structures' centres; the parcels on a quasi-uniform
+    Fibonacci lattice of the cortical shell (one lattice per hemisphere, mirror images, so
+    parcels 2k-1 and 2k, left and right, are homologues). The lattice depends on the number of
+    parcels, as a parcellation depends on its resolution.
+    """
+    roi_names(n)
+    paired = [(side * x, y, z) for _, x, y, z in _ROI_BASE for side in (1.0, -1.0)]
+    n_parcels = max(0, n - len(paired))
+    half = _hemisphere_lattice((n_parcels + 1) // 2)  # [m, 3], x >= 0 (right)
+    parcels = np.repeat(half, 2, axis=0)[:n_parcels]
+    parcels[0::2, 0] *= -1.0  # even parcels are left
+    return np.vstack([np.array(paired[:n], dtype=np.float64).reshape(-1, 3), parcels])
+
+
+def _hemisphere_lattice(m: int) -> np.ndarray:
+    """``m`` points [m, 3] of the right half of the cortical shell, in MNI mm: a Fibonacci
+    lattice in (z, azimuth), which is area-uniform on the sphere the ellipsoid stretches."""
+    golden = (np.sqrt(5.0) - 1.0) / 2.0
+    i = np.arange(m) + 0.5
+    uz = _SHELL_BOTTOM + (1.0 - _SHELL_BOTTOM) * i / m
+    azimuth = np.pi * ((i * golden) % 1.0 - 0.5)  # (-pi/2, pi/2): the x >= 0 half
+    rho = np.sqrt(1.0 - uz**2)
+    ux, uy = rho * np.cos(azimuth), rho * np.sin(azimuth)
+    (cx, cy, cz), (ax, ay, az) = _SHELL_CENTRE, _SHELL_SEMI_AXES
+    x = cx + _MIDLINE_MM + (ax - _MIDLINE_MM) * ux
+    return np.stack([x, cy + ay * uy, cz + az * uz], axis=1)
 
 
 def channel_positions(n: int) -> np.ndarray:

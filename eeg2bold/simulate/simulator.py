@@ -19,6 +19,10 @@ Generative model, per run (all subject parameters fixed across a subject's runs)
    of ``private_sources`` subject-private generators (own position, orientation, envelopes
    and ROI weights per subject): the part of the EEG-BOLD relation only a subject's own data
    can teach, which makes LOSO harder than within-subject once a subject has enough data.
+   ROIs have MNI positions (``montage.roi_positions``): the 14 subcortical ones get
+   independent sparse weights; the cortical parcels after them weights that are
+   Gaussian-process fields over their positions (length ``coupling_length_mm``), population,
+   subject deviation and private weights alike, so neighbouring parcels resemble each other.
 5. Clocks: EEG sample i is at t = i / sfreq; volume k is stamped at (k + 1/2)·TR (mid
    acquisition), as many volumes as fit in the recording. The HRF sees 64 s of envelope
    history before t = 0, so the first volumes carry no edge effect.
@@ -26,6 +30,7 @@ Generative model, per run (all subject parameters fixed across a subject's runs)
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -62,6 +67,7 @@ _BLINK_WIDTH_S = 0.12  # Gaussian SD: FWHM about 0.28 s
 _N_DIFFUSE = 12  # background-only dipoles spread over the head
 _SOURCE_RADIUS = 0.65  # fraction of the head radius
 _COUPLING_DENSITY = 0.25  # fraction of drivers each ROI's specific coupling uses
+_GP_NUGGET = 1e-4  # independent share of a parcel's weights: keeps the Cholesky factor stable
 
 # Stream keys (see physics.stream): population, subject, run, then a component id.
 _POP, _SUBJ, _RUN = 0, 1, 2
@@ -146,7 +152,14 @@ def dataset_info(*, config: SimulationConfig) -> DatasetInfo:
             units="uV",
             montage=montage.MONTAGE,
         ),
-        bold=BOLDInfo(tr=float(config.tr), rois=montage.roi_names(config.rois), atlas=ATLAS),
+        bold=BOLDInfo(
+            tr=float(config.tr),
+            rois=montage.roi_names(config.rois),
+            atlas=ATLAS,
+            roi_mni=tuple(
+                (float(x), float(y), float(z)) for x, y, z in montage.roi_positions(config.rois)
+            ),
+        ),
         source=SOURCE,
         created="",
         preprocessing={},
@@ -207,7 +220,38 @@ def _tilt(directions: np.ndarray, rng: np.random.Generator, sd_rad: float) -> np
     return _unit(directions + sd_rad * rng.standard_normal(directions.shape))
 
 
-def _population(config: SimulationConfig) -> dict[str, np.ndarray]:
+def _parcel_smoothing(config: SimulationConfig) -> np.ndarray | None:
+    """Lower Cholesky factor L [n_parcels, n_parcels] of the parcels' squared-exponential
+    correlation exp(-d^2 / (2 l^2)): L @ z of white rows z is a Gaussian-process field with
+    unit variance. None where there are no parcels or coupling_length_mm is 0."""
+    if config.rois <= montage.N_PAIRED_ROIS or config.coupling_length_mm == 0:
+        return None
+    return _gp_factor(config.rois, float(config.coupling_length_mm))
+
+
+@functools.lru_cache(maxsize=4)
+def _gp_factor(n_rois: int, length_mm: float) -> np.ndarray:
+    """The factor of ``_parcel_smoothing``, once per geometry (read-only: it is shared)."""
+    pos = montage.roi_positions(n_rois)[montage.N_PAIRED_ROIS :]
+    d2 = ((pos[:, None, :] - pos[None, :, :]) ** 2).sum(axis=-1)
+    corr = np.exp(-d2 / (2 * length_mm**2))
+    corr[np.diag_indices_from(corr)] += _GP_NUGGET
+    factor = np.linalg.cholesky(corr / (1 + _GP_NUGGET))
+    factor.flags.writeable = False
+    return factor
+
+
+def _smooth_parcels(white: np.ndarray, smoothing: np.ndarray | None) -> np.ndarray:
+    """``white`` [n_rois, k] with the parcels' rows (the last ones) made a smooth field."""
+    if smoothing is None:
+        return white
+    out = white.copy()
+    n_parcels = smoothing.shape[0]
+    out[-n_parcels:] = smoothing @ white[-n_parcels:]
+    return out
+
+
+def _population(config: SimulationConfig) -> dict[str, Any]:
     """Parameters shared by all subjects; they depend on the seed only."""
     n_src, n_env = config.n_sources, 2 * config.n_sources
     rng = physics.stream(config.seed, _POP, 1)
@@ -227,16 +271,24 @@ def _population(config: SimulationConfig) -> dict[str, np.ndarray]:
     diff_mom = _tilt(diff_dirs, rng, 0.5)
     diff_gain = 4.0 * np.exp(0.2 * rng.standard_normal(_N_DIFFUSE))
 
-    # ROI coupling: sparse unit-norm rows, left/right homologues alike.
+    # ROI coupling: sparse unit-norm rows, left/right homologues alike; the parcels' rows a
+    # smooth field over their positions (unless coupling_length_mm is 0)
+    smoothing = _parcel_smoothing(config)
+    n_sparse = config.rois if smoothing is None else montage.N_PAIRED_ROIS
     rng = physics.stream(config.seed, _POP, 3)
     coupling = np.zeros((config.rois, n_env))
-    for r in range(config.rois):
+    for r in range(n_sparse):
         mask = rng.random(n_env) < _COUPLING_DENSITY
         mask[rng.integers(n_env)] = True
         row = rng.standard_normal(n_env) * mask
         if r % 2 == 1 and r < montage.N_PAIRED_ROIS:
             row = 0.6 * coupling[r - 1] + 0.8 * _unit(row)
         coupling[r] = _unit(row)
+    if smoothing is not None:
+        rng = physics.stream(config.seed, _POP, 5)
+        coupling[n_sparse:] = _unit(
+            smoothing @ rng.standard_normal((config.rois - n_sparse, n_env))
+        )
     # Common mode: a global signal that falls when alpha rises (vigilance), weak beta part.
     rng = physics.stream(config.seed, _POP, 4)
     common = np.empty(n_env)
@@ -252,6 +304,7 @@ def _population(config: SimulationConfig) -> dict[str, np.ndarray]:
         "diff_mom": diff_mom,
         "diff_gain": diff_gain,
         "coupling": coupling,
+        "smoothing": smoothing,
         "common": _unit(common),
     }
 
@@ -288,7 +341,8 @@ def subject_parameters(*, config: SimulationConfig, subject_index: int) -> Subje
 
     rng = physics.stream(config.seed, _SUBJ, subject_index, 4)
     jitter = v * config.coupling_jitter / np.sqrt(n_env)
-    specific = _unit(pop["coupling"] + jitter * rng.standard_normal((config.rois, n_env)))
+    deviation = _smooth_parcels(rng.standard_normal((config.rois, n_env)), pop["smoothing"])
+    specific = _unit(pop["coupling"] + jitter * deviation)
     common = _unit(pop["common"] + jitter * rng.standard_normal(n_env))
     loading = 1.0 + v * 0.2 * rng.standard_normal(config.rois)
     kappa = config.common_mode
@@ -313,7 +367,11 @@ def subject_parameters(*, config: SimulationConfig, subject_index: int) -> Subje
     priv_moments = _tilt(priv_dirs, rng, 0.4)
     priv_alpha = 20.0 * np.exp(0.2 * rng.standard_normal(n_priv))
     priv_beta = 10.0 * np.exp(0.2 * rng.standard_normal(n_priv))
-    private_weights = _unit(rng.standard_normal((config.rois, 2 * n_priv))) if n_priv else None
+    private_weights = (
+        _unit(_smooth_parcels(rng.standard_normal((config.rois, 2 * n_priv)), pop["smoothing"]))
+        if n_priv
+        else None
+    )
     share = config.private_coupling * min(1.0, v) if n_priv else 0.0
     # each ROI's expected drive variance: 1 - share from the population drivers, share from
     # the private ones (independent, unit variance each)

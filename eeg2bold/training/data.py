@@ -22,6 +22,7 @@ from eeg2bold.geometry import COMMON_MODE, WindowGeometry, with_common_mode
 from eeg2bold.models import DataSpec
 from eeg2bold.protocols import Fold, SampleTable
 from eeg2bold.storage import Dataset, RunData, RunKey
+from eeg2bold.training.alignment import Alignment, Moments, coverage, euclidean_alignment
 
 
 class SampleConfig(BaseModel):
@@ -44,6 +45,15 @@ class SampleConfig(BaseModel):
     common_mode: bool = Field(
         False,
         description="Remove the mean over ROIs from each ROI and predict it as its own output.",
+    )
+    align: Literal["none", "euclidean"] = Field(
+        "none",
+        description=(
+            "Subject alignment: 'euclidean' re-centres each subject's EEG by the inverse "
+            "square root of its own mean spatial covariance (He and Wu 2019), from its EEG "
+            "only — its training windows, or for a subject without any (an unseen subject) "
+            "its own unlabelled EEG; predict aligns a new recording by its own EEG."
+        ),
     )
 
     @model_validator(mode="after")
@@ -132,7 +142,8 @@ class FoldData:
         self.n_window = samples.geometry.n_window
 
         used = np.flatnonzero(np.isin(np.arange(len(samples.runs)), samples.run[self._all()]))
-        eeg_parts, offsets, total = [], np.full(len(samples.runs), -1, dtype=np.int64), 0
+        eeg_parts: dict[int, np.ndarray] = {}
+        offsets, total = np.full(len(samples.runs), -1, dtype=np.int64), 0
         n = len(samples)
         targets = np.zeros((n, len(self.outputs), config.n_out), dtype=np.float64)
         target_times = np.zeros((n, config.n_out))
@@ -141,7 +152,7 @@ class FoldData:
             _check_finite(dataset, samples.runs[r], run)
             offsets[r] = total
             total += run.eeg.shape[1]
-            eeg_parts.append(run.eeg)
+            eeg_parts[int(r)] = run.eeg
             rows = np.flatnonzero(samples.run == r)
             bold = run.bold[roi_idx].astype(np.float64)
             if config.common_mode:
@@ -150,7 +161,15 @@ class FoldData:
             targets[rows], target_times[rows] = values, times
         self._run_offset = offsets
         self.target_times = target_times
-        eeg = np.concatenate(eeg_parts, axis=1)
+        self.alignment: dict[str, Alignment] = {}
+        if config.align == "euclidean":
+            self.alignment = self._align(eeg_parts)
+            eeg_parts = {
+                r: self.alignment[samples.subjects[samples.run_subject[r]]].apply(x)
+                for r, x in eeg_parts.items()
+            }
+        eeg = np.concatenate([eeg_parts[int(r)] for r in used], axis=1)
+        del eeg_parts
         self._start = offsets[samples.run] + samples.start_sample  # invalid for unused runs
         self.normaliser = normaliser or self._fit_normaliser(eeg, targets)
         norm = self.normaliser
@@ -166,17 +185,38 @@ class FoldData:
     def _all(self) -> np.ndarray:
         return np.concatenate([self.fold.train, self.fold.val, self.fold.test])
 
+    def _align(self, eeg: dict[int, np.ndarray]) -> dict[str, Alignment]:
+        """Each subject's Euclidean alignment from its own EEG under its training windows;
+        a subject without any (LOSO's held-out one) from its own unlabelled windows."""
+        samples, out = self.samples, {}
+        for s in sorted({int(samples.run_subject[r]) for r in eeg}):
+            source, rows = "train", self.fold.train[samples.subject[self.fold.train] == s]
+            if rows.size == 0:
+                others = np.concatenate([self.fold.val, self.fold.test])
+                source, rows = "unlabelled", others[samples.subject[others] == s]
+            parts = [
+                (
+                    x,
+                    coverage(
+                        samples.start_sample[rows[samples.run[rows] == r]],
+                        self.n_window,
+                        x.shape[1],
+                    ),
+                )
+                for r, x in eeg.items()
+                if samples.run_subject[r] == s
+            ]
+            out[samples.subjects[s]] = euclidean_alignment(parts, source=source)
+        return out
+
     def _fit_normaliser(self, eeg: np.ndarray, targets: np.ndarray) -> Normaliser:
-        """Statistics over the EEG samples covered by training windows and training targets."""
+        """Statistics over the EEG samples covered by training windows and training targets
+        (streaming float64 sums: no float64 copy of the training span)."""
         train = self.fold.train
-        cover = np.zeros(eeg.shape[1] + 1, dtype=np.int64)
-        starts = self._start[train]
-        np.add.at(cover, starts, 1)
-        np.add.at(cover, starts + self.n_window, -1)
-        mask = np.cumsum(cover[:-1]) > 0
-        covered = eeg[:, mask].astype(np.float64)
-        mean = covered.mean(axis=1)
-        scale = covered.std(axis=1)
+        moments = Moments(eeg.shape[0])
+        moments.add(eeg, coverage(self._start[train], self.n_window, eeg.shape[1]))
+        mean = moments.mean
+        scale = moments.std
         scale = np.where(scale > 0, scale, 1.0)
         t = targets[train].transpose(1, 0, 2).reshape(targets.shape[1], -1)
         t_mean, t_scale = t.mean(axis=1), t.std(axis=1)
@@ -214,4 +254,5 @@ class FoldData:
             "n_val": int(self.fold.val.size),
             "n_test": int(self.fold.test.size),
             "eeg_mb_on_device": self.eeg.numel() * 4 / 1e6,
+            "alignment": {s: a.source for s, a in self.alignment.items()},
         }

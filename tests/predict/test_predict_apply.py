@@ -4,6 +4,7 @@ predictions and to a hand-rolled application of the model, and correlated with t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,6 +85,35 @@ def test_equals_training_predictions_and_a_hand_rolled_application(sim):
         with torch.no_grad():
             out = model(window)[0, :, 0].numpy() * norm.target_scale + norm.target_mean
         assert np.allclose(_at(grid.times, grid.values, [t])[:, 0], out, rtol=1e-4, atol=1e-4)
+
+
+def test_an_aligned_model_aligns_a_new_recording_by_its_own_eeg(sim, tmp_path):
+    """A LOSO model trained with Euclidean alignment: its held-out subject was aligned by its
+    own unlabelled EEG under the test windows; predict does the same from the recording, so
+    it reproduces the training pipeline's test predictions — and differs from the same
+    weights applied without alignment."""
+    from eeg2bold.training.config import build_config
+    from eeg2bold.training.run import train_protocol
+
+    config = build_config(
+        model="ridge",
+        protocol="loso",
+        sets={"window_s": "12", "delay_s": "2", "align": "euclidean"},
+    )
+    result = train_protocol(sim.dataset, config, out_dir=tmp_path / "aligned")
+    (fold,) = [f for f in result.folds if f.subject == "sub-01"]
+    model = Path(fold.model_file)
+    saved = np.load(model.parent.parent / "predictions" / f"{model.stem}.npz")
+    prediction = predict(str(model), sim.vhdr, times=saved["test_times"])
+    assert prediction.info["alignment"].startswith("euclidean, from this recording's own EEG")
+    assert np.allclose(prediction.values, saved["test_pred"], rtol=1e-3, atol=1e-3)
+    models = load_models(str(model))
+    unaligned = models.members[0].sample.model_copy(update={"align": "none"})
+    for m in models.members:
+        m.sample = unaligned
+    raw = apply_models(models, sim.run.eeg, sfreq=100.0, times=saved["test_times"])
+    assert raw.info["alignment"] is None
+    assert not np.allclose(raw.values, saved["test_pred"], rtol=1e-2, atol=1e-2)
 
 
 def test_in_memory_equals_file_and_correlates_with_truth(sim):

@@ -80,3 +80,28 @@ def test_constraints_check_models_whose_spaces_share_a_name():
     twin = {p.name: p for p in describe_space("twin")}["model.n_branches"]
     assert (beira.log, twin.log) == (True, False)  # the clash this test is about
     check_constraints(["beira", "twin", "ridge"], {"data.window_s": 10.0})
+
+
+def test_subject_alignment_is_searched_only_where_the_study_asks():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    seen = set()
+    for _ in range(8):
+        trial = study.ask()
+        sample = define_space(
+            trial, model="ridge", constraints={"data.align": ["none", "euclidean"]}
+        )
+        seen.add(sample["data"]["align"])
+        assert trial.params["data.align"] == sample["data"]["align"]
+        config = experiment_from_sample(sample, model="ridge", protocol="loso")
+        assert config.data.align == sample["data"]["align"]
+        study.tell(trial, 0.0)
+    assert seen == {"none", "euclidean"}
+    trial = study.ask()
+    fixed = define_space(trial, model="ridge", constraints={"data.align": "euclidean"})
+    assert fixed["data"]["align"] == "euclidean" and "data.align" not in trial.params
+    plain = define_space(study.ask(), model="ridge")
+    assert "align" not in plain["data"]
+    assert experiment_from_sample(plain, model="ridge", protocol="loso").data.align == "none"
+    check_constraints(["ridge"], {"data.align": ["none", "euclidean"]})
+    with pytest.raises(ConfigError, match=r"data\.align"):
+        experiment_from_sample({"data": {"align": "riemann"}}, model="ridge", protocol="loso")

@@ -244,7 +244,7 @@ def test_channel_and_roi_names():
     assert {"Oz", "FC1", "CP6", "TP9", "TP10", "PO9", "PO10"} <= set(cap)
     assert len(set(channel_names(64))) == 64
     assert roi_names(3) == ("Thalamus_L", "Thalamus_R", "Caudate_L")
-    assert roi_names(16)[-3:] == ("Accumbens_R", "roi-15", "roi-16")
+    assert roi_names(16)[-3:] == ("Accumbens_R", "parcel-L-015", "parcel-R-016")
     with pytest.raises(ValueError, match="between 1 and 64"):
         channel_names(65)
 

@@ -120,3 +120,48 @@ def test_segments_are_contiguous_runs_of_volumes(store):
     for seg in segments:
         assert np.all(np.diff(data.samples.volume[seg]) == 1)
         assert len(set(data.samples.run[seg])) == 1
+
+
+@pytest.fixture(scope="module")
+def two_run_store(tmp_path_factory):
+    """2 subjects × 2 runs × 3 min, 4 channels at 100 Hz, with session effects."""
+    from eeg2bold.simulate import SimulationConfig
+    from eeg2bold.simulate.write import simulate_to_store
+
+    config = SimulationConfig(
+        subjects=2, runs=2, minutes=3, channels=4, sfreq=100, rois=2, session_gain_sd=0.3
+    )
+    return simulate_to_store(tmp_path_factory.mktemp("runs") / "runs.zarr", config, progress=False)
+
+
+def test_leave_one_run_out_statistics_never_see_the_held_out_run(two_run_store):
+    """Normaliser and alignment of a leave_one_run_out fold come from the subject's other
+    run: the held-out run's EEG and BOLD can be anything."""
+    samples = build_sample_table(two_run_store, window_s=8.0, delay_s=2.0)
+    cfg = SampleConfig(window_s=8.0, delay_s=2.0, align="euclidean")
+    fold = get_protocol("leave_one_run_out").folds(samples)[0]
+    held = (fold.subject, fold.held_out)
+    assert held == ("sub-01", "run-1")
+
+    def read_run(key):
+        run = two_run_store.read_run(key)
+        if tuple(key) == held:
+            return dataclasses.replace(run, eeg=run.eeg * 50 - 7, bold=run.bold * -9 + 1)
+        return run
+
+    plain = FoldData(two_run_store, samples, fold, config=cfg)
+    altered = FoldData(two_run_store, samples, fold, config=cfg, read_run=read_run)
+    for field in ("eeg_mean", "eeg_scale", "target_mean", "target_scale"):
+        np.testing.assert_array_equal(
+            getattr(plain.normaliser, field), getattr(altered.normaliser, field)
+        )
+    np.testing.assert_array_equal(
+        plain.alignment["sub-01"].matrix, altered.alignment["sub-01"].matrix
+    )
+    assert plain.describe()["alignment"] == {"sub-01": "train"}
+    # the statistics are those of the other run's training windows: aligned there, that EEG
+    # has zero mean and unit variance, which is what the normaliser then finds
+    assert samples.runs[1] == ("sub-01", "run-2")
+    np.testing.assert_array_equal(np.unique(samples.run[fold.train]), [1])
+    np.testing.assert_allclose(plain.normaliser.eeg_mean, 0, atol=1e-4)
+    np.testing.assert_allclose(plain.normaliser.eeg_scale, 1, atol=1e-4)

@@ -16,7 +16,7 @@ are simulated), population parameters only on ``seed``.
 from __future__ import annotations
 
 from eeg2bold.simulate.config import SimulationConfig
-from eeg2bold.simulate.montage import channel_names, roi_names
+from eeg2bold.simulate.montage import channel_names, roi_names, roi_positions
 from eeg2bold.simulate.physics import double_gamma_hrf
 from eeg2bold.simulate.simulator import (
     ENV_SFREQ,
@@ -37,6 +37,7 @@ __all__ = [
     "double_gamma_hrf",
     "envelope_names",
     "roi_names",
+    "roi_positions",
     "simulate_run",
     "simulate_runs",
     "subject_parameters",

@@ -157,7 +157,7 @@ def _hemisphere_lattice(m: int) -> np.ndarray:
     ux, uy = rho * np.cos(azimuth), rho * np.sin(azimuth)
     (cx, cy, cz), (ax, ay, az) = _SHELL_CENTRE, _SHELL_SEMI_AXES
     x = cx + _MIDLINE_MM + (ax - _MIDLINE_MM) * ux
-    return np.stack([x, cy + ay * uy, cz + az * uz], axis=1)
+    return np.round(np.stack([x, cy + ay * uy, cz + az * uz], axis=1), 1)  # to 0.1 mm
 
 
 def channel_positions(n: int) -> np.ndarray:

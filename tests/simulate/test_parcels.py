@@ -113,22 +113,12 @@ def test_bold_of_near_parcels_correlates_more_than_of_far_ones():
 
 
 # Computed with the simulator before parcels existed (commit a9529d8) and checked equal after:
-# sum |coupling|, sum |bold|, sum bold^2, mean eeg^2, the last ROI's oracle r.
+# sum |coupling|, sum |bold|, sum bold^2, mean eeg^2, the last ROI's oracle r. With more than
+# 14 ROIs and no length scale the data are the old ones too, through the vectorised BOLD path.
 _OLD_FINGERPRINTS = {
-    8: (
-        20.563343848960358,
-        297.7853281131247,
-        404.85211657371167,
-        318.3835673613976,
-        0.7564408365272736,
-    ),
-    14: (
-        38.5056292238005,
-        524.5212300996063,
-        723.6064068204089,
-        318.3835673613976,
-        0.6979619092401739,
-    ),
+    8: (20.563343848960358, 297.7853281131247, 404.85211657371167, 318.3835673613976, 0.7564408),
+    14: (38.5056292238005, 524.5212300996063, 723.6064068204089, 318.3835673613976, 0.6979619),
+    40: (138.1167093021504, 1560.6021536668413, 2179.2694707783203, 318.3835673613976, 0.815394),
 }
 
 
@@ -149,9 +139,11 @@ def _old_population_coupling(config: SimulationConfig) -> np.ndarray:
     return coupling
 
 
-@pytest.mark.parametrize("rois", [8, 14])
+@pytest.mark.parametrize("rois", [8, 14, 40])
 def test_datasets_without_parcels_are_unchanged(rois):
     config = SimulationConfig(subjects=1, minutes=1.5, channels=19, rois=rois)
+    if rois > N_PAIRED_ROIS:
+        config = config.model_copy(update={"coupling_length_mm": 0.0})
     run = simulate_run(config=config, subject_index=0, run_index=0)
     fingerprint = (
         float(np.abs(run.truth.arrays["coupling"].astype(np.float64)).sum()),
@@ -161,14 +153,17 @@ def test_datasets_without_parcels_are_unchanged(rois):
         float(run.truth.attrs["oracle_r"][-1]),
     )
     np.testing.assert_allclose(fingerprint, _OLD_FINGERPRINTS[rois], rtol=1e-5)
-    # the length scale only concerns parcels
-    other = simulate_run(
-        config=config.model_copy(update={"coupling_length_mm": 0.0}),
-        subject_index=0,
-        run_index=0,
-    )
-    np.testing.assert_array_equal(run.bold, other.bold)
-    np.testing.assert_array_equal(run.truth.arrays["coupling"], other.truth.arrays["coupling"])
+    clean = run.truth.arrays["bold_clean"]
+    oracle = [np.corrcoef(c, b)[0, 1] for c, b in zip(clean, run.bold, strict=True)]
+    np.testing.assert_allclose(run.truth.attrs["oracle_r"], oracle, rtol=1e-9)
+    if rois <= N_PAIRED_ROIS:  # the length scale only concerns parcels
+        other = simulate_run(
+            config=config.model_copy(update={"coupling_length_mm": 0.0}),
+            subject_index=0,
+            run_index=0,
+        )
+        np.testing.assert_array_equal(run.bold, other.bold)
+        assert run.truth.attrs == other.truth.attrs
 
 
 def test_old_coupling_draws_for_named_rois_and_for_parcels_without_a_length_scale():

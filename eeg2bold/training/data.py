@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
@@ -113,7 +114,16 @@ def _check_finite(dataset: Dataset, key: RunKey, run: RunData) -> None:
 
 
 class FoldData:
-    """All data of one fold on ``device``: EEG of the runs it touches, targets, normaliser."""
+    """One fold's data: the EEG of the runs it touches (as read, never copied), targets and
+    normaliser; :meth:`batch` cuts, aligns and normalises windows batch by batch.
+
+    The run arrays are used as they come from ``read_run``, so fold actors that share one
+    read-only copy of a run (Ray's object store, one per node) share it here too: per fold
+    there is no normalised or aligned copy of the data, only the batch being built. On a GPU
+    the runs are copied to the device once if they fit ``device_budget_mb`` (default: a
+    quarter of the free device memory); otherwise every batch is cut on the host into pinned
+    memory and copied asynchronously.
+    """
 
     def __init__(
         self,
@@ -125,6 +135,7 @@ class FoldData:
         device: torch.device | str = "cpu",
         normaliser: Normaliser | None = None,
         read_run: Callable[[RunKey], RunData] | None = None,
+        device_budget_mb: float | None = None,
     ):
         if (samples.window_s, samples.delay_s) != (config.window_s, config.delay_s):
             raise ValueError("sample table and sample config disagree on window/delay")
@@ -142,86 +153,125 @@ class FoldData:
         self.n_window = samples.geometry.n_window
 
         used = np.flatnonzero(np.isin(np.arange(len(samples.runs)), samples.run[self._all()]))
-        eeg_parts: dict[int, np.ndarray] = {}
-        offsets, total = np.full(len(samples.runs), -1, dtype=np.int64), 0
+        self._runs: dict[int, np.ndarray] = {}  # run index -> EEG [C, N] as read (shared)
         n = len(samples)
         targets = np.zeros((n, len(self.outputs), config.n_out), dtype=np.float64)
         target_times = np.zeros((n, config.n_out))
         for r in used:
             run = (read_run or dataset.read_run)(samples.runs[r])
             _check_finite(dataset, samples.runs[r], run)
-            offsets[r] = total
-            total += run.eeg.shape[1]
-            eeg_parts[int(r)] = run.eeg
+            self._runs[int(r)] = np.asarray(run.eeg, dtype=np.float32)
             rows = np.flatnonzero(samples.run == r)
             bold = run.bold[roi_idx].astype(np.float64)
             if config.common_mode:
                 bold = with_common_mode(bold)
             values, times = _targets(bold, run.volume_times, samples.time[rows], config=config)
             targets[rows], target_times[rows] = values, times
-        self._run_offset = offsets
         self.target_times = target_times
         self.alignment: dict[str, Alignment] = {}
         if config.align == "euclidean":
-            self.alignment = self._align(eeg_parts)
-            eeg_parts = {
-                r: self.alignment[samples.subjects[samples.run_subject[r]]].apply(x)
-                for r, x in eeg_parts.items()
-            }
-        eeg = np.concatenate([eeg_parts[int(r)] for r in used], axis=1)
-        del eeg_parts
-        self._start = offsets[samples.run] + samples.start_sample  # invalid for unused runs
-        self.normaliser = normaliser or self._fit_normaliser(eeg, targets)
+            self.alignment = self._align()
+        self.normaliser = normaliser or self._fit_normaliser(targets)
         norm = self.normaliser
-        eeg = (eeg - norm.eeg_mean[:, None].astype(np.float32)) / norm.eeg_scale[:, None].astype(
-            np.float32
-        )
         targets = (targets - norm.target_mean[None, :, None]) / norm.target_scale[None, :, None]
-        self.eeg = torch.as_tensor(eeg, dtype=torch.float32, device=self.device)
         self.targets = torch.as_tensor(targets, dtype=torch.float32, device=self.device)
-        self.starts = torch.as_tensor(self._start, device=self.device)
-        self._windows = self.eeg.unfold(1, self.n_window, 1)  # [C, N - n + 1, n] view
+        self._mean = torch.as_tensor(norm.eeg_mean[:, None].astype(np.float32))
+        self._scale = torch.as_tensor(norm.eeg_scale[:, None].astype(np.float32))
+        self._affine = self._alignment_affine()
+        self._resident = self._to_device(device_budget_mb)
 
     def _all(self) -> np.ndarray:
         return np.concatenate([self.fold.train, self.fold.val, self.fold.test])
 
-    def _align(self, eeg: dict[int, np.ndarray]) -> dict[str, Alignment]:
+    def _coverage(self, rows: np.ndarray, r: int) -> np.ndarray:
+        """The samples of run ``r`` under the windows of sample indices ``rows``."""
+        mine = rows[self.samples.run[rows] == r]
+        return coverage(self.samples.start_sample[mine], self.n_window, self._runs[r].shape[1])
+
+    def _subject_runs(self, s: int) -> list[int]:
+        return [r for r in self._runs if self.samples.run_subject[r] == s]
+
+    def _align(self) -> dict[str, Alignment]:
         """Each subject's Euclidean alignment from its own EEG under its training windows;
         a subject without any (LOSO's held-out one) from its own unlabelled windows."""
         samples, out = self.samples, {}
-        for s in sorted({int(samples.run_subject[r]) for r in eeg}):
+        for s in sorted({int(samples.run_subject[r]) for r in self._runs}):
             source, rows = "train", self.fold.train[samples.subject[self.fold.train] == s]
             if rows.size == 0:
                 others = np.concatenate([self.fold.val, self.fold.test])
                 source, rows = "unlabelled", others[samples.subject[others] == s]
-            parts = [
-                (
-                    x,
-                    coverage(
-                        samples.start_sample[rows[samples.run[rows] == r]],
-                        self.n_window,
-                        x.shape[1],
-                    ),
-                )
-                for r, x in eeg.items()
-                if samples.run_subject[r] == s
-            ]
+            parts = [(self._runs[r], self._coverage(rows, r)) for r in self._subject_runs(s)]
             out[samples.subjects[s]] = euclidean_alignment(parts, source=source)
         return out
 
-    def _fit_normaliser(self, eeg: np.ndarray, targets: np.ndarray) -> Normaliser:
-        """Statistics over the EEG samples covered by training windows and training targets
-        (streaming float64 sums: no float64 copy of the training span)."""
+    def _fit_normaliser(self, targets: np.ndarray) -> Normaliser:
+        """Statistics over the EEG samples covered by training windows (after alignment,
+        where set) and over the training targets, from streaming float64 sums: neither a
+        float64 nor an aligned copy of the training span is made."""
         train = self.fold.train
-        moments = Moments(eeg.shape[0])
-        moments.add(eeg, coverage(self._start[train], self.n_window, eeg.shape[1]))
-        mean = moments.mean
-        scale = moments.std
+        n_ch = len(self.channels)
+        total, first, second = 0, np.zeros(n_ch), np.zeros(n_ch)
+        for s in sorted({int(self.samples.run_subject[r]) for r in self._runs}):
+            aligned = self.alignment.get(self.samples.subjects[s])
+            moments = Moments(n_ch)
+            for r in self._subject_runs(s):
+                moments.add(self._runs[r], self._coverage(train, r), cross=aligned is not None)
+            if moments.n == 0:
+                continue
+            if aligned is None:
+                m1, m2 = moments.mean, moments.sumsq / moments.n
+            else:  # moments of y = W (x - mu), exactly, from those of x
+                w, d = aligned.matrix, moments.mean - aligned.mean
+                second_x = moments.cross / moments.n
+                centred = (
+                    second_x
+                    - np.outer(moments.mean, aligned.mean)
+                    - np.outer(aligned.mean, moments.mean)
+                    + np.outer(aligned.mean, aligned.mean)
+                )
+                m1, m2 = w @ d, np.einsum("ij,jk,ik->i", w, centred, w)
+            total += moments.n
+            first += moments.n * m1
+            second += moments.n * m2
+        mean = first / max(total, 1)
+        scale = np.sqrt(np.maximum(second / max(total, 1) - mean**2, 0.0))
         scale = np.where(scale > 0, scale, 1.0)
         t = targets[train].transpose(1, 0, 2).reshape(targets.shape[1], -1)
         t_mean, t_scale = t.mean(axis=1), t.std(axis=1)
         t_scale = np.where(t_scale > 0, t_scale, 1.0)
         return Normaliser(eeg_mean=mean, eeg_scale=scale, target_mean=t_mean, target_scale=t_scale)
+
+    def _alignment_affine(self) -> dict[int, tuple[Tensor, Tensor]] | None:
+        """Per run: (A, b) with normalised aligned EEG = A @ x + b (alignment and normaliser
+        in one map), or None without alignment."""
+        if not self.alignment:
+            return None
+        norm, out = self.normaliser, {}
+        for r in self._runs:
+            a = self.alignment[self.samples.subjects[self.samples.run_subject[r]]]
+            matrix = a.matrix / norm.eeg_scale[:, None]
+            offset = -(a.matrix @ a.mean + norm.eeg_mean) / norm.eeg_scale
+            out[r] = (
+                torch.as_tensor(matrix, dtype=torch.float32),
+                torch.as_tensor(offset[:, None], dtype=torch.float32),
+            )
+        return out
+
+    def _to_device(self, budget_mb: float | None) -> dict[int, Tensor] | None:
+        """The runs on the device when it is not the CPU and they fit the budget."""
+        if self.device.type == "cpu":
+            return None
+        size_mb = sum(x.nbytes for x in self._runs.values()) / 1e6
+        if budget_mb is None:
+            budget_mb = _free_device_mb(self.device) / 4
+        if size_mb > budget_mb:
+            return None
+        self._mean, self._scale = self._mean.to(self.device), self._scale.to(self.device)
+        if self._affine is not None:
+            self._affine = {
+                r: (a.to(self.device), b.to(self.device)) for r, (a, b) in self._affine.items()
+            }
+        return {r: torch.as_tensor(x, device=self.device) for r, x in self._runs.items()}
 
     @property
     def spec(self) -> DataSpec:
@@ -234,10 +284,40 @@ class FoldData:
         )
 
     def batch(self, idx: Tensor | np.ndarray) -> tuple[Tensor, Tensor]:
-        """EEG windows [B, C, T] and targets [B, R, n_out] of sample indices ``idx``."""
-        index = torch.as_tensor(idx, device=self.device)
-        eeg = self._windows[:, self.starts[index]].permute(1, 0, 2)
-        return eeg, self.targets[index]
+        """EEG windows [B, C, T] (aligned where set, normalised) and targets [B, R, n_out] of
+        sample indices ``idx``."""
+        index = np.asarray(idx.cpu() if isinstance(idx, Tensor) else idx, dtype=np.int64)
+        runs = self.samples.run[index]
+        starts = self.samples.start_sample[index]
+        eeg = self._cut(index, runs, starts)
+        if self._affine is None:
+            eeg = (eeg - self._mean.to(eeg.device)) / self._scale.to(eeg.device)
+        else:
+            for r in np.unique(runs):
+                sel = torch.as_tensor(np.flatnonzero(runs == r), device=eeg.device)
+                a, b = self._affine[int(r)]
+                eeg[sel] = torch.matmul(a.to(eeg.device), eeg[sel]) + b.to(eeg.device)
+        return eeg, self.targets[torch.as_tensor(index, device=self.device)]
+
+    def _cut(self, index: np.ndarray, runs: np.ndarray, starts: np.ndarray) -> Tensor:
+        """The raw windows [B, C, T] of the samples, on the device."""
+        n_ch, n = len(self.channels), self.n_window
+        if self._resident is not None:
+            out = torch.empty((index.size, n_ch, n), dtype=torch.float32, device=self.device)
+            for r in np.unique(runs):
+                sel = np.flatnonzero(runs == r)
+                windows = self._resident[int(r)].unfold(1, n, 1)  # [C, N - n + 1, n] view
+                picked = windows[:, torch.as_tensor(starts[sel], device=self.device)]
+                out[torch.as_tensor(sel, device=self.device)] = picked.permute(1, 0, 2)
+            return out
+        host = np.empty((index.size, n_ch, n), dtype=np.float32)
+        for r in np.unique(runs):
+            sel = np.flatnonzero(runs == r)
+            view = sliding_window_view(self._runs[int(r)], n, axis=1)  # [C, N - n + 1, n]
+            host[sel] = view[:, starts[sel]].transpose(1, 0, 2)
+        if self.device.type == "cpu":
+            return torch.from_numpy(host)
+        return torch.from_numpy(host).pin_memory().to(self.device, non_blocking=True)
 
     def segments(self, idx: np.ndarray) -> list[np.ndarray]:
         """Split sample indices into contiguous stretches (same run, consecutive volumes)."""
@@ -249,10 +329,19 @@ class FoldData:
 
     def describe(self) -> dict[str, Any]:
         """Sizes for logs and results."""
+        host_mb = sum(x.nbytes for x in self._runs.values()) / 1e6
         return {
             "n_train": int(self.fold.train.size),
             "n_val": int(self.fold.val.size),
             "n_test": int(self.fold.test.size),
-            "eeg_mb_on_device": self.eeg.numel() * 4 / 1e6,
+            "eeg_mb": host_mb,
+            "eeg_mb_on_device": host_mb if self._resident is not None else 0.0,
             "alignment": {s: a.source for s, a in self.alignment.items()},
         }
+
+
+def _free_device_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return free / 1e6
+    return float("inf")  # other accelerators (mps): no query; the runs go to the device

@@ -186,6 +186,16 @@ class SimulationConfig(BaseModel):
         le=30.0,
         description="Between-run rotation of the cap (degrees): electrodes placed anew.",
     )
+    session_coupling_jitter: float = Field(
+        0.0,
+        ge=0,
+        le=5.0,
+        description=(
+            "Size of each run's deviation from the subject's EEG-BOLD coupling, relative to "
+            "it (vigilance, task, state differ between sessions): what a model trained within "
+            "a session learns and another session does not share."
+        ),
+    )
     sites: int = Field(
         1,
         ge=1,

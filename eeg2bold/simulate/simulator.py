@@ -30,6 +30,7 @@ Generative model, per run (all subject parameters fixed across a subject's runs)
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Iterator
@@ -532,6 +533,10 @@ def _simulate(config: SimulationConfig, params: SubjectParameters, run_index: in
     eeg, lf, blinks = _eeg(
         config, params, rng, n=n, power=power, grid_t=grid_t, rotation=rotation, log_gain=log_gain
     )
+    if config.session_coupling_jitter > 0:  # this session's own EEG-BOLD relation
+        params = dataclasses.replace(
+            params, coupling=_session_coupling(params.coupling, rng(10), config)
+        )
     volume_times, bold_clean, bold, hrf, env_std = _bold(
         config, params, rng(6), n=n, power=power, grid_t=grid_t
     )
@@ -739,6 +744,17 @@ def _row_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", a, b) / np.sqrt(
         np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", b, b)
     )
+
+
+def _session_coupling(
+    coupling: np.ndarray, rng: np.random.Generator, config: SimulationConfig
+) -> np.ndarray:
+    """The subject's coupling with a deviation of relative size ``session_coupling_jitter``
+    for one run (each row keeps its norm, so the drive variance and the SNR stay)."""
+    noise = rng.standard_normal(coupling.shape) / np.sqrt(coupling.shape[1])
+    norms = np.linalg.norm(coupling, axis=1, keepdims=True)
+    changed = coupling + config.session_coupling_jitter * norms * noise
+    return changed * norms / np.linalg.norm(changed, axis=1, keepdims=True)
 
 
 def _montage_attrs(rotation: np.ndarray | None, log_gain: np.ndarray | None) -> dict[str, Any]:

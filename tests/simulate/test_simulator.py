@@ -140,6 +140,25 @@ def test_session_effects_change_gain_and_cap_per_run_and_nothing_else():
     assert not np.allclose(rotations[0], rotations[1])
 
 
+def test_session_coupling_changes_each_runs_eeg_bold_relation_and_only_that():
+    base = SimulationConfig(subjects=1, runs=2, **SMALL)
+    plain = list(simulate_runs(config=base))
+    varied = list(simulate_runs(config=base.model_copy(update={"session_coupling_jitter": 0.8})))
+    c_plain = [r.truth.arrays["coupling"] for r in plain]
+    c1, c2 = (r.truth.arrays["coupling"] for r in varied)
+    np.testing.assert_array_equal(c_plain[0], c_plain[1])  # without it, one coupling per subject
+    assert not np.allclose(c1, c2, atol=1e-3)
+    for c in (c1, c2):  # rows keep their norm (the drive variance, hence the SNR)
+        np.testing.assert_allclose(
+            np.linalg.norm(c, axis=1), np.linalg.norm(c_plain[0], axis=1), rtol=1e-5
+        )
+        r = np.corrcoef(c.ravel(), c_plain[0].ravel())[0, 1]
+        assert 0.3 < r < 0.95  # a deviation of the subject's relation, not a new one
+    for a, b in zip(plain, varied, strict=True):
+        np.testing.assert_array_equal(a.eeg, b.eeg)
+        assert not np.allclose(a.bold, b.bold)
+
+
 def test_subject_effects_are_shared_by_its_runs_and_sites_are_recorded():
     config = SimulationConfig(
         subjects=3, runs=2, subject_gain_sd=0.3, subject_shift_deg=5, sites=2, **SMALL

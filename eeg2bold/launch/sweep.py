@@ -202,8 +202,13 @@ def run_sweep(
         storage = optuna_storage(config.optuna_url)
         outcome = SweepOutcome(plan=plan)
         log = _ray_log_path(root, plan.sweep_id)
-        with ray_tune.ray_messages_to(log, debug=debug):
-            _run_arms(config, plan, state, root, storage, outcome, echo)
+        stores = ray_tune.start_run_stores()  # one copy of the data per node
+        try:
+            with ray_tune.ray_messages_to(log, debug=debug):
+                _run_arms(config, plan, state, root, storage, outcome, echo)
+        finally:
+            for store in stores:
+                ray_tune.ray.kill(store)
         outcome.ray_log = log if not debug and os.path.exists(log) else None
         return outcome
     finally:

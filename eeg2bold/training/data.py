@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 
@@ -258,7 +257,8 @@ class FoldData:
         return out
 
     def _to_device(self, budget_mb: float | None) -> dict[int, Tensor] | None:
-        """The runs on the device when it is not the CPU and they fit the budget."""
+        """The runs copied to an accelerator if they fit the budget (None: on the CPU, or too
+        large, batches are cut on the host from the arrays as read)."""
         if self.device.type == "cpu":
             return None
         size_mb = sum(x.nbytes for x in self._runs.values()) / 1e6
@@ -271,7 +271,7 @@ class FoldData:
             self._affine = {
                 r: (a.to(self.device), b.to(self.device)) for r, (a, b) in self._affine.items()
             }
-        return {r: torch.as_tensor(x, device=self.device) for r, x in self._runs.items()}
+        return {r: torch.as_tensor(np.array(x), device=self.device) for r, x in self._runs.items()}
 
     @property
     def spec(self) -> DataSpec:
@@ -291,7 +291,7 @@ class FoldData:
         starts = self.samples.start_sample[index]
         eeg = self._cut(index, runs, starts)
         if self._affine is None:
-            eeg = (eeg - self._mean.to(eeg.device)) / self._scale.to(eeg.device)
+            eeg.sub_(self._mean.to(eeg.device)).div_(self._scale.to(eeg.device))  # a fresh batch
         else:
             for r in np.unique(runs):
                 sel = torch.as_tensor(np.flatnonzero(runs == r), device=eeg.device)
@@ -302,19 +302,15 @@ class FoldData:
     def _cut(self, index: np.ndarray, runs: np.ndarray, starts: np.ndarray) -> Tensor:
         """The raw windows [B, C, T] of the samples, on the device."""
         n_ch, n = len(self.channels), self.n_window
-        if self._resident is not None:
-            out = torch.empty((index.size, n_ch, n), dtype=torch.float32, device=self.device)
-            for r in np.unique(runs):
-                sel = np.flatnonzero(runs == r)
-                windows = self._resident[int(r)].unfold(1, n, 1)  # [C, N - n + 1, n] view
-                picked = windows[:, torch.as_tensor(starts[sel], device=self.device)]
-                out[torch.as_tensor(sel, device=self.device)] = picked.permute(1, 0, 2)
-            return out
+        if self._resident is not None and self.device.type != "cpu":
+            windows = [
+                self._resident[int(r)][:, int(s) : int(s) + n]
+                for r, s in zip(runs, starts, strict=True)
+            ]
+            return torch.stack(windows)
         host = np.empty((index.size, n_ch, n), dtype=np.float32)
-        for r in np.unique(runs):
-            sel = np.flatnonzero(runs == r)
-            view = sliding_window_view(self._runs[int(r)], n, axis=1)  # [C, N - n + 1, n]
-            host[sel] = view[:, starts[sel]].transpose(1, 0, 2)
+        for j, (r, s) in enumerate(zip(runs, starts, strict=True)):  # one memcpy per window
+            host[j] = self._runs[int(r)][:, s : s + n]
         if self.device.type == "cpu":
             return torch.from_numpy(host)
         return torch.from_numpy(host).pin_memory().to(self.device, non_blocking=True)

@@ -136,7 +136,8 @@ def _nan_for_null(value: Any) -> Any:
 
 class RunCache:
     """Datasets by URL and the runs read from them, kept for every fold this process runs
-    (a Ray actor serves many trials; ``train`` serves every fold)."""
+    (a Ray actor serves many trials; ``train`` serves every fold). A sweep's fold actors use
+    a subclass that gets each run from their node's shared copy (:meth:`read`)."""
 
     def __init__(self) -> None:
         self.datasets: dict[str, Dataset] = {}
@@ -152,10 +153,14 @@ class RunCache:
     def reader(self, dataset: Dataset) -> Callable[[RunKey], RunData]:
         def read(key: RunKey) -> RunData:
             if (dataset.url, key) not in self.runs:
-                self.runs[(dataset.url, key)] = dataset.read_run(key)
+                self.runs[(dataset.url, key)] = self.read(dataset, key)
             return self.runs[(dataset.url, key)]
 
         return read
+
+    def read(self, dataset: Dataset, key: RunKey) -> RunData:
+        """One run, the first time this process needs it."""
+        return dataset.read_run(key)
 
 
 def protocol_folds(dataset: Dataset, config: ExperimentConfig) -> tuple[SampleTable, list[Fold]]:
@@ -419,8 +424,10 @@ class FoldHost(LocalPool):
     ``resources.folds_per_actor`` > 1): fewer processes start, and the runners share one
     cache, so each run is read once per actor."""
 
-    def __init__(self, *, threads: int | None = None, gpu: bool = True):
-        cache = RunCache()
+    def __init__(
+        self, *, threads: int | None = None, gpu: bool = True, cache: RunCache | None = None
+    ):
+        cache = cache or RunCache()
 
         def make() -> FoldRunner:
             runner = FoldRunner(threads=threads, gpu=gpu)

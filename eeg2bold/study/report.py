@@ -2,6 +2,8 @@
 
 Every number the HTML shows is taken from the JSON document (:attr:`Report.data`), which is
 built first; figures are PNGs embedded as data URIs, so the file opens anywhere, offline.
+At atlas scale (hundreds of parcels) per-ROI figures keep a fixed size and per-ROI tables
+show their best :data:`TABLE_ROWS` rows, with every row in an embedded CSV and the JSON.
 Statistics come from :func:`eeg2bold.study.aggregate.summarize` (nested selection on val,
 bootstrap CIs across subjects, surrogate chance, FDR, paired LOSO-vs-within tests).
 """
@@ -43,9 +45,41 @@ SECTIONS = (
     ("interpretation", "What the model learned"),
     ("reproducibility", "Reproducibility"),
 )
+# shown after the per-ROI results when the dataset records ROI positions (bold.roi_mni)
+BRAIN_SECTION = ("brain", "On the brain")
 Echo = Callable[[str], None]
 # fANOVA importances from fewer completed trials are noise: shown only from this many on
 MIN_IMPORTANCE_TRIALS = 10
+# per-ROI tables longer than this show their best rows; every row is in the CSV and JSON
+TABLE_ROWS = 25
+# more ROIs than this (an atlas of parcels): a ranked profile instead of one bar per ROI
+MAX_BARS = 40
+# ROI names listed in the dataset facts before "…"
+LISTED_NAMES = 12
+
+
+def sections(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The sections a report shows, in order: :data:`SECTIONS`, and "On the brain" after the
+    per-ROI results when it has figures."""
+    out = list(SECTIONS)
+    if (data.get("brain") or {}).get("figures"):
+        out.insert([k for k, _ in out].index("results") + 1, BRAIN_SECTION)
+    return out
+
+
+def _top(
+    rows: Sequence[Mapping[str, Any]], *, key: str, k: int = TABLE_ROWS
+) -> list[Mapping[str, Any]]:
+    """All rows, in their order, when there are at most ``k``; else the ``k`` with the highest
+    ``key`` (undefined last), highest first."""
+    if len(rows) <= k:
+        return list(rows)
+
+    def rank(row: Mapping[str, Any]) -> float:
+        v = row.get(key)
+        return -float(v) if v is not None and math.isfinite(v) else math.inf
+
+    return sorted(rows, key=rank)[:k]
 
 
 @dataclass
@@ -72,6 +106,7 @@ def _dataset_section(sweep: SweepRecord) -> dict[str, Any]:
     except Eeg2BoldError as exc:  # moved or unreachable: the rest of the report still stands
         return {"url": url, "error": str(exc)}
     rois = list(summary["bold"].get("rois", []))
+    summary["n_rois"] = len(rois)
     oracle: dict[str, list[float]] = {}
     targets = sweep.targets
     if targets["common_mode"] or targets["rois"]:
@@ -358,6 +393,7 @@ def _trace_section(
         float(np.corrcoef(t, p)[0, 1]) if t.size > 2 else None
         for t, p in zip(truth, pred, strict=True)
     ]
+    scores = [{"roi": o, "r": v} for o, v in zip(outputs, r, strict=True)]
     figs["traces"] = figures.traces(
         times[first],
         truth[:, first],
@@ -372,7 +408,8 @@ def _trace_section(
         "fold": int(row["fold"]),
         "trial": str(row["trial"]),
         "file": f"predictions/{stem}.npz",
-        "rois": [{"roi": o, "r": v} for o, v in zip(outputs, r, strict=True)],
+        "rois": scores,
+        "shown": [s["roi"] for s in _top(scores, key="r")],
         "figure": "traces",
     }
 
@@ -495,20 +532,16 @@ def build_report(
     data["summary"] = _headline(summary, oracle)
     data["overview"] = _overview(data["statistics"]["arms"], oracle, figs)
     data["calibration"] = _calibration(data["statistics"]["arms"], figs)
-    data["results"] = []
-    for (protocol, model), frame in summary.rois.groupby(["protocol", "model"], sort=True):
-        key = f"rois-{protocol}-{model}"
-        records = plain_json(frame.to_dict(orient="records"))
-        rows = [{**row, "q": row.get("sign_flip_q")} for row in records]
-        figs[key] = figures.roi_bars(
-            rows,
-            title=f"{model}, {protocol}: test r per ROI (n = {int(frame['n_subjects'].max())})",
-            oracle=[oracle.get(r["roi"]) for r in rows] if oracle else None,
-        )
-        data["results"].append({"protocol": protocol, "model": model, "figure": key})
+    say("report: per-ROI figures")
+    data["results"] = _results_section(summary, oracle, figs)
+    data["brain"] = _brain_section(data["dataset"], summary, figs)
     reference = summary.settings["reference"]
     points = _subject_points(summary.selection, reference)
-    data["generalization"] = {"reference": reference, "points": points}
+    data["generalization"] = {
+        "reference": reference,
+        "points": points,
+        "shown": _shown_comparisons(data["statistics"]["comparisons"]),
+    }
     if points:
         series: dict[str, list[tuple[str, float, float]]] = {}
         for model, pts in points.items():
@@ -524,6 +557,107 @@ def build_report(
     data["build_seconds"] = time.perf_counter() - started
     data["figures"] = sorted(figs)
     return Report(data=plain_json(data), figures=figs)
+
+
+def _results_section(
+    summary: Summary, oracle: Mapping[str, float], figs: dict[str, bytes]
+) -> list[dict[str, Any]]:
+    """Per protocol × model: the per-ROI figure (bars, or a ranked profile for many ROIs) and
+    the ROIs its table shows (all, or the :data:`TABLE_ROWS` with the highest r)."""
+    alpha = float(summary.settings["alpha"])
+    out = []
+    for (protocol, model), frame in summary.rois.groupby(["protocol", "model"], sort=True):
+        key = f"rois-{protocol}-{model}"
+        records = plain_json(frame.to_dict(orient="records"))
+        rows = [{**row, "q": row.get("sign_flip_q")} for row in records]
+        ranked = len(rows) > MAX_BARS
+        n = int(frame["n_subjects"].max())
+        marks = [oracle.get(r["roi"]) for r in rows] if oracle else None
+        if ranked:
+            title = f"{model}, {protocol}: test r of {len(rows)} ROIs, ranked (n = {n})"
+            figs[key] = figures.roi_ranked(rows, title=title, oracle=marks, alpha=alpha)
+        else:
+            title = f"{model}, {protocol}: test r per ROI (n = {n})"
+            figs[key] = figures.roi_bars(rows, title=title, oracle=marks)
+        out.append(
+            {
+                "protocol": protocol,
+                "model": model,
+                "figure": key,
+                "figure_kind": "ranked" if ranked else "bars",
+                "n_rois": len(rows),
+                "shown": [r["roi"] for r in _top(rows, key="r")],
+            }
+        )
+    return out
+
+
+def _shown_comparisons(comparisons: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per model × compared protocol, the ROIs the gap table shows: all, or the
+    :data:`TABLE_ROWS` with the largest gap (most lost on unseen subjects)."""
+    pairs: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for c in comparisons:
+        pairs.setdefault((c["model"], c["protocol"]), []).append(c)
+    return [
+        {
+            "model": model,
+            "protocol": protocol,
+            "n_rois": len(rows),
+            "rois": [c["roi"] for c in _top(rows, key="gap")],
+        }
+        for (model, protocol), rows in pairs.items()
+    ]
+
+
+def _brain_section(
+    dataset: Mapping[str, Any], summary: Summary, figs: dict[str, bytes]
+) -> dict[str, Any]:
+    """Per protocol × model, each parcel's test r at its MNI position (``bold.roi_mni``), on
+    one symmetric colour scale for all figures; parcels with sign-flip q < alpha (BH across
+    the arm's outputs, the results table's q) marked. Outputs without a position (the common
+    mode) are left out and listed."""
+    coords = (dataset.get("bold") or {}).get("roi_mni")
+    if "error" in dataset:
+        return {"skipped": "the dataset could not be read"}
+    if not coords:
+        return {"skipped": "the dataset records no ROI positions (bold.roi_mni)"}
+    where = dict(zip(dataset["bold"]["rois"], coords, strict=True))
+    alpha = float(summary.settings["alpha"])
+    rois = summary.rois
+    placed = rois[rois["roi"].isin(list(where)) & rois["r"].notna()]
+    if placed.empty:
+        return {"skipped": "no ROI with a position has a test r"}
+    peak = float(np.abs(placed["r"].to_numpy(dtype=np.float64)).max())
+    vmax = max(0.05, math.ceil(peak * 20 - 1e-9) / 20)  # up to the next 0.05: a round scale
+    entries = []
+    for (protocol, model), frame in placed.groupby(["protocol", "model"], sort=True):
+        q = frame["sign_flip_q"].to_numpy(dtype=np.float64)
+        significant = np.isfinite(q) & (q < alpha)
+        key = f"brain-{protocol}-{model}"
+        figs[key] = figures.brain_markers(
+            frame["r"].to_numpy(dtype=np.float64),
+            [where[r] for r in frame["roi"]],
+            significant,
+            vmax=vmax,
+            title=f"{model}, {protocol}: test r",
+            alpha=alpha,
+        )
+        mine = rois[(rois["protocol"] == protocol) & (rois["model"] == model)]
+        entries.append(
+            {
+                "protocol": protocol,
+                "model": model,
+                "figure": key,
+                "n_parcels": int(len(frame)),
+                "n_significant": int(significant.sum()),
+                "significant": [str(r) for r in frame["roi"][significant]],
+                "left_out": sorted(str(r) for r in set(mine["roi"]) - set(where)),
+                "unscored": sorted(
+                    str(r) for r in set(mine["roi"]) & set(where) - set(frame["roi"])
+                ),
+            }
+        )
+    return {"alpha": alpha, "vmin": -vmax, "vmax": vmax, "figures": entries}
 
 
 def _reproducibility(sweep: SweepRecord, summary: Summary, trials: pd.DataFrame) -> dict[str, Any]:
@@ -586,6 +720,22 @@ def _img(report: Report, key: str, alt: str) -> str:
 
 def _note(text: str) -> str:
     return f'<p class="note">{html.escape(text)}</p>'
+
+
+def _download(name: str, records: Sequence[Mapping[str, Any]], what: str) -> str:
+    """A link that saves ``records`` as ``name`` (CSV inside the page: still one file)."""
+    payload = pd.DataFrame(list(records)).to_csv(index=False).encode("utf-8")
+    data = base64.b64encode(payload).decode("ascii")
+    return (
+        f'<p class="note">{html.escape(what)}: <a download="{html.escape(name)}" '
+        f'href="data:text/csv;base64,{data}">{html.escape(name)}</a></p>'
+    )
+
+
+def _shown_note(shown: int, total: int, what: str, order: str) -> str:
+    if shown >= total:
+        return ""
+    return _note(f"The {shown} of {total} {what} with the {order} shown; every row is in the CSV.")
 
 
 def _arm_rows(arms: Sequence[Mapping[str, Any]], *, minutes: bool = False) -> str:
@@ -677,7 +827,7 @@ def _html_dataset(d: Mapping[str, Any]) -> str:
         ("EEG channels", len(eeg.get("channels", []))),
         ("EEG sampling rate (Hz)", eeg.get("sfreq")),
         ("TR (s)", bold.get("tr")),
-        ("ROIs", ", ".join(bold.get("rois", []))),
+        ("ROIs", _names(list(bold.get("rois", [])))),
     ]
     out = _table(["", ""], facts, digits=2)
     runs = [
@@ -699,8 +849,17 @@ def _html_dataset(d: Mapping[str, Any]) -> str:
             "<p>Simulated data: the oracle r (noise-free BOLD against the noisy one, the best "
             "any model can reach) per ROI, averaged over runs (Fisher z):</p>"
         )
-        out += _table(["ROI", "oracle r"], list(d["oracle_r"].items()))
+        oracle = list(d["oracle_r"].items())
+        out += _table(["ROI", "oracle r"], oracle[:TABLE_ROWS])
+        if len(oracle) > TABLE_ROWS:
+            out += _note(f"The first {TABLE_ROWS} of {len(oracle)} ROIs; all are in the JSON.")
     return out
+
+
+def _names(names: Sequence[str]) -> str:
+    if len(names) <= LISTED_NAMES:
+        return ", ".join(names)
+    return ", ".join(names[:LISTED_NAMES]) + f", … ({len(names)} in all)"
 
 
 def _html_sweep(report: Report) -> str:
@@ -801,9 +960,20 @@ def _html_results(report: Report) -> str:
         out += (
             "".join(f"<li>{html.escape(n)}</li>" for n in report.data["notes"]) + "</ul></details>"
         )
+    out += _download("rois.csv", stats["rois"], "Every ROI of every protocol × model")
     for entry in report.data["results"]:
         out += f"<h3>{html.escape(entry['model'])}, {html.escape(entry['protocol'])}</h3>"
         out += _img(report, entry["figure"], f"ROI bars {entry['protocol']} {entry['model']}")
+        if entry.get("figure_kind") == "ranked":
+            out += _note(
+                f"{entry['n_rois']} ROIs ranked by test r: line, its 95% CI (band) and the "
+                f"chance band; dots: q < {settings['alpha']:g}."
+            )
+        mine = {
+            r["roi"]: r
+            for r in stats["rois"]
+            if r["protocol"] == entry["protocol"] and r["model"] == entry["model"]
+        }
         rows = [
             [
                 r["roi"],
@@ -817,9 +987,9 @@ def _html_results(report: Report) -> str:
                 r["sign_flip_q"],
                 r["surrogate_q"],
             ]
-            for r in stats["rois"]
-            if r["protocol"] == entry["protocol"] and r["model"] == entry["model"]
+            for r in (mine[roi] for roi in entry["shown"])
         ]
+        out += _shown_note(len(rows), len(mine), "ROIs", "highest r")
         out += _table(
             [
                 "ROI",
@@ -851,6 +1021,9 @@ def _html_generalization(report: Report) -> str:
         "One point per subject and model: its mean test r over ROIs within-subject (x) and "
         "with that subject left out (y). Below the diagonal: lost on an unseen subject."
     )
+    by_key = {(c["model"], c["protocol"], c["roi"]): c for c in stats["comparisons"]}
+    shown = g["shown"]
+    chosen = [by_key[s["model"], s["protocol"], roi] for s in shown for roi in s["rois"]]
     rows = [
         [
             c["model"],
@@ -867,9 +1040,16 @@ def _html_generalization(report: Report) -> str:
             c["sign_flip_two_sided_p"],
             c["sign_flip_two_sided_q"],
         ]
-        for c in stats["comparisons"]
+        for c in chosen
     ]
     out += "<h3>Generalisation gap per ROI (within − other protocol)</h3>"
+    out += _download("comparisons.csv", stats["comparisons"], "Every ROI's comparison")
+    out += "".join(
+        _shown_note(
+            len(s["rois"]), s["n_rois"], f"ROIs of {s['model']} × {s['protocol']}", "largest gap"
+        )
+        for s in shown
+    )
     out += _table(
         [
             "model",
@@ -902,7 +1082,40 @@ def _html_traces(report: Report) -> str:
         "test segment, z-scored for display."
     )
     out += _img(report, t["figure"], "predicted vs true BOLD")
-    out += _table(["ROI", "test r (whole test split)"], [[r["roi"], r["r"]] for r in t["rois"]])
+    by_roi = {r["roi"]: r["r"] for r in t["rois"]}
+    shown = t["shown"]
+    if len(shown) < len(by_roi):
+        out += _note(
+            f"The {len(shown)} of {len(by_roi)} outputs with the highest test r in this fold "
+            "are listed; all are in the JSON."
+        )
+    out += _table(["ROI", "test r (whole test split)"], [[roi, by_roi[roi]] for roi in shown])
+    return out
+
+
+def _html_brain(report: Report) -> str:
+    b = report.data["brain"]
+    alpha = b["alpha"]
+    out = _note(
+        "Each parcel's test r (Fisher mean across subjects, as in the per-ROI results) at its "
+        f"MNI position, on one colour scale for every figure ({b['vmin']:g} to {b['vmax']:g}). "
+        f"Large outlined markers: sign-flip q < {alpha:g} (Benjamini–Hochberg FDR across "
+        "parcels); small faded ones: not significant."
+    )
+    left_out = sorted({roi for e in b["figures"] for roi in e["left_out"]})
+    if left_out:
+        out += _note("Without a position, not drawn: " + ", ".join(left_out) + ".")
+    unscored = sorted({roi for e in b["figures"] for roi in e.get("unscored", [])})
+    if unscored:
+        out += _note("Without a test r, not drawn: " + _names(unscored) + ".")
+    for e in b["figures"]:
+        out += f"<h3>{html.escape(e['model'])}, {html.escape(e['protocol'])}</h3>"
+        out += _img(report, e["figure"], f"parcels on the brain {e['protocol']} {e['model']}")
+        out += _note(
+            f"{e['n_significant']} of {e['n_parcels']} parcels with q < {alpha:g}"
+            + (": " + _names(e["significant"]) if e["significant"] else "")
+            + "."
+        )
     return out
 
 
@@ -994,14 +1207,16 @@ def render_html(report: Report) -> str:
         "dataset": _html_dataset(d["dataset"]),
         "sweep": _html_sweep(report),
         "results": _html_results(report),
+        "brain": _html_brain(report) if (d.get("brain") or {}).get("figures") else "",
         "generalization": _html_generalization(report),
         "traces": _html_traces(report),
         "interpretation": _html_interpretation(report),
         "reproducibility": _html_reproducibility(report),
     }
-    nav = "".join(f'<a href="#{k}">{html.escape(v)}</a>' for k, v in SECTIONS)
+    shown = sections(d)
+    nav = "".join(f'<a href="#{k}">{html.escape(v)}</a>' for k, v in shown)
     body = "".join(
-        f'<section id="{k}"><h2>{html.escape(v)}</h2>{parts[k]}</section>' for k, v in SECTIONS
+        f'<section id="{k}"><h2>{html.escape(v)}</h2>{parts[k]}</section>' for k, v in shown
     )
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'

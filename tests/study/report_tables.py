@@ -3,6 +3,7 @@ rendering in headless Chromium (shared by the report tests)."""
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
@@ -79,6 +80,46 @@ def check_rows(table, records, fields):
         for column, (cell, field) in enumerate(zip(row, fields, strict=True)):
             value = record[field] if isinstance(field, str) else field(record)
             assert same(cell, value), (table["headers"][column], cell, value, record)
+
+
+def _json_numbers(value, out: list[float]) -> list[float]:
+    if isinstance(value, dict):
+        for v in value.values():
+            _json_numbers(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _json_numbers(v, out)
+    elif isinstance(value, bool) or value is None:
+        pass
+    elif isinstance(value, int | float):
+        out.append(float(value))
+    elif isinstance(value, str):
+        out.extend(float(t) for t in re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?", value))
+    return out
+
+
+def numbers_not_in_json(page_html: str, data) -> tuple[list[tuple[str, bool]], list[str]]:
+    """The numbers a report shows as text, and those of them no JSON number rounds to."""
+    text = re.sub(r'src="data:[^"]+"', "", page_html)
+    text = re.sub(r"<style>.*?</style>", "", text, flags=re.S)
+    visible = html.unescape(re.sub(r"<[^>]+>", " ", text))
+    known = np.array(sorted(set(_json_numbers(data, []))))
+    # numbers standing alone: "2026-11-21" or "6.1.0" are strings, compared as their parts,
+    # and digits inside identifiers (trial ids, config hashes: "5e3120ab") are no numbers
+    found = re.finditer(r"(?<![\w.\-])-?\d+(?:\.\d+)?(?:e-?\d+)?(?!\w)(%?)", visible)
+    tokens = [(m.group(0).rstrip("%"), bool(m.group(1))) for m in found]
+    missing = []
+    for token, percent in tokens:
+        value = float(token) / (100.0 if percent else 1.0)
+        if not np.isfinite(value):  # an id made only of digits and "e" ("5e312099")
+            continue
+        decimals = len(token.split("e")[0].split(".")[1]) if "." in token else 0
+        # a displayed number is a rounded (or unit-converted: minutes) JSON number
+        tol = (0.5 * 10.0**-decimals + 1e-12) / (100.0 if percent else 1.0)
+        candidates = np.concatenate([known, known / 60.0])
+        if not np.any(np.abs(candidates - value) <= tol * (1 + abs(value) * ("e" in token))):
+            missing.append(token)
+    return tokens, missing
 
 
 def _chromium() -> str | None:

@@ -485,6 +485,27 @@ def _interpret_file(file: str, sweep: SweepRecord, *, subject: str) -> tuple[Any
     )
 
 
+def _alignment_note(sweep: SweepRecord, summary: Summary) -> str | None:
+    """Where the selected configurations align subjects, say how the held-out ones were."""
+    arms = set()
+    chosen = summary.selection.drop_duplicates(["protocol", "model", "config_hash"])
+    for row in chosen.itertuples():
+        try:
+            config = sweep.folder.read_config(str(row.config_hash))
+        except (OSError, ValueError, KeyError, DatasetError):
+            continue
+        if (config.get("data") or {}).get("align") == "euclidean":
+            arms.add(f"{row.protocol}/{row.model}")
+    if not arms:
+        return None
+    return (
+        f"Euclidean alignment (data.align) in {', '.join(sorted(arms))}: each subject's EEG was "
+        "re-centred by its own mean spatial covariance, from its training windows; a subject "
+        "without any (held out by loso, or loso_calibrated at 0 min) was aligned by its own "
+        "unlabelled EEG under its test windows — transductive, label-free, never its BOLD."
+    )
+
+
 def build_report(
     study: str | os.PathLike[str],
     *,
@@ -527,6 +548,10 @@ def build_report(
     data["notes"] = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     for note in data["notes"]:
         say(f"report: note: {note}")
+    aligned = _alignment_note(sweep, summary)
+    if aligned:
+        data["notes"].append(aligned)
+        say(f"report: note: {aligned}")
     data["statistics"] = summary.to_dict()
     oracle = data["dataset"].get("oracle_r", {})
     data["summary"] = _headline(summary, oracle)

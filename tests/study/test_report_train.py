@@ -59,6 +59,41 @@ def test_report_of_a_train_folder(trained, tmp_path, capsys, monkeypatch):
     assert len(data["interpretation"]["peak_hz"]) > 0 and np.isfinite(data["summary"][0]["mean_r"])
 
 
+def test_a_leave_one_run_out_report_keeps_subjects_the_unit_and_tells_the_alignment(
+    tmp_path, capsys
+):
+    """Two runs per subject, one fold per held-out run, subjects aligned: the statistics
+    count subjects (each the Fisher mean of its folds), the table says so, and the report
+    tells how subjects were aligned."""
+    store = tmp_path / "runs.zarr"
+    config = SimulationConfig(subjects=3, runs=2, minutes=3, channels=8, sfreq=100, rois=2, seed=4)
+    simulate_to_store(store, config, progress=False)
+    args = ["train", str(store), "--model", "ridge", "--protocol", "leave_one_run_out"]
+    args += ["--set", "window_s=10", "--set", "align=euclidean", "--out", str(tmp_path / "run")]
+    assert main([*args, "-q"]) == 0, capsys.readouterr().err
+    json_path = tmp_path / "r.json"
+    code = main(
+        ["report", str(tmp_path / "run"), "-o", str(tmp_path / "r.html"), "--json", str(json_path)]
+        + ["--n-boot", "200", "--n-surrogates", "40", "-q"]
+    )
+    assert code == 0, capsys.readouterr().err
+    data = json.loads(json_path.read_text())
+    results = RunFolder(tmp_path / "run").results()
+    test = results[results["final"] & (results["split"] == "test")]
+    assert test["fold"].nunique() == 6
+    for row in data["statistics"]["rois"]:
+        assert row["protocol"] == "leave_one_run_out" and row["n_subjects"] == 3
+        per_subject = (
+            test[test["roi"] == row["roi"]]
+            .groupby("subject")["r"]
+            .agg(lambda r: float(fisher_mean(r.to_numpy())))
+        )
+        assert row["r"] == pytest.approx(float(fisher_mean(per_subject.to_numpy())))
+    (note,) = [n for n in data["notes"] if n.startswith("Euclidean alignment")]
+    assert "leave_one_run_out/ridge" in note and "unlabelled EEG" in note
+    assert "Euclidean alignment" in (tmp_path / "r.html").read_text()
+
+
 def test_neither_sweep_nor_train_folder(tmp_path, capsys):
     (tmp_path / "table").mkdir()
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "r.html")]) == 1

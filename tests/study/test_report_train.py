@@ -94,6 +94,37 @@ def test_a_leave_one_run_out_report_keeps_subjects_the_unit_and_tells_the_alignm
     assert "Euclidean alignment" in (tmp_path / "r.html").read_text()
 
 
+def test_four_hundred_parcels_train_in_one_model_and_reach_the_brain(tmp_path, capsys):
+    """Whole-brain parcels end to end: simulate 400, train ridge and beira on all of them at
+    once, and report them on the brain."""
+    store = tmp_path / "parcels.zarr"
+    assert (
+        main(
+            ["simulate", str(store), "--subjects", "2", "--minutes", "3", "--channels", "8"]
+            + ["--sfreq", "100", "--rois", "400", "-q"]
+        )
+        == 0
+    )
+    info = open_dataset(store).info
+    assert len(info.bold.rois) == 400 and len(info.bold.roi_mni) == 400
+    for model, sets in (("ridge", []), ("beira", ["epochs=1", "steps_per_epoch=2"])):
+        args = ["train", str(store), "--model", model, "--protocol", "within"]
+        args += [a for kv in ["window_s=10", *sets] for a in ("--set", kv)]
+        assert main([*args, "--out", str(tmp_path / model), "-q"]) == 0, capsys.readouterr().err
+        results = RunFolder(tmp_path / model).results()
+        assert results.loc[results["final"], "roi"].nunique() == 400  # one model, 400 outputs
+    json_path = tmp_path / "r.json"
+    code = main(
+        ["report", str(tmp_path / "ridge"), "-o", str(tmp_path / "r.html")]
+        + ["--json", str(json_path), "--n-boot", "200", "--n-surrogates", "40", "-q"]
+    )
+    assert code == 0, capsys.readouterr().err
+    data = json.loads(json_path.read_text())
+    (figure,) = data["brain"]["figures"]
+    assert figure["protocol"] == "within" and figure["model"] == "ridge"
+    assert len(data["statistics"]["rois"]) == 400
+
+
 def test_neither_sweep_nor_train_folder(tmp_path, capsys):
     (tmp_path / "table").mkdir()
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "r.html")]) == 1

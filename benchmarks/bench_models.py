@@ -31,8 +31,11 @@ attribute is recorded too), and the generalisation gap within - LOSO.
 Writes JSON (default benchmarks/results/models.json) with every number, the settings, the
 platform, the thread count and load averages at start and end; prints a table.
 
+(c) Outputs: training windows/s of (a) with 14 and with 400 outputs (``--outputs``; whole-brain
+parcels, every model trains all of them at once).
+
     python benchmarks/bench_models.py [--out FILE] [--threads 1] [--quick]
-        [--part all|speed|science] [--models ridge,beira] [--set KEY=VALUE ...]
+        [--part all|speed|science|outputs] [--models ridge,beira] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -349,6 +352,29 @@ def run_speed(models: list[str], threads: int, repeats: int, tmp: Path) -> dict[
     }
 
 
+def run_outputs(
+    models: list[str], threads: int, repeats: int, tmp: Path, counts: list[int]
+) -> dict[str, Any]:
+    """Training windows/s per model with few and with many outputs (whole-brain parcels):
+    the speed store with ``--rois`` each of ``counts``, the throughput phase only."""
+    rows: dict[str, dict[str, float]] = {m: {} for m in models}
+    for count in counts:
+        url = tmp / f"outputs-{count}.zarr"
+        _simulate(url, SPEED_STORE | {"rois": count}, seed=0)
+        for model in models:
+            print(f"outputs: {model} x {count} ...", file=sys.stderr, flush=True)
+            args = ["--worker", "speed", "--phase", "throughput", "--model", model]
+            got = _run_worker([*args, "--store", str(url), "--repeats", str(repeats)], threads)
+            rows[model][str(count)] = got["windows_per_s"]
+    lo, hi = str(min(counts)), str(max(counts))
+    return {
+        "store": SPEED_STORE | {"seed": 0},
+        "counts": counts,
+        "windows_per_s": rows,
+        "ratio_many_to_few": {m: r[hi] / r[lo] for m, r in rows.items()},
+    }
+
+
 def run_science(
     models: list[str], threads: int, quick: bool, extra: dict[str, str], tmp: Path
 ) -> dict[str, Any]:
@@ -439,7 +465,12 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/models.json")
     parser.add_argument("--threads", type=int, default=1, help="torch/BLAS threads (fixed)")
     parser.add_argument("--quick", action="store_true", help="a few-minute version")
-    parser.add_argument("--part", choices=("all", "speed", "science"), default="all")
+    parser.add_argument("--part", choices=("all", "speed", "science", "outputs"), default="all")
+    parser.add_argument(
+        "--outputs",
+        default="14,400",
+        help="outputs part: ROI counts to compare training windows/s at (default 14,400)",
+    )
     parser.add_argument("--models", default="", help="comma-separated (default: all registered)")
     parser.add_argument(
         "--set",
@@ -488,6 +519,14 @@ def main() -> None:
             out["speed"] = run_speed(models, args.threads, 2 if args.quick else 3, Path(tmp))
         if args.part in ("all", "science"):
             out["science"] = run_science(models, args.threads, args.quick, sets, Path(tmp))
+        if args.part in ("all", "outputs"):
+            counts = [int(c) for c in args.outputs.split(",")]
+            out["outputs"] = run_outputs(
+                models, args.threads, 2 if args.quick else 3, Path(tmp), counts
+            )
+            for m, r in out["outputs"]["windows_per_s"].items():
+                shown = "  ".join(f"{c} outputs {v:8.0f}" for c, v in r.items())
+                print(f"outputs: {m:<10} {shown} windows/s", file=sys.stderr)
     out["load_average_end"] = _loadavg()
     out["total_seconds"] = time.perf_counter() - t0
     path = Path(args.out)

@@ -12,7 +12,9 @@ on the fold's data in each version.
 "before" is a git revision (default: the one before this work) run from a temporary worktree;
 "after" is this checkout. Both run here, alternated, in one run of this script. Targets: node
 peak ≤ 1.5 × the touched data + 300 MB per actor; the shared path ≥ 0.5× the in-memory
-windows/s. The streaming path for stores larger than memory does not exist yet.
+windows/s. The streaming path (stores larger than memory: windows read from the store in
+block order through a bounded chunk cache with prefetch) against the in-memory one, in this
+process, for the same fold.
 
     python benchmarks/bench_memory.py [--out FILE] [--before REV] [--minutes 20,80]
         [--actors 1,2,4]
@@ -148,6 +150,54 @@ def child(store: str, k: int) -> dict[str, Any]:
     }
 
 
+def paths(store: str, *, seconds: float = 3.0, repeats: int = 2) -> dict[str, Any]:
+    """Training-order windows/s of one LOSO fold's batches (64 windows) on the in-memory and
+    the streaming path (block order, prefetch of the epoch's batches, 256 MB chunk cache),
+    alternated ``repeats`` times in this process."""
+    import torch
+
+    from eeg2bold.protocols import build_sample_table, get_protocol
+    from eeg2bold.storage import open_dataset
+    from eeg2bold.training.data import FoldData, SampleConfig
+    from eeg2bold.training.streaming import block_order
+
+    torch.set_num_threads(1)
+    dataset = open_dataset(store)
+    samples = build_sample_table(dataset, window_s=10.0)
+    fold = get_protocol("loso").folds(samples)[0]
+    cfg = SampleConfig(window_s=10.0)
+    rates: dict[str, list[float]] = {"memory": [], "stream": []}
+    for _ in range(repeats):
+        for path in ("memory", "stream"):
+            data = FoldData(dataset, samples, fold, config=cfg, path=path)
+            generator = torch.Generator().manual_seed(0)
+            if path == "memory":
+                order = torch.as_tensor(fold.train)[
+                    torch.randperm(fold.train.size, generator=generator)
+                ]
+            else:
+                order = block_order(fold.train, batch_size=64, generator=generator)
+            batches = list(order.split(64))
+            data.will_read(batches)
+            data.batch(batches[0])  # warm-up (the store's first read; torch's first op)
+            n, start = 0, time.perf_counter()
+            for idx in batches[1:]:
+                data.batch(idx)
+                n += int(idx.numel())
+                if time.perf_counter() - start > seconds:
+                    break
+            rates[path].append(n / (time.perf_counter() - start))
+            if data._prefetch is not None:
+                data._prefetch.stop()
+    memory, stream = max(rates["memory"]), max(rates["stream"])
+    return {
+        "memory_windows_per_s": memory,
+        "stream_windows_per_s": stream,
+        "ratio": stream / memory,
+        "runs": rates,
+    }
+
+
 def _worktree(rev: str, where: Path) -> Path:
     subprocess.run(
         ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(where), rev], check=True
@@ -171,6 +221,7 @@ def main() -> int:
     from eeg2bold.simulate.write import simulate_to_store
 
     rows: list[dict[str, Any]] = []
+    speeds: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         before = _worktree(args.before, Path(tmp) / "before")
         try:
@@ -178,6 +229,16 @@ def main() -> int:
                 path = Path(tmp) / f"store-{minutes:g}.zarr"
                 simulate_to_store(path, SimulationConfig(minutes=minutes, **STORE), progress=False)
                 data_mb = STORE["subjects"] * minutes * 60 * STORE["sfreq"] * 32 * 4 / 1e6
+                speed = paths(str(path))
+                speed["data_mb"] = data_mb
+                speeds.append(speed)
+                print(
+                    f"{data_mb:7.0f} MB  windows/s: in memory {speed['memory_windows_per_s']:8.0f}"
+                    f", streaming {speed['stream_windows_per_s']:8.0f} "
+                    f"({speed['ratio']:.2f}x; target >= 0.5x)",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 for k in (int(a) for a in args.actors.split(",")):
                     for version, code in (("before", before), ("after", ROOT)):
                         env = {**os.environ, "PYTHONPATH": str(code), "RAY_AUTH_MODE": "disabled"}
@@ -211,6 +272,7 @@ def main() -> int:
         "platform": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "settings": {"store": STORE, "train": SETS},
         "rows": rows,
+        "paths": speeds,
     }
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -41,8 +42,15 @@ class Moments:
         self.sumsq = np.zeros(n_channels)
         self.cross = np.zeros((n_channels, n_channels))
 
-    def add(self, eeg: np.ndarray, mask: np.ndarray | None = None, *, cross: bool = False) -> None:
-        """Add the samples of ``eeg`` [C, N] where ``mask`` (default all), chunk by chunk."""
+    def add(self, eeg: Any, mask: np.ndarray | None = None, *, cross: bool = False) -> None:
+        """Add the samples of ``eeg`` [C, N] where ``mask`` (default all), chunk by chunk;
+        ``eeg`` may also be a run read block by block from the store (``.blocks()``)."""
+        if hasattr(eeg, "blocks"):
+            for start, block in eeg.blocks():
+                part = None if mask is None else mask[start : start + block.shape[1]]
+                if part is None or part.any():
+                    self.add(block, part, cross=cross)
+            return
         idx = np.flatnonzero(mask) if mask is not None else None
         total = eeg.shape[1] if idx is None else idx.size
         for lo in range(0, total, CHUNK):
@@ -97,7 +105,7 @@ class Alignment:
 
 
 def euclidean_alignment(
-    parts: Iterable[tuple[np.ndarray, np.ndarray | None]], *, source: str
+    parts: Iterable[tuple[Any, np.ndarray | None]], *, source: str
 ) -> Alignment:
     """The alignment of the EEG samples in ``parts`` — (eeg [C, N], mask or None) per run."""
     moments: Moments | None = None

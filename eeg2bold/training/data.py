@@ -8,7 +8,7 @@ is computed from the fold's *training* samples only and stored with the model.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,6 +23,16 @@ from eeg2bold.models import DataSpec
 from eeg2bold.protocols import Fold, SampleTable
 from eeg2bold.storage import Dataset, RunData, RunKey
 from eeg2bold.training.alignment import Alignment, Moments, coverage, euclidean_alignment
+from eeg2bold.training.streaming import (
+    DEFAULT_CACHE_MB,
+    ChunkCache,
+    ChunkedRun,
+    DataPath,
+    Prefetcher,
+    choose_path,
+    eeg_array,
+    ensure_batch,
+)
 
 
 class SampleConfig(BaseModel):
@@ -135,6 +145,8 @@ class FoldData:
         normaliser: Normaliser | None = None,
         read_run: Callable[[RunKey], RunData] | None = None,
         device_budget_mb: float | None = None,
+        path: DataPath | None = None,
+        cache_mb: float = DEFAULT_CACHE_MB,
     ):
         if (samples.window_s, samples.delay_s) != (config.window_s, config.delay_s):
             raise ValueError("sample table and sample config disagree on window/delay")
@@ -152,14 +164,28 @@ class FoldData:
         self.n_window = samples.geometry.n_window
 
         used = np.flatnonzero(np.isin(np.arange(len(samples.runs)), samples.run[self._all()]))
-        self._runs: dict[int, np.ndarray] = {}  # run index -> EEG [C, N] as read (shared)
+        touched_mb = sum(
+            4e-6 * len(self.channels) * int(dataset.run_attrs(samples.runs[r])["n_samples"])
+            for r in used
+        )
+        self.path: DataPath = path or choose_path(touched_mb)
+        # run index -> EEG [C, N]: as read (shared), or read chunk by chunk from the store
+        self._runs: dict[int, Any] = {}
+        self._cache = ChunkCache(cache_mb) if self.path == "stream" else None
         n = len(samples)
         targets = np.zeros((n, len(self.outputs), config.n_out), dtype=np.float64)
         target_times = np.zeros((n, config.n_out))
         for r in used:
-            run = (read_run or dataset.read_run)(samples.runs[r])
-            _check_finite(dataset, samples.runs[r], run)
-            self._runs[int(r)] = np.asarray(run.eeg, dtype=np.float32)
+            key = samples.runs[r]
+            if self._cache is not None:
+                run = _without_eeg(dataset, key)
+                where = f"{dataset.url}: run {key}"
+                array = eeg_array(dataset, key)
+                self._runs[int(r)] = ChunkedRun(array, int(r), self._cache, where=where)
+            else:
+                run = (read_run or dataset.read_run)(key)
+                self._runs[int(r)] = np.asarray(run.eeg, dtype=np.float32)
+            _check_finite(dataset, key, run)
             rows = np.flatnonzero(samples.run == r)
             bold = run.bold[roi_idx].astype(np.float64)
             if config.common_mode:
@@ -178,6 +204,7 @@ class FoldData:
         self._scale = torch.as_tensor(norm.eeg_scale[:, None].astype(np.float32))
         self._affine = self._alignment_affine()
         self._resident = self._to_device(device_budget_mb)
+        self._prefetch = Prefetcher(self._runs, self.n_window) if self._cache else None
 
     def _all(self) -> np.ndarray:
         return np.concatenate([self.fold.train, self.fold.val, self.fold.test])
@@ -259,7 +286,7 @@ class FoldData:
     def _to_device(self, budget_mb: float | None) -> dict[int, Tensor] | None:
         """The runs copied to an accelerator if they fit the budget (None: on the CPU, or too
         large, batches are cut on the host from the arrays as read)."""
-        if self.device.type == "cpu":
+        if self.device.type == "cpu" or self.path == "stream":
             return None
         size_mb = sum(x.nbytes for x in self._runs.values()) / 1e6
         if budget_mb is None:
@@ -282,6 +309,15 @@ class FoldData:
             window_s=self.config.window_s,
             n_out=self.config.n_out,
         )
+
+    def will_read(self, batches: Sequence[Tensor | np.ndarray]) -> None:
+        """The coming batches, in order: the streaming path decodes their chunks ahead."""
+        if self._prefetch is not None:
+            plan = []
+            for idx in batches:
+                index = np.asarray(idx.cpu() if isinstance(idx, Tensor) else idx, dtype=np.int64)
+                plan.append((self.samples.run[index], self.samples.start_sample[index]))
+            self._prefetch.start(plan)
 
     def batch(self, idx: Tensor | np.ndarray) -> tuple[Tensor, Tensor]:
         """EEG windows [B, C, T] (aligned where set, normalised) and targets [B, R, n_out] of
@@ -308,6 +344,10 @@ class FoldData:
                 for r, s in zip(runs, starts, strict=True)
             ]
             return torch.stack(windows)
+        if self._cache is not None:
+            ensure_batch(self._runs, runs, starts, n)  # grouped store reads, not per window
+            if self._prefetch is not None:
+                self._prefetch.consumed()
         host = np.empty((index.size, n_ch, n), dtype=np.float32)
         for j, (r, s) in enumerate(zip(runs, starts, strict=True)):  # one memcpy per window
             host[j] = self._runs[int(r)][:, s : s + n]
@@ -333,7 +373,20 @@ class FoldData:
             "eeg_mb": host_mb,
             "eeg_mb_on_device": host_mb if self._resident is not None else 0.0,
             "alignment": {s: a.source for s, a in self.alignment.items()},
+            "data_path": self.path,
+            "chunks_decoded": None if self._cache is None else self._cache.decoded,
         }
+
+
+def _without_eeg(dataset: Dataset, key: RunKey) -> RunData:
+    """A run's BOLD and volume times (its EEG stays in the store: the streaming path)."""
+    return RunData(
+        subject=key.subject,
+        run=key.run,
+        eeg=np.zeros((len(dataset.info.eeg.channels), 0), dtype=np.float32),
+        bold=np.asarray(dataset.array(key, "bold")[...], dtype=np.float32),
+        volume_times=np.asarray(dataset.array(key, "volume_times")[...], dtype=np.float64),
+    )
 
 
 def _free_device_mb(device: torch.device) -> float:

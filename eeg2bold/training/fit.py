@@ -28,6 +28,7 @@ from eeg2bold.training.data import FoldData
 from eeg2bold.training.losses import LossWeights, total_loss
 from eeg2bold.training.metrics import combine_segments, fisher_mean, pearson_r, stitch
 from eeg2bold.training.seed import seed_everything
+from eeg2bold.training.streaming import block_order
 
 
 class NonFiniteLossError(Eeg2BoldError):
@@ -64,6 +65,13 @@ class TrainConfig(BaseModel):
         "bf16 autocast on any device (CPU too); off = float32.",
     )
     seed: int = Field(0, ge=0, description="Seed of initial weights and data order.")
+    shuffle: Literal["auto", "global", "blocks"] = Field(
+        "auto",
+        description="Training order: global = a random permutation of the training windows; "
+        "blocks = random spans of contiguous windows, each shuffled (the streaming path "
+        "then decodes each store chunk about once per epoch); auto = global in memory, "
+        "blocks when the fold streams from the store.",
+    )
 
     @field_validator("amp", mode="before")
     @classmethod
@@ -184,12 +192,14 @@ class FoldTrainer:
             self.model.fit_closed_form(batches)
         else:
             assert self.optimizer is not None
-            train = torch.as_tensor(self.data.fold.train)
-            order = train[torch.randperm(train.numel(), generator=self.generator)]
             bs = self.config.batch_size
-            for i in range(self.steps_per_epoch):
-                lo = (i * bs) % max(1, order.numel() - bs + 1)
-                idx = order[lo : lo + bs]
+            order = self._order(bs)
+            steps = [
+                order[(i * bs) % max(1, order.numel() - bs + 1) :][:bs]
+                for i in range(self.steps_per_epoch)
+            ]
+            self.data.will_read(steps)
+            for i, idx in enumerate(steps):
                 t_data = time.perf_counter()
                 eeg, target = self.data.batch(idx)
                 data_s += time.perf_counter() - t_data
@@ -251,6 +261,18 @@ class FoldTrainer:
             }
         )
         return report
+
+    def _order(self, batch_size: int) -> torch.Tensor:
+        """This epoch's training order (see ``TrainConfig.shuffle``)."""
+        blocks = self.config.shuffle == "blocks" or (
+            self.config.shuffle == "auto" and getattr(self.data, "path", "memory") == "stream"
+        )
+        if blocks:
+            return block_order(
+                self.data.fold.train, batch_size=batch_size, generator=self.generator
+            )
+        train = torch.as_tensor(self.data.fold.train)
+        return train[torch.randperm(train.numel(), generator=self.generator)]
 
     def _closed_form_batches(self):
         train = np.sort(self.data.fold.train)

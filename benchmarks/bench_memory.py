@@ -211,6 +211,7 @@ def main() -> int:
     parser.add_argument("--before", default="d62360c")
     parser.add_argument("--minutes", default="20,80")
     parser.add_argument("--actors", default="1,2,4")
+    parser.add_argument("--part", choices=("all", "actors", "paths"), default="all")
     parser.add_argument("--child", nargs=2, metavar=("STORE", "K"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -229,17 +230,22 @@ def main() -> int:
                 path = Path(tmp) / f"store-{minutes:g}.zarr"
                 simulate_to_store(path, SimulationConfig(minutes=minutes, **STORE), progress=False)
                 data_mb = STORE["subjects"] * minutes * 60 * STORE["sfreq"] * 32 * 4 / 1e6
-                speed = paths(str(path))
-                speed["data_mb"] = data_mb
-                speeds.append(speed)
-                print(
-                    f"{data_mb:7.0f} MB  windows/s: in memory {speed['memory_windows_per_s']:8.0f}"
-                    f", streaming {speed['stream_windows_per_s']:8.0f} "
-                    f"({speed['ratio']:.2f}x; target >= 0.5x)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                for k in (int(a) for a in args.actors.split(",")):
+                if args.part == "actors":
+                    speed = None
+                else:
+                    speed = paths(str(path))
+                    speed["data_mb"] = data_mb
+                    speeds.append(speed)
+                if speed is not None:
+                    print(
+                        f"{data_mb:7.0f} MB  windows/s: in memory "
+                        f"{speed['memory_windows_per_s']:8.0f}"
+                        f", streaming {speed['stream_windows_per_s']:8.0f} "
+                        f"({speed['ratio']:.2f}x; target >= 0.5x)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                for k in (int(a) for a in args.actors.split(",")) if args.part != "paths" else ():
                     for version, code in (("before", before), ("after", ROOT)):
                         env = {**os.environ, "PYTHONPATH": str(code), "RAY_AUTH_MODE": "disabled"}
                         done = subprocess.run(

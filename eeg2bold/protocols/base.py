@@ -61,6 +61,13 @@ class Fold:
         return getattr(self, name)
 
 
+def check_fraction(name: str, value: float) -> float:
+    """A share of a time line: in (0, 1), or a one-line error naming the option."""
+    if not 0 < value < 1:
+        raise ConfigError(f"{name} must be in (0, 1), got {value}")
+    return float(value)
+
+
 def guard_gap(samples: SampleTable, min_gap_s: float = MIN_GAP_S) -> float:
     """Seconds left empty between two blocks of one run."""
     return max(min_gap_s, samples.window_s + samples.delay_s)

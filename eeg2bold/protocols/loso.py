@@ -8,14 +8,15 @@ from typing import Any
 import numpy as np
 
 from eeg2bold.errors import ConfigError
-from eeg2bold.protocols.base import Fold, Splitter, guard_gap, register_protocol, subject_blocks
+from eeg2bold.protocols.base import (
+    Fold,
+    Splitter,
+    check_fraction,
+    guard_gap,
+    register_protocol,
+    subject_blocks,
+)
 from eeg2bold.protocols.samples import SampleTable
-
-
-def _check_fraction(name: str, value: float) -> float:
-    if not 0 < value < 1:
-        raise ConfigError(f"{name} must be in (0, 1), got {value}")
-    return float(value)
 
 
 @register_protocol("loso")
@@ -29,7 +30,7 @@ class LeaveOneSubjectOut(Splitter):
 
     def __init__(self, *, val_fraction: float = 0.2, group_by: str | None = None, **kw: Any):
         super().__init__(**kw)
-        self.val_fraction = _check_fraction("loso: val_fraction", val_fraction)
+        self.val_fraction = check_fraction("loso: val_fraction", val_fraction)
         if group_by is not None and (not isinstance(group_by, str) or not group_by):
             raise ConfigError(f"loso: group_by must name a run attribute, got {group_by!r}")
         self.group_by = group_by
@@ -102,11 +103,11 @@ class CalibratedLeaveOneSubjectOut(Splitter):
         **kw: Any,
     ):
         super().__init__(**kw)
-        self.calibration_fraction = _check_fraction(
+        self.calibration_fraction = check_fraction(
             "loso_calibrated: calibration_fraction", calibration_fraction
         )
-        self.val_fraction = _check_fraction("loso_calibrated: val_fraction", val_fraction)
-        self.test_fraction = _check_fraction("loso_calibrated: test_fraction", test_fraction)
+        self.val_fraction = check_fraction("loso_calibrated: val_fraction", val_fraction)
+        self.test_fraction = check_fraction("loso_calibrated: test_fraction", test_fraction)
         if calibration_s is not None and calibration_s < 0:
             raise ConfigError(f"loso_calibrated: calibration_s must be >= 0, got {calibration_s}")
         self.calibration_s = None if calibration_s is None else float(calibration_s)

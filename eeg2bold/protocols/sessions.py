@@ -17,14 +17,16 @@ from typing import Any
 import numpy as np
 
 from eeg2bold.errors import ConfigError, Eeg2BoldWarning
-from eeg2bold.protocols.base import Fold, Splitter, guard_gap, register_protocol, timeline_blocks
+from eeg2bold.protocols.base import (
+    Fold,
+    Splitter,
+    check_fraction,
+    guard_gap,
+    register_protocol,
+    timeline_blocks,
+)
 from eeg2bold.protocols.samples import SampleTable
-
-
-def _fraction(name: str, value: float) -> float:
-    if not 0 < value < 1:
-        raise ConfigError(f"{name} must be in (0, 1), got {value}")
-    return float(value)
+from eeg2bold.protocols.within import WithinSubject
 
 
 @register_protocol("leave_one_run_out")
@@ -38,7 +40,7 @@ class LeaveOneRunOut(Splitter):
 
     def __init__(self, *, val_fraction: float = 0.2, by: str = "run", **kw: Any):
         super().__init__(**kw)
-        self.val_fraction = _fraction("leave_one_run_out: val_fraction", val_fraction)
+        self.val_fraction = check_fraction("leave_one_run_out: val_fraction", val_fraction)
         if not by or not isinstance(by, str):
             raise ConfigError(f"leave_one_run_out: by must name a run attribute, got {by!r}")
         self.by = by
@@ -84,29 +86,13 @@ class LeaveOneRunOut(Splitter):
 
 
 @register_protocol("within_run")
-class WithinRun(Splitter):
+class WithinRun(WithinSubject):
     """Same-session splits: every run of a subject is cut into train, val and test blocks
     (guard gaps between them), and the subject's fold pools each split over its runs."""
 
-    def __init__(self, *, val_fraction: float = 0.2, test_fraction: float = 0.2, **kw: Any):
-        super().__init__(**kw)
-        if not (
-            0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1
-        ):
-            raise ConfigError(
-                f"within_run: val_fraction ({val_fraction}) and test_fraction "
-                f"({test_fraction}) must be in (0, 1) and leave room for training"
-            )
-        self.val_fraction = float(val_fraction)
-        self.test_fraction = float(test_fraction)
-
     def split(self, samples: SampleTable) -> Iterator[Fold]:
         gap = guard_gap(samples, self.min_gap_s)
-        fractions = (
-            1 - self.val_fraction - self.test_fraction,
-            self.val_fraction,
-            self.test_fraction,
-        )
+        fractions = self.fractions()
         for s, subject in enumerate(samples.subjects):
             parts = [
                 timeline_blocks(samples, np.array([r]), fractions, gap_s=gap)
@@ -116,10 +102,3 @@ class WithinRun(Splitter):
                 np.sort(np.concatenate(split)) for split in zip(*parts, strict=True)
             )
             yield Fold(self.name, s, subject, train, val, test)
-
-    def options(self) -> dict[str, Any]:
-        return {
-            **super().options(),
-            "val_fraction": self.val_fraction,
-            "test_fraction": self.test_fraction,
-        }

@@ -20,19 +20,19 @@ class WithinSubject(Splitter):
             0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1
         ):
             raise ConfigError(
-                f"within: val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must "
-                "be in (0, 1) and leave room for training"
+                f"{self.name}: val_fraction ({val_fraction}) and test_fraction "
+                f"({test_fraction}) must be in (0, 1) and leave room for training"
             )
         self.val_fraction = float(val_fraction)
         self.test_fraction = float(test_fraction)
 
+    def fractions(self) -> tuple[float, float, float]:
+        """Train, val and test shares of each time line the blocks are cut from."""
+        return (1 - self.val_fraction - self.test_fraction, self.val_fraction, self.test_fraction)
+
     def split(self, samples: SampleTable) -> Iterator[Fold]:
         gap = guard_gap(samples, self.min_gap_s)
-        fractions = (
-            1 - self.val_fraction - self.test_fraction,
-            self.val_fraction,
-            self.test_fraction,
-        )
+        fractions = self.fractions()
         for s, subject in enumerate(samples.subjects):
             train, val, test = subject_blocks(samples, s, fractions, gap_s=gap)
             yield Fold("within", s, subject, train, val, test)

@@ -206,10 +206,11 @@ class ChunkedRun:
 
 
 class Prefetcher:
-    """Decodes, in a background thread, the chunks of the next ``ahead`` batches while the
-    current one trains (never further ahead: the cache stays small and hot)."""
+    """Decodes, in a background thread, the chunks of the next ``ahead`` batches (two blocks of
+    the streaming order) while the current one trains, never further ahead: the cache stays
+    small and hot."""
 
-    def __init__(self, runs: dict[int, ChunkedRun], n_window: int, *, ahead: int = 2):
+    def __init__(self, runs: dict[int, ChunkedRun], n_window: int, *, ahead: int = 8):
         self.runs, self.n_window, self.ahead = runs, n_window, ahead
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()

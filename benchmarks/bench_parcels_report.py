@@ -30,18 +30,17 @@ on a shared machine are noisy; ``--profile`` adds a cProfiled second build.
 from __future__ import annotations
 
 import argparse
-import cProfile
 import gc
 import json
 import os
 import platform
-import pstats
 import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+
+from bench_report import _phases, _profile  # the same timing and profile (same folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "study"))  # the report tests' study generator
@@ -49,35 +48,6 @@ sys.path.insert(0, str(ROOT / "tests" / "study"))  # the report tests' study gen
 TARGET_S = 60.0
 PROTOCOLS, MODELS = ("within", "loso"), ("ridge", "beira")
 MAX_EPOCHS = 20
-
-
-def _phases(marks: list[tuple[str, float]], start: float, end: float) -> list[dict[str, Any]]:
-    """Seconds from each progress message of ``build_report`` to the next (or the end)."""
-    stamps = [("(start, before the first message)", start), *marks, ("(end)", end)]
-    return [
-        {"phase": msg, "seconds": stamps[k + 1][1] - t} for k, (msg, t) in enumerate(stamps[:-1])
-    ]
-
-
-def _profile(study: Path, *, n_boot: int, n_surrogates: int, top: int) -> list[dict[str, Any]]:
-    from eeg2bold.study.report import build_report
-
-    profiler = cProfile.Profile()
-    profiler.enable()
-    build_report(study, n_boot=n_boot, n_surrogates=n_surrogates, seed=0)
-    profiler.disable()
-    entries = pstats.Stats(profiler).stats.items()  # type: ignore[attr-defined]
-    rows = [
-        {
-            "function": f"{Path(file).name}:{line}({name})",
-            "calls": calls,
-            "tottime_s": tottime,
-            "cumtime_s": cumtime,
-        }
-        for (file, line, name), (_cc, calls, tottime, cumtime, _) in entries
-    ]
-    rows.sort(key=lambda r: r["cumtime_s"], reverse=True)
-    return rows[:top]
 
 
 def main() -> None:
@@ -143,7 +113,7 @@ def main() -> None:
             "build_report_s": build_s,
             "write_report_s": write_s,
             "total_s": build_s + write_s,
-            "build_phases": _phases(marks, t0, t1),
+            "build_phases": _phases([("(start, before the first message)", t0), *marks], t1),
             "target_s": TARGET_S,
             "target_applies_to": "build_report + write_report",
             "passed": bool(build_s + write_s < TARGET_S),

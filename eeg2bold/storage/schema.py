@@ -45,6 +45,13 @@ BOLD_DTYPE = np.dtype("float32")
 TIME_DTYPE = np.dtype("float64")
 DEFAULT_MIN_WINDOW_S = 10.0
 EEG_CHUNK_S = 4.0
+# EEG chunks: Blosc LZ4 with byte shuffle. Training decodes them (the streaming path, every
+# epoch): about twice zstd's decode rate at a similar size (benchmarks/bench_codecs.py).
+# Stores written with other codecs read the same.
+EEG_COMPRESSOR: dict[str, Any] = {
+    "name": "blosc",
+    "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "shuffle"},
+}
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

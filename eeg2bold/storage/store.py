@@ -32,6 +32,7 @@ from eeg2bold.storage.location import TMP_DIR, Location, writer_alive
 from eeg2bold.storage.qc import compute_qc
 from eeg2bold.storage.schema import (
     EEG_CHUNK_S,
+    EEG_COMPRESSOR,
     DatasetInfo,
     RunData,
     RunKey,
@@ -447,6 +448,7 @@ class WritableDataset(Dataset):
             shape=run.eeg.shape,
             dtype=run.eeg.dtype,
             chunks=(n_ch, min(chunk_t, n_t)),
+            compressors=[EEG_COMPRESSOR],
             fill_value=np.nan,
             dimension_names=("channel", "time"),
             attributes={

@@ -31,7 +31,6 @@ from eeg2bold.training.streaming import (
     Prefetcher,
     choose_path,
     eeg_array,
-    ensure_batch,
 )
 
 
@@ -204,7 +203,7 @@ class FoldData:
         self._scale = torch.as_tensor(norm.eeg_scale[:, None].astype(np.float32))
         self._affine = self._alignment_affine()
         self._resident = self._to_device(device_budget_mb)
-        self._prefetch = Prefetcher(self._runs, self.n_window) if self._cache else None
+        self._prefetch = Prefetcher(self._runs, self.n_window, self._cache) if self._cache else None
 
     def _all(self) -> np.ndarray:
         return np.concatenate([self.fold.train, self.fold.val, self.fold.test])
@@ -344,13 +343,16 @@ class FoldData:
                 for r, s in zip(runs, starts, strict=True)
             ]
             return torch.stack(windows)
-        if self._cache is not None:
-            ensure_batch(self._runs, runs, starts, n)  # grouped store reads, not per window
-            if self._prefetch is not None:
-                self._prefetch.consumed()
         host = np.empty((index.size, n_ch, n), dtype=np.float32)
-        for j, (r, s) in enumerate(zip(runs, starts, strict=True)):  # one memcpy per window
-            host[j] = self._runs[int(r)][:, s : s + n]
+        if self._prefetch is not None:
+            self._prefetch.take(runs, starts)
+        if self._cache is not None:  # grouped store reads and one cache lookup per run
+            for r in np.unique(runs).tolist():
+                pos = np.flatnonzero(runs == r)
+                self._runs[r].gather(starts[pos], n, host, pos.tolist())
+        else:
+            for j, (r, s) in enumerate(zip(runs.tolist(), starts.tolist(), strict=True)):
+                host[j] = self._runs[r][:, s : s + n]  # one memcpy per window
         if self.device.type == "cpu":
             return torch.from_numpy(host)
         return torch.from_numpy(host).pin_memory().to(self.device, non_blocking=True)

@@ -276,14 +276,18 @@ class FoldTrainer:
 
     def _closed_form_batches(self):
         train = np.sort(self.data.fold.train)
-        segments = self.data.segments(train)
-        for seg_id, seg in enumerate(segments):
-            for lo in range(0, seg.size, self.config.eval_batch_size):
-                idx = seg[lo : lo + self.config.eval_batch_size]
-                eeg, target = self.data.batch(idx)
-                yield TrainingBatch(
-                    eeg=eeg, bold=target, segment=torch.full((idx.size,), seg_id, device=eeg.device)
-                )
+        size = self.config.eval_batch_size
+        plan = [
+            (seg_id, seg[lo : lo + size])
+            for seg_id, seg in enumerate(self.data.segments(train))
+            for lo in range(0, seg.size, size)
+        ]
+        self.data.will_read([idx for _, idx in plan])
+        for seg_id, idx in plan:
+            eeg, target = self.data.batch(idx)
+            yield TrainingBatch(
+                eeg=eeg, bold=target, segment=torch.full((idx.size,), seg_id, device=eeg.device)
+            )
 
     # -- evaluation -------------------------------------------------------------------
     @torch.no_grad()
@@ -291,8 +295,11 @@ class FoldTrainer:
         """Normalised predictions [n, R, n_out] for sample indices ``idx``."""
         self.model.eval()
         out = []
-        for lo in range(0, len(idx), self.config.eval_batch_size):
-            eeg, _ = self.data.batch(idx[lo : lo + self.config.eval_batch_size])
+        size = self.config.eval_batch_size
+        batches = [idx[lo : lo + size] for lo in range(0, len(idx), size)]
+        self.data.will_read(batches)
+        for batch in batches:
+            eeg, _ = self.data.batch(batch)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 pred = self.model(eeg)
             out.append(pred.float().cpu().numpy())

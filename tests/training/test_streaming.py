@@ -3,16 +3,19 @@ the memory budget that chooses it."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
+import zarr
 
 from eeg2bold.errors import ConfigError
 from eeg2bold.protocols import build_sample_table, get_protocol
 from eeg2bold.storage import open_dataset
 from eeg2bold.training.data import FoldData, SampleConfig
 from eeg2bold.training.fit import FoldTrainer, TrainConfig
-from eeg2bold.training.streaming import block_order, choose_path
+from eeg2bold.training.streaming import SPAN_BATCHES, ChunkedRun, block_order, choose_path
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +97,85 @@ def test_block_order_decodes_each_chunk_about_once_per_epoch(store):
     for idx in torch.as_tensor(train)[torch.randperm(train.size, generator=generator)].split(32):
         again.batch(idx)
     assert again.describe()["chunks_decoded"] > 2 * decoded
+
+
+def test_each_block_of_the_order_is_one_span_read_in_one_go(store, monkeypatch):
+    """The shorter last span comes last, so every ``SPAN_BATCHES`` batches are one span of
+    time-contiguous samples, and the prefetcher reads each in one store read per run (a
+    misaligned grouping reads the same chunks in many small pieces)."""
+    _, stream = _pair(store, cache_mb=4.0)  # about half the fold: every epoch decodes
+    train, batch = np.sort(stream.fold.train), 16
+    order = block_order(train, batch_size=batch, generator=torch.Generator().manual_seed(1))
+    span = SPAN_BATCHES * batch
+    assert train.size % span  # the store leaves a shorter last span: it must come last
+    blocks = [order[i : i + span].numpy() for i in range(0, order.numel(), span)]
+    assert np.array_equal(np.sort(blocks[-1]), train[-(train.size % span) :])
+    for block in blocks:  # each block: one contiguous stretch of the sorted samples
+        where = np.searchsorted(train, np.sort(block))
+        assert np.array_equal(where, np.arange(where[0], where[0] + block.size))
+    reads: list[tuple[int, int]] = []
+    original = ChunkedRun._read
+
+    def counted(self, k0, k1):
+        reads.append((self.run, k1 - k0))
+        return original(self, k0, k1)
+
+    monkeypatch.setattr(ChunkedRun, "_read", counted)
+    batches = list(order.split(batch))
+    stream.will_read(batches)
+    for idx in batches:
+        stream.batch(idx)
+    stream._prefetch.stop()
+    runs_per_block = [np.unique(stream.samples.run[b]).size for b in blocks]
+    assert len(reads) <= sum(runs_per_block), (reads, runs_per_block)
+
+
+def test_windows_across_cached_stretches_or_past_a_tiny_cache_are_exact(store):
+    memory, stream = _pair(store, cache_mb=64.0)
+    run = int(memory.samples.run[memory.fold.train[0]])
+    chunked, raw = stream._runs[run], memory._runs[run]
+    c, n = chunked.chunk, memory.n_window
+    chunked.ensure(np.array([0]), 3 * c)  # chunks 0-2 in one stretch ...
+    chunked.ensure(np.array([3 * c]), 3 * c)  # ... 3-5 in the next
+    starts = np.array([c // 2, 3 * c - n // 2, 2 * c + 1])  # inside, across, across
+    out = np.empty((3, raw.shape[0], n), dtype=np.float32)
+    chunked.gather(starts, n, out)
+    for j, s in enumerate(starts):
+        assert np.array_equal(out[j], raw[:, s : s + n])
+    assert len(stream._cache._items) == 2  # read from the two stretches, nothing re-read
+    _, tiny = _pair(store, cache_mb=1e-3)  # smaller than one window: read past the cache
+    tiny._runs[run].gather(starts, n, out)
+    for j, s in enumerate(starts):
+        assert np.array_equal(out[j], raw[:, s : s + n])
+
+
+def test_a_store_written_with_zarrs_default_codec_streams_the_same(sim_store, tmp_path):
+    """Stores from before the EEG codec changed (zstd): re-encoded here, the same windows."""
+    old = tmp_path / "zstd.zarr"
+    shutil.copytree(sim_store, old)
+    dataset = open_dataset(old)
+    for key in dataset.runs():
+        path = dataset.location.path(key.subject, key.run, "eeg")
+        array = zarr.open_array(path, mode="r")
+        values, attrs = array[...], dict(array.attrs)
+        shutil.rmtree(path)
+        again = zarr.create_array(
+            path,
+            shape=values.shape,
+            dtype=values.dtype,
+            chunks=array.chunks,
+            fill_value=np.nan,
+            dimension_names=array.metadata.dimension_names,
+            attributes=attrs,
+            zarr_format=3,
+        )
+        again[...] = values
+        assert again.metadata.codecs[-1].to_dict()["name"] == "zstd"
+    memory, _ = _pair(open_dataset(sim_store))
+    _, stream = _pair(open_dataset(old))
+    idx = np.random.default_rng(1).choice(memory.fold.train, 40, replace=False)
+    runs, starts = memory.samples.run[idx], memory.samples.start_sample[idx]
+    assert torch.equal(memory._cut(idx, runs, starts), stream._cut(idx, runs, starts))
 
 
 def test_the_memory_budget_chooses_the_path(monkeypatch):

@@ -12,9 +12,6 @@ of decoded float32. The store writes EEG with ``EEG_COMPRESSOR`` (eeg2bold/stora
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -22,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from results_json import write_result  # same folder
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "real" / "eeg"
@@ -124,15 +122,7 @@ def main() -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-    out = {
-        "benchmark": "codecs",
-        "platform": {"python": platform.python_version(), "cpus": os.cpu_count()},
-        "rows": rows,
-    }
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
-    print(f"written {path}", file=sys.stderr)
+    write_result({"benchmark": "codecs", "rows": rows}, args.out)
     return 0
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from results_json import write_result  # same folder
 
 ROOT = Path(__file__).resolve().parents[1]
 STORE = {"subjects": 8, "channels": 32, "sfreq": 100.0, "rois": 8, "seed": 0}
@@ -229,7 +229,7 @@ def paths(store: str, *, seconds: float = 2.0, repeats: int = 5) -> dict[str, An
         "ratios": ratios,
         "runs": rates,
         "fold_eeg_mb": fold_mb,
-        "cache_mb": cache_mb,
+        "cache_mb": stream._cache.max_bytes / 1e6 if stream._cache else cache_mb,  # grown?
         "chunks_per_epoch": statistics.median(epoch_chunks[1:]),
         "training_chunks": fold_chunks,
     }
@@ -399,18 +399,11 @@ def large(args: argparse.Namespace) -> int:
         )
     out = {
         "benchmark": "memory-large",
-        "platform": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "store": {**LARGE, "eeg_mb": data_mb, "stored_mb": stored_mb},
         "rows": rows,
     }
-    target = Path(
-        args.out
-        if args.out != "benchmarks/results/memory.json"
-        else "benchmarks/results/memory_large.json"
-    )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(out, indent=2))
-    print(f"written {target}", file=sys.stderr)
+    default = args.out == "benchmarks/results/memory.json"
+    write_result(out, "benchmarks/results/memory_large.json" if default else args.out)
     return 0
 
 
@@ -497,15 +490,11 @@ def main() -> int:
     out = {
         "benchmark": "memory",
         "before": args.before,
-        "platform": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "settings": {"store": STORE, "train": SETS},
         "rows": rows,
         "paths": speeds,
     }
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
-    print(f"written {path}", file=sys.stderr)
+    write_result(out, args.out)
     return 0
 
 

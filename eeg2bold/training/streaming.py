@@ -27,6 +27,7 @@ from eeg2bold.errors import ConfigError, DatasetError
 
 DataPath = Literal["memory", "stream"]
 DEFAULT_CACHE_MB = 256.0
+MAX_CACHE_MB = 1024.0  # the most the cache grows to hold four blocks of large windows
 SPAN_BATCHES = 4  # a block of the streaming order: this many batches of contiguous samples
 
 
@@ -241,7 +242,8 @@ class Prefetcher:
     """Decodes the chunks of the coming batches ``group`` at a time (one block of the
     streaming order, so one store read per run covers it): in a background thread while the
     current batch trains, at most ``ahead`` batches ahead and never more decoded ahead than
-    half the cache (what is read ahead must still be there when used). A trainer that catches
+    half the cache (what is read ahead must still be there when used; the cache grows to four
+    blocks, up to ``MAX_CACHE_MB``, where blocks are large). A trainer that catches
     up reads the whole group itself (:meth:`take`), never its batch's pieces of it."""
 
     def __init__(
@@ -281,10 +283,14 @@ class Prefetcher:
         self.stop()
         self._stop, self._consumed = threading.Event(), 0
         self._batches, self._groups = batches, {}
-        stop, room = self._stop, self.cache.max_bytes / 2
+        stop = self._stop
         groups = range(0, len(batches), self.group)
-        for i in groups:  # computed here: the thread then only reads
-            self._group(i)
+        largest = max((self._group(i)[2] for i in groups), default=0)  # the thread only reads
+        # a block read ahead while the one before is in use: the cache holds four blocks
+        # (high-density or high-rate EEG has blocks larger than the default cache's quarter)
+        grown = min(4 * largest, int(MAX_CACHE_MB * 1e6))
+        self.cache.max_bytes = max(self.cache.max_bytes, grown)
+        room = self.cache.max_bytes / 2
 
         def work() -> None:
             ahead: list[tuple[int, int]] = []  # (end batch, bytes) of the groups read ahead

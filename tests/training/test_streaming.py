@@ -130,6 +130,22 @@ def test_each_block_of_the_order_is_one_span_read_in_one_go(store, monkeypatch):
     assert len(reads) <= sum(runs_per_block), (reads, runs_per_block)
 
 
+def test_the_cache_grows_to_hold_four_blocks_of_large_windows(store):
+    """A cache smaller than a block would drop what was read ahead before it is used, and
+    decode chunks again: it grows to four blocks (never past MAX_CACHE_MB)."""
+    _, stream = _pair(store, cache_mb=0.1)
+    order = block_order(stream.fold.train, batch_size=16, generator=torch.Generator())
+    batches = list(order.split(16))
+    stream.will_read(batches)
+    block = max(group[2] for group in stream._prefetch._groups.values())
+    assert block > 0.1e6 / 4  # a block larger than a quarter of the cache asked for
+    assert stream._cache.max_bytes == 4 * block
+    for idx in batches:
+        stream.batch(idx)
+    stream._prefetch.stop()
+    assert stream._cache.bytes <= stream._cache.max_bytes
+
+
 def test_windows_across_cached_stretches_or_past_a_tiny_cache_are_exact(store):
     memory, stream = _pair(store, cache_mb=64.0)
     run = int(memory.samples.run[memory.fold.train[0]])

@@ -25,6 +25,7 @@ from eeg2bold.storage import Dataset, RunData, RunKey
 from eeg2bold.training.alignment import Alignment, Moments, coverage, euclidean_alignment
 from eeg2bold.training.streaming import (
     DEFAULT_CACHE_MB,
+    SPAN_BATCHES,
     ChunkCache,
     ChunkedRun,
     DataPath,
@@ -309,14 +310,18 @@ class FoldData:
             n_out=self.config.n_out,
         )
 
-    def will_read(self, batches: Sequence[Tensor | np.ndarray]) -> None:
-        """The coming batches, in order: the streaming path decodes their chunks ahead."""
+    def will_read(
+        self, batches: Sequence[Tensor | np.ndarray], *, group: int = SPAN_BATCHES
+    ) -> None:
+        """The coming batches, in order: the streaming path decodes their chunks ahead,
+        ``group`` batches per store read (a block of the training order; 1 for evaluation's
+        batches, each a contiguous stretch already)."""
         if self._prefetch is not None:
             plan = []
             for idx in batches:
                 index = np.asarray(idx.cpu() if isinstance(idx, Tensor) else idx, dtype=np.int64)
                 plan.append((self.samples.run[index], self.samples.start_sample[index]))
-            self._prefetch.start(plan)
+            self._prefetch.start(plan, group=group)
 
     def batch(self, idx: Tensor | np.ndarray) -> tuple[Tensor, Tensor]:
         """EEG windows [B, C, T] (aligned where set, normalised) and targets [B, R, n_out] of

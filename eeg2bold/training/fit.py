@@ -282,7 +282,7 @@ class FoldTrainer:
             for seg_id, seg in enumerate(self.data.segments(train))
             for lo in range(0, seg.size, size)
         ]
-        self.data.will_read([idx for _, idx in plan])
+        self.data.will_read([idx for _, idx in plan], group=1)
         for seg_id, idx in plan:
             eeg, target = self.data.batch(idx)
             yield TrainingBatch(
@@ -297,7 +297,7 @@ class FoldTrainer:
         out = []
         size = self.config.eval_batch_size
         batches = [idx[lo : lo + size] for lo in range(0, len(idx), size)]
-        self.data.will_read(batches)
+        self.data.will_read(batches, group=1)
         for batch in batches:
             eeg, _ = self.data.batch(batch)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):

@@ -278,11 +278,14 @@ class Prefetcher:
             self._groups[i] = (runs, starts, size)
         return self._groups[i]
 
-    def start(self, batches: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
-        """``batches``: (run index, start sample) arrays of the coming batches, in order."""
+    def start(
+        self, batches: Sequence[tuple[np.ndarray, np.ndarray]], *, group: int = SPAN_BATCHES
+    ) -> None:
+        """``batches``: (run index, start sample) arrays of the coming batches, in order, read
+        ``group`` at a time (1 for batches that are contiguous stretches already)."""
         self.stop()
         self._stop, self._consumed = threading.Event(), 0
-        self._batches, self._groups = batches, {}
+        self._batches, self._groups, self.group = batches, {}, max(1, group)
         stop = self._stop
         groups = range(0, len(batches), self.group)
         largest = max((self._group(i)[2] for i in groups), default=0)  # the thread only reads

@@ -1,8 +1,8 @@
-"""The one module that knows Ray's API (Ray changes across 2.x; everything else sees plain
-dataclasses and callables).
+"""The module that knows Ray Tune's API, and with :mod:`eeg2bold.launch.fold_actor` Ray's (Ray
+changes across 2.x; everything else sees plain dataclasses and callables).
 
 A trial is a function trainable holding a placement group of ``1 + n_actors`` bundles: bundle 0
-for the trial's coordinator, one per :class:`FoldActor`, the engine's
+for the trial's coordinator, one per :class:`~eeg2bold.launch.fold_actor.FoldActor`, the engine's
 :class:`~eeg2bold.training.engine.FoldHost` (one fold by default, ``resources.folds_per_actor``
 of them otherwise) in its own process. The trial only maps folds to
 actors and reports to Tune; the engine (:class:`~eeg2bold.training.engine.ProtocolRun`) does
@@ -28,7 +28,7 @@ from typing import Any
 import fsspec
 import ray
 from ray import tune
-from ray.exceptions import RayActorError, RayError, RayTaskError
+from ray.exceptions import RayError, RayTaskError
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.optuna import OptunaSearch
 from ray.util.scheduling_strategies import (
@@ -37,11 +37,12 @@ from ray.util.scheduling_strategies import (
 )
 
 from eeg2bold.errors import ConfigError, DatasetError, Eeg2BoldError
+from eeg2bold.launch.fold_actor import FoldActor, RunStore, run_store_name
 from eeg2bold.launch.plan import fold_groups
 from eeg2bold.launch.resume_auth import StateSigner
 from eeg2bold.run_folder import RunFolder
 from eeg2bold.storage import open_dataset
-from eeg2bold.training.engine import METRIC, FoldHost, ProtocolRun, RunCache
+from eeg2bold.training.engine import METRIC, ProtocolRun
 
 # Our own progress lines replace Tune's tables; these keep Tune's console output quiet. A
 # failed trial ends with a result that holds its failure and no metric (never a made-up or
@@ -196,38 +197,6 @@ def check_shared_path(url: str) -> list[str]:
 
 
 # -- one copy of the data per node -------------------------------------------------------
-def run_store_name(node_id: str) -> str:
-    return f"eeg2bold-runs-{node_id}"
-
-
-@ray.remote(num_cpus=0)
-class RunStore:
-    """A node's runs in Ray's object store: read from the dataset once, then handed to every
-    fold actor of the node as a reference, which ``ray.get`` maps without copying (read-only
-    NumPy arrays in shared memory). Started by the sweep's driver, one per node."""
-
-    def __init__(self) -> None:
-        self.refs: dict[tuple[str, str, str], ray.ObjectRef] = {}
-        self.reads = 0
-        self.datasets: dict[str, Any] = {}
-
-    def get(self, url: str, subject: str, run: str) -> list[ray.ObjectRef]:
-        """[a reference to the run] (in a list, so the caller receives the reference)."""
-        from eeg2bold.launch.optuna_storage import expand_env
-        from eeg2bold.storage import RunKey, open_dataset
-
-        key = (url, subject, run)
-        if key not in self.refs:
-            if url not in self.datasets:
-                self.datasets[url] = open_dataset(expand_env(url))
-            self.refs[key] = ray.put(self.datasets[url].read_run(RunKey(subject, run)))
-            self.reads += 1
-        return [self.refs[key]]
-
-    def stats(self) -> dict[str, int]:
-        return {"reads": self.reads, "runs": len(self.refs)}
-
-
 def start_run_stores() -> list[Any]:
     """One :class:`RunStore` on every alive node (owned by this driver, so the runs live as
     long as the sweep); nodes that join later read their runs per actor."""
@@ -243,30 +212,6 @@ def start_run_stores() -> list[Any]:
         )
     ray.get([s.stats.remote() for s in stores])  # started before any trial asks
     return stores
-
-
-class NodeRunCache(RunCache):
-    """A fold actor's runs: from its node's :class:`RunStore` when there is one."""
-
-    def read(self, dataset: Any, key: Any) -> Any:
-        try:
-            node = ray.get_runtime_context().get_node_id()
-            store = ray.get_actor(run_store_name(node))
-            refs: list[Any] = ray.get(store.get.remote(dataset.url, key.subject, key.run))
-        except (ValueError, RayActorError):  # no store on this node (it joined later), or
-            return super().read(dataset, key)  # its sweep ended: read the run here
-        return ray.get(refs[0])
-
-
-class _SharedFoldHost(FoldHost):
-    def __init__(self, *, threads: int | None = None, gpu: bool = True):
-        super().__init__(threads=threads, gpu=gpu, cache=NodeRunCache())
-
-
-# -- the fold actor ----------------------------------------------------------------------
-# A fold actor is the engine's FoldHost (one or more FoldRunners) in its own process, reading
-# its node's shared runs; the trial maps folds to actors.
-FoldActor = ray.remote(_SharedFoldHost)
 
 
 class _ActorPool:

@@ -27,13 +27,13 @@ def test_the_fold_actors_of_a_node_read_one_shared_copy_of_each_run(ray_cluster,
     an actor reads the run itself."""
     import ray
 
-    from eeg2bold.launch import ray_tune
+    from eeg2bold.launch import fold_actor, ray_tune
     from eeg2bold.storage import open_dataset
 
     @ray.remote(num_cpus=0)
     class Probe:
         def __init__(self) -> None:
-            self.cache = ray_tune.NodeRunCache()
+            self.cache = fold_actor.NodeRunCache()
 
         def read(self, url: str, subject: str, run: str):
             run_data = self.cache.reader(open_dataset(url))(RunKey(subject, run))

@@ -1,0 +1,72 @@
+"""The actors a sweep starts on its nodes: the fold actor and the node's run store.
+
+Kept apart from :mod:`eeg2bold.launch.ray_tune` so that their processes import Ray's core and
+the fold engine only, not Ray Tune and the search: every fold actor imports its class's module,
+and a sweep starts a few per arm.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError
+
+from eeg2bold.training.engine import FoldHost, RunCache
+
+
+# -- one copy of the data per node -------------------------------------------------------
+def run_store_name(node_id: str) -> str:
+    return f"eeg2bold-runs-{node_id}"
+
+
+@ray.remote(num_cpus=0)
+class RunStore:
+    """A node's runs in Ray's object store: read from the dataset once, then handed to every
+    fold actor of the node as a reference, which ``ray.get`` maps without copying (read-only
+    NumPy arrays in shared memory). Started by the sweep's driver, one per node."""
+
+    def __init__(self) -> None:
+        self.refs: dict[tuple[str, str, str], ray.ObjectRef] = {}
+        self.reads = 0
+        self.datasets: dict[str, Any] = {}
+
+    def get(self, url: str, subject: str, run: str) -> list[ray.ObjectRef]:
+        """[a reference to the run] (in a list, so the caller receives the reference)."""
+        from eeg2bold.launch.optuna_storage import expand_env
+        from eeg2bold.storage import RunKey, open_dataset
+
+        key = (url, subject, run)
+        if key not in self.refs:
+            if url not in self.datasets:
+                self.datasets[url] = open_dataset(expand_env(url))
+            self.refs[key] = ray.put(self.datasets[url].read_run(RunKey(subject, run)))
+            self.reads += 1
+        return [self.refs[key]]
+
+    def stats(self) -> dict[str, int]:
+        return {"reads": self.reads, "runs": len(self.refs)}
+
+
+class NodeRunCache(RunCache):
+    """A fold actor's runs: from its node's :class:`RunStore` when there is one."""
+
+    def read(self, dataset: Any, key: Any) -> Any:
+        try:
+            node = ray.get_runtime_context().get_node_id()
+            store = ray.get_actor(run_store_name(node))
+            refs: list[Any] = ray.get(store.get.remote(dataset.url, key.subject, key.run))
+        except (ValueError, RayActorError):  # no store on this node (it joined later), or
+            return super().read(dataset, key)  # its sweep ended: read the run here
+        return ray.get(refs[0])
+
+
+class _SharedFoldHost(FoldHost):
+    def __init__(self, *, threads: int | None = None, gpu: bool = True):
+        super().__init__(threads=threads, gpu=gpu, cache=NodeRunCache())
+
+
+# -- the fold actor ----------------------------------------------------------------------
+# A fold actor is the engine's FoldHost (one or more FoldRunners) in its own process, reading
+# its node's shared runs; the trial maps folds to actors.
+FoldActor = ray.remote(_SharedFoldHost)

@@ -154,6 +154,18 @@ def child(store: str, k: int) -> dict[str, Any]:
     }
 
 
+def _batches(train: np.ndarray, path: str, generator: Any) -> list[Any]:
+    """An epoch's batches of 64 in the order training uses on ``path`` (as
+    ``FoldTrainer._order`` with ``shuffle: auto``): block order when streaming, else global."""
+    import torch
+
+    from eeg2bold.training.streaming import block_order
+
+    if path == "stream":
+        return list(block_order(train, batch_size=64, generator=generator).split(64))
+    return list(torch.as_tensor(train)[torch.randperm(train.size, generator=generator)].split(64))
+
+
 def paths(store: str, *, seconds: float = 2.0, repeats: int = 5) -> dict[str, Any]:
     """Training-order windows/s of one LOSO fold's batches (64 windows), in memory and
     streaming, alternated ``repeats`` times in this process; each measurement runs whole
@@ -167,7 +179,7 @@ def paths(store: str, *, seconds: float = 2.0, repeats: int = 5) -> dict[str, An
     from eeg2bold.protocols import build_sample_table, get_protocol
     from eeg2bold.storage import open_dataset
     from eeg2bold.training.data import FoldData, SampleConfig
-    from eeg2bold.training.streaming import DEFAULT_CACHE_MB, block_order
+    from eeg2bold.training.streaming import DEFAULT_CACHE_MB
 
     torch.set_num_threads(1)
     dataset = open_dataset(store)
@@ -185,13 +197,7 @@ def paths(store: str, *, seconds: float = 2.0, repeats: int = 5) -> dict[str, An
         n, epochs, start = 0, 0, time.perf_counter()
         decoded = stream._cache.decoded if stream._cache is not None else 0
         while epochs == 0 or (not warm and time.perf_counter() - start < seconds):
-            if data.path == "memory":
-                order = torch.as_tensor(fold.train)[
-                    torch.randperm(fold.train.size, generator=generator)
-                ]
-            else:
-                order = block_order(fold.train, batch_size=64, generator=generator)
-            batches = list(order.split(64))
+            batches = _batches(fold.train, data.path, generator)
             data.will_read(batches)
             for idx in batches:
                 data.batch(idx)
@@ -295,7 +301,6 @@ def large_child(store: str, path: str, *, seconds: float = 20.0) -> dict[str, An
     from eeg2bold.training.data import FoldData, SampleConfig
     from eeg2bold.training.fit import FoldTrainer, TrainConfig
     from eeg2bold.training.losses import total_loss
-    from eeg2bold.training.streaming import block_order
 
     torch.set_num_threads(1)
     dataset = open_dataset(store)
@@ -308,13 +313,7 @@ def large_child(store: str, path: str, *, seconds: float = 20.0) -> dict[str, An
     after_setup = _peak_mb()
     generator = torch.Generator().manual_seed(0)
 
-    def order() -> list[torch.Tensor]:
-        if path == "stream":
-            return list(block_order(fold.train, batch_size=64, generator=generator).split(64))
-        perm = torch.randperm(fold.train.size, generator=generator)
-        return list(torch.as_tensor(fold.train)[perm].split(64))
-
-    batches = order()
+    batches = _batches(fold.train, path, generator)
     data.will_read(batches)
     n, start = 0, time.perf_counter()
     for idx in batches:
@@ -328,7 +327,7 @@ def large_child(store: str, path: str, *, seconds: float = 20.0) -> dict[str, An
     trainer = FoldTrainer(data=data, model_name="beira", model_params={}, config=config)
     model, optimizer = trainer.model, trainer.optimizer
     assert optimizer is not None
-    batches = order()[:24]
+    batches = _batches(fold.train, path, generator)[:24]
     data.will_read(batches)
     data_s, start = 0.0, time.perf_counter()
     for i, idx in enumerate(batches):

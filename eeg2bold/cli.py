@@ -124,9 +124,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from eeg2bold.launch.config import load_study_config
     from eeg2bold.launch.sweep import run_sweep
-    from eeg2bold.study.queries import best_trials, format_trials, load_sweep
+    from eeg2bold.study.queries import best_trials, format_gain, format_trials, load_sweep
 
     config = load_study_config(args.config)
+    if args.warm_start:
+        config = config.with_warm_start(args.warm_start, top_k=args.warm_start_k)
     outcome = run_sweep(
         config,
         address=args.address,
@@ -141,7 +143,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     sweep = load_sweep(outcome.plan.results)
     print("best configuration per protocol and model (ranked by mean validation r):")
-    print(format_trials(best_trials(sweep)))
+    best = best_trials(sweep)
+    print(format_trials(best))
+    if gain := format_gain(best):
+        print(gain)
     if outcome.orphans:
         print(f"({outcome.orphans} Optuna trial(s) left RUNNING by a killed driver marked FAIL)")
     if outcome.n_retried:
@@ -174,7 +179,13 @@ def _cmd_trials(args: argparse.Namespace) -> int:
 
 
 def _cmd_best(args: argparse.Namespace) -> int:
-    from eeg2bold.study.queries import best_trials, format_trials, load_sweep, trial_records
+    from eeg2bold.study.queries import (
+        best_trials,
+        format_gain,
+        format_trials,
+        load_sweep,
+        trial_records,
+    )
 
     frame = best_trials(
         load_sweep(args.study),
@@ -187,6 +198,8 @@ def _cmd_best(args: argparse.Namespace) -> int:
         print(json.dumps(trial_records(frame), indent=2, default=str))
     else:
         print(format_trials(frame, params=True))
+        if gain := format_gain(frame):
+            print(gain)
     return 0
 
 
@@ -777,6 +790,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="validate and print the resolved plan only"
     )
     p.add_argument("--num-cpus", type=float, help="CPUs of a local Ray instance (default: all)")
+    p.add_argument(
+        "--warm-start",
+        metavar="SWEEP",
+        help="enqueue the best configurations of each arm of an earlier sweep (its folder or "
+        "study config) after the defaults (the study config's warm_start, given here)",
+    )
+    p.add_argument(
+        "--warm-start-k",
+        type=int,
+        metavar="K",
+        help="how many of each arm's best (default: warm_start.top_k's default)",
+    )
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("trials", help="list the trials of a sweep (Optuna storage)")

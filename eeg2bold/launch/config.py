@@ -6,8 +6,10 @@ error that names the nearest valid key.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -56,12 +58,57 @@ class Budget(_Strict):
 
 
 class Scheduler(_Strict):
-    """Trial scheduler over epochs (ASHA stops poor trials early; fifo never stops them)."""
+    """Trial scheduler over epochs (ASHA stops poor trials early; fifo never stops them).
+    The epoch budget has one owner, ``train.epochs``: see :meth:`StudyConfig.epoch_budget`."""
 
     type: Literal["asha", "fifo"] = Field("asha", description="asha or fifo.")
-    max_epochs: int = Field(20, ge=1, description="Epochs per trial at most (train.epochs).")
-    grace_period: int = Field(2, ge=1, description="ASHA: epochs before a trial can be stopped.")
+    max_epochs: int | None = Field(
+        None,
+        ge=1,
+        description="Epochs per trial at most. Default: train.epochs (search.train.epochs "
+        "where the study fixes it, else the training default, 30); set one, not both.",
+    )
+    grace_period: int | None = Field(
+        None,
+        ge=1,
+        description="ASHA: epochs before a trial can be stopped (its first rung). Default: "
+        "the warm-up (train.warmup_epochs) plus 3 epochs, or max_epochs / reduction_factor², "
+        "whichever is later.",
+    )
     reduction_factor: float = Field(3.0, gt=1, description="ASHA: keep 1/factor per rung.")
+
+
+# epochs after the learning-rate warm-up before ASHA may judge a trial (by default)
+EPOCHS_AFTER_WARMUP = 3
+
+
+@dataclass(frozen=True)
+class EpochBudget:
+    """A trial's epochs and ASHA's rungs, resolved from the study config (one owner)."""
+
+    max_epochs: int
+    grace_period: int
+    rungs: tuple[int, ...]  # epochs at which ASHA compares trials (empty for fifo)
+    source: str  # which setting gave max_epochs
+
+    def describe(self) -> str:
+        text = f"{self.max_epochs} epochs per trial ({self.source})"
+        if not self.rungs:
+            return text + ", none stopped early"
+        return text + f"; ASHA compares trials at epoch {', '.join(map(str, self.rungs))}"
+
+
+class WarmStart(_Strict):
+    """Start every arm where an earlier sweep's same arm (protocol and model) ended: its best
+    configurations are enqueued after the defaults, moved into this sweep's space."""
+
+    sweep: str = Field(description="The earlier sweep's folder (or its study config).")
+    top_k: int = Field(3, ge=1, le=64, description="Best configurations taken per arm.")
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep(cls, value: str) -> str:
+        return _absolute(value)
 
 
 class Resources(_Strict):
@@ -186,6 +233,9 @@ class StudyConfig(_Strict):
     storage: Storage = Field(default_factory=Storage)
     failure: Failure = Field(default_factory=Failure)
     tracking: Tracking = Field(default_factory=Tracking)
+    warm_start: WarmStart | None = Field(
+        None, description="Enqueue an earlier sweep's best configurations (sweep --warm-start)."
+    )
     seed: int = Field(0, ge=0, description="Seed of the samplers and of every trial's fit.")
     _as_written: dict[str, str | None] = PrivateAttr(default_factory=dict)
     _where: str = PrivateAttr(default="study config")
@@ -209,6 +259,62 @@ class StudyConfig(_Strict):
     def as_written(self, key: str) -> str | None:
         """``dataset``, ``storage.results`` or ``storage.optuna`` as the config file wrote it."""
         return self._as_written.get(key)
+
+    @model_validator(mode="after")
+    def _one_epoch_owner(self) -> StudyConfig:
+        fixed = self.search.get("train.epochs")
+        if isinstance(fixed, dict | list):
+            raise ValueError(
+                "search.train.epochs: the epoch budget is not searched (ASHA decides how many "
+                "epochs a trial gets); fix it to one value"
+            )
+        ours = self.scheduler.max_epochs
+        if fixed is not None and ours is not None and int(fixed) != ours:
+            raise ValueError(
+                f"scheduler.max_epochs ({ours}) and search.train.epochs ({fixed}) disagree: "
+                "they are one setting (a trial's epochs); keep one"
+            )
+        return self
+
+    def with_warm_start(self, sweep: str, *, top_k: int | None = None) -> StudyConfig:
+        """This config with ``warm_start`` set (``sweep --warm-start``), validated."""
+        values = {"sweep": sweep} | ({"top_k": top_k} if top_k is not None else {})
+        try:
+            warm = WarmStart(**values)
+        except ValidationError as exc:
+            raise ConfigError(f"--warm-start: {_explain(exc)}") from None
+        copy = self.model_copy(update={"warm_start": warm})
+        copy._as_written, copy._where = self._as_written, self._where
+        return copy
+
+    def epoch_budget(self) -> EpochBudget:
+        """A trial's maximum epochs (``train.epochs``: the study's fixed value, else
+        ``scheduler.max_epochs``, else the training default) and ASHA's rungs relative to it:
+        the first rung after the warm-up plus :data:`EPOCHS_AFTER_WARMUP` epochs, or at
+        ``max_epochs / reduction_factor²`` for long budgets, then every ``reduction_factor``
+        times as many epochs. E.g. 30 epochs, warm-up 1, factor 3: rungs at 4 and 12."""
+        from eeg2bold.training.fit import TrainConfig
+
+        fixed = self.search.get("train.epochs")
+        if fixed is not None:
+            epochs, source = int(fixed), "search.train.epochs"
+        elif self.scheduler.max_epochs is not None:
+            epochs, source = self.scheduler.max_epochs, "scheduler.max_epochs"
+        else:
+            epochs, source = TrainConfig().epochs, "train.epochs default"
+        s = self.scheduler
+        warmup = float(self.search.get("train.warmup_epochs", TrainConfig().warmup_epochs))
+        grace = s.grace_period or max(
+            math.ceil(warmup) + EPOCHS_AFTER_WARMUP, math.ceil(epochs / s.reduction_factor**2)
+        )
+        grace = min(grace, epochs)
+        rungs: list[int] = []
+        if s.type == "asha":
+            # as Ray's ASHA places them (grace · factor^k below max_epochs)
+            n = int(math.log(epochs / grace) / math.log(s.reduction_factor) + 1)
+            rungs = [int(grace * s.reduction_factor**k) for k in range(n)]
+            rungs = [r for r in rungs if r < epochs]  # at the last epoch nothing is cut
+        return EpochBudget(epochs, grace, tuple(rungs), source)
 
     @field_validator("calibration_minutes")
     @classmethod
@@ -316,7 +422,7 @@ class StudyConfig(_Strict):
     def train_settings(self) -> dict[str, Any]:
         """TrainConfig fields every trial shares (the rest is searched)."""
         return {
-            "epochs": self.scheduler.max_epochs,
+            "epochs": self.epoch_budget().max_epochs,
             "seed": self.seed,
             "device": self.resources.device,
         }
@@ -361,6 +467,16 @@ def validate_study(config: StudyConfig) -> None:
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     config.refuse_inline_credentials(where="the sweep folder (sweep.json), reports and Ray")
+    if config.warm_start is not None:  # an earlier sweep that is not there fails now, not later
+        from eeg2bold.errors import Eeg2BoldError
+        from eeg2bold.run_folder import RunFolder
+
+        source = config.warm_start.sweep
+        try:
+            if not source.endswith((".yaml", ".yml")):
+                RunFolder(source).read_manifest()
+        except Eeg2BoldError as exc:
+            raise ConfigError(f"{where}: warm_start.sweep: {exc}") from None
 
 
 def _explain(exc: ValidationError) -> str:

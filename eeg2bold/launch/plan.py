@@ -127,6 +127,9 @@ def format_plan(
     plan: SweepPlan, config: StudyConfig, *, cluster: dict[str, float] | None = None
 ) -> str:
     """The plan as text: what will run, on what, and where results go."""
+    from eeg2bold.launch.search import startup_trials
+
+    budget = config.epoch_budget()
     per_trial_cpu = sum(b.get("CPU", 0.0) for b in plan.bundles)
     per_trial_gpu = sum(b.get("GPU", 0.0) for b in plan.bundles)
     lines = [
@@ -134,11 +137,21 @@ def format_plan(
         f"dataset   {plan.dataset}: {len(plan.subjects)} subjects",
         f"arms      {len(plan.arms)} (protocol × model), {plan.trials_per_arm} trials each, "
         f"{len(plan.arms) * plan.trials_per_arm} trials in all",
-        f"scheduler {config.scheduler.type}, up to {config.scheduler.max_epochs} epochs"
+        f"scheduler {config.scheduler.type}, {budget.describe()}"
         + (
-            f" (grace {config.scheduler.grace_period}, "
-            f"reduction {config.scheduler.reduction_factor:g})"
+            f" (reduction {config.scheduler.reduction_factor:g})"
             if config.scheduler.type == "asha"
+            else ""
+        ),
+        "search    trial 0 of every arm: the models' defaults (never stopped early)"
+        + (
+            f", then up to {config.warm_start.top_k} best of {config.warm_start.sweep}"
+            if config.warm_start
+            else ""
+        )
+        + (
+            f"; TPE after {startup_trials(plan.trials_per_arm)} start-up trials"
+            if plan.trials_per_arm > 1
             else ""
         ),
         f"trial     {len(largest_arm(plan).folds)} folds on {len(plan.bundles) - 1} "

@@ -422,12 +422,22 @@ class _OptunaSearch(OptunaSearch):
     raised (a dead worker) or reported a recorded failure (configuration, data, training)."""
 
     def __init__(
-        self, *args: Any, results: str, study_attrs: dict[str, Any], **kwargs: Any
+        self,
+        *args: Any,
+        results: str,
+        study_attrs: dict[str, Any],
+        start: Sequence[tuple[dict[str, Any], dict[str, Any]]] = (),
+        **kwargs: Any,
     ) -> None:
         self._results = results
         self._study_attrs = study_attrs
+        self._start = list(start)  # (params, user attrs) enqueued into a new study
         self._identity: dict[str, str] = {}  # Tune's trial id -> the trial's one identity
         super().__init__(*args, **kwargs)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a sweep resumed from state an older eeg2bold pickled lacks the newer fields
+        self.__dict__.update({"_start": []} | state)
 
     def _setup_study(self, mode: Any) -> None:
         import warnings
@@ -441,6 +451,11 @@ class _OptunaSearch(OptunaSearch):
             self._ot_study.set_metric_names([METRIC])
         for key, value in {**self._study_attrs, "intermediate_values": INTERMEDIATE}.items():
             self._ot_study.set_user_attr(key, value)
+        # the defaults (and warm starts) go first, once: a study that has trials already
+        # (a resumed sweep's, whatever Tune restored) has them
+        if self._start and not self._ot_study.get_trials(deepcopy=False):
+            for params, attrs in self._start:
+                self._ot_study.enqueue_trial(params, user_attrs=attrs)
 
     def suggest(self, trial_id: str) -> dict | None:
         """Adopt an Optuna trial a killed driver left RUNNING before asking for a new one.
@@ -478,7 +493,9 @@ class _OptunaSearch(OptunaSearch):
         ot_trial.set_user_attr("trial_id", identity)
         if identity != trial_id:
             ot_trial.set_user_attr("tune_trial_id", trial_id)  # Ray's own id for it this time
-        return {**config, "trial": identity}
+        origin = ot_trial.user_attrs.get("origin", "sampled")  # set where it was enqueued
+        ot_trial.set_user_attr("origin", origin)
+        return {**config, "trial": identity, "origin": origin}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         """Intermediate values by epoch (a resumed trial restarts Tune's iteration count)."""
@@ -544,6 +561,40 @@ def _report(ot_trial: Any, result: dict[str, Any]) -> None:
 WORKER_DIED = "worker or node died (retries exhausted; see the trial's error.txt)"
 
 
+class _ArmASHA(ASHAScheduler):
+    """ASHA over one arm's trials, with two rules of ours:
+
+    - the defaults trial (``origin == "defaults"``) is the arm's reference: its scores
+      enter the rungs, but it is never stopped, so what the search bought is measured
+      against a fully trained baseline;
+    - a trial at its last epoch is never stopped (Ray's rung at ``max_t`` would cut it
+      after all its epochs, before its final scores);
+    - a trial that finished before a rung (every fold stopped by patience: a finished fold
+      is not a loser) has its final score, the best epoch's, entered in every later rung,
+      so trials reaching those rungs are compared with it too.
+    """
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)
+        if (trial.config or {}).get("origin") == "defaults":
+            return self.CONTINUE
+        if result.get(self._time_attr, 0) >= self._max_t:  # its last epoch: let it finish
+            return self.CONTINUE
+        return action
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        bracket = self._trial_info.get(trial.trial_id)
+        super().on_trial_complete(tune_controller, trial, result)
+        value = result.get(self._metric)
+        if bracket is None or not result.get("finished") or value is None:
+            return
+        if not math.isfinite(value):
+            return
+        for milestone, recorded in bracket._rungs:  # Ray's bookkeeping (see test_search.py)
+            if milestone > result.get(self._time_attr, 0) and trial.trial_id not in recorded:
+                recorded[trial.trial_id] = self._metric_op * value
+
+
 class _Echo:
     """Progress lines to stderr (picklable: Tune saves its callbacks with the experiment)."""
 
@@ -584,7 +635,7 @@ class _Progress(tune.Callback):
         if METRIC in result and not result.get("finished"):
             self.echo(
                 f"[{self.label}] trial {_identity(trial)} epoch {result.get('epoch')}: "
-                f"val r {result[METRIC]:.3f} ({result.get('folds_done', 0)} folds done)"
+                f"val r {_r(result[METRIC])} ({result.get('folds_done', 0)} folds done)"
             )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -599,7 +650,7 @@ class _Progress(tune.Callback):
             return
         self.echo(
             f"[{self.label}] trial {_identity(trial)} finished ({self.finished}/{self.total}): "
-            f"val r {last.get(METRIC, float('nan')):.3f}"
+            f"val r {_r(last.get(METRIC))}"
             + (f", test r {last['test_r']:.3f}" if "test_r" in last else " (stopped early)")
         )
 
@@ -646,6 +697,14 @@ class _Progress(tune.Callback):
                 self.record(_identity(trial), event)
             except Exception as exc:  # the count is a courtesy; never let it stop a sweep
                 self.echo(f"[{self.label}] (could not record the retry in Optuna: {exc})")
+
+
+def _r(value: Any) -> str:
+    """A val r for people: ``undefined`` where no fold has a defined score yet (the metric
+    is then the Fisher mean of -inf, i.e. -1, which ranks last but means nothing)."""
+    if value is None or not math.isfinite(value) or value <= -1.0:
+        return "undefined"
+    return f"{value:.3f}"
 
 
 def _nodes_of(result: dict[str, Any] | None) -> list[str]:
@@ -747,7 +806,8 @@ class ArmSettings:
     reduction_factor: float
     time_limit_s: float | None
     max_failures: int
-    seed: int
+    sampler: Any  # the arm's Optuna sampler (launch.search.make_sampler)
+    start: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     optuna_url: str = ""  # template form, for recording retries (see _RetryRecorder)
     tracking: dict[str, Any] = field(default_factory=dict)  # the study's tracking section
 
@@ -779,8 +839,6 @@ def _trainable(settings: ArmSettings) -> Any:
 
 def run_arm(settings: ArmSettings, *, resume: bool, echo: Callable[[str], None]) -> ArmOutcome:
     """Fit (or resume) one arm's Tuner."""
-    import optuna
-
     path = f"{settings.storage_path.rstrip('/')}/{settings.name}"
     trainable = _trainable(settings)
     record = (
@@ -799,14 +857,15 @@ def run_arm(settings: ArmSettings, *, resume: bool, echo: Callable[[str], None])
             space=settings.space,
             metric=METRIC,
             mode="max",
-            sampler=optuna.samplers.TPESampler(seed=settings.seed),
+            sampler=settings.sampler,
             storage=settings.optuna_storage,
             study_name=settings.study_name,
             results=settings.context.results,
             study_attrs=settings.study_attrs,
+            start=settings.start,
         )
         if settings.scheduler == "asha":
-            scheduler: Any = ASHAScheduler(
+            scheduler: Any = _ArmASHA(
                 time_attr="epoch",  # epochs trained (a resumed trial continues its count)
                 max_t=settings.max_epochs,
                 grace_period=min(settings.grace_period, settings.max_epochs),

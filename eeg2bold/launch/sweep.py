@@ -21,7 +21,12 @@ from typing import Any
 import fsspec
 
 from eeg2bold.errors import ConfigError
-from eeg2bold.launch.config import StudyConfig, parse_study_config, validate_study
+from eeg2bold.launch.config import (
+    StudyConfig,
+    WarmStart,
+    parse_study_config,
+    validate_study,
+)
 from eeg2bold.launch.optuna_storage import (
     display_url,
     expand_env,
@@ -131,7 +136,9 @@ def prepare(config: StudyConfig, *, resume: bool) -> tuple[SweepPlan, dict[str, 
     if state is None:  # with resume: nothing to resume yet (e.g. a requeued job), so start
         return make_plan(config), None
     stored = parse_study_config(state["config"], where=f"{root}/{STATE_FILE}")
-    if stored.model_dump() != config.model_dump():
+    # a warm start only matters when an arm's study is made: the one the sweep began with
+    # holds, whether or not --warm-start is passed again
+    if stored.model_dump(exclude={"warm_start"}) != config.model_dump(exclude={"warm_start"}):
         raise ConfigError(
             "the study config differs from the one the sweep was started with; resume with the "
             f"original config (a copy is in {display_url(config.results_url)}/{STATE_FILE})"
@@ -160,6 +167,9 @@ def run_sweep(
         note = "\n\n(an existing sweep: run with --resume to continue it)" if existing else ""
         return format_plan(plan, config) + note
     plan, state = prepare(config, resume=resume)
+    if state is not None:  # resuming: the warm start the sweep began with
+        stored = state["config"].get("warm_start")
+        config = config.model_copy(update={"warm_start": WarmStart(**stored) if stored else None})
 
     from eeg2bold.launch import ray_tune  # the only Ray import, deferred for fast dry runs
 
@@ -233,7 +243,9 @@ def _run_arms(
     echo: Callable[[str], None],
 ) -> None:
     from eeg2bold.launch import ray_tune
+    from eeg2bold.launch.search import make_sampler, start_points
 
+    budget = config.epoch_budget()
     for i, arm in enumerate(plan.arms):
         if arm.status == "done":
             echo(f"[{arm.key}] already done")
@@ -268,12 +280,26 @@ def _run_arms(
             num_samples=config.budget.num_samples,
             max_concurrent=config.max_concurrent_trials,
             scheduler=config.scheduler.type,
-            max_epochs=config.scheduler.max_epochs,
-            grace_period=config.scheduler.grace_period,
+            max_epochs=budget.max_epochs,
+            grace_period=budget.grace_period,
             reduction_factor=config.scheduler.reduction_factor,
             time_limit_s=config.budget.time_limit_s,
             max_failures=config.failure.max_failures,
-            seed=config.seed,
+            sampler=make_sampler(
+                num_samples=config.budget.num_samples,
+                seed=config.seed,
+                concurrent=config.max_concurrent_trials,
+            ),
+            start=[
+                (p.params, p.user_attrs())
+                for p in start_points(
+                    model=arm.model,
+                    protocol_label=arm.label or arm.protocol,
+                    constraints=config.search,
+                    warm_start=config.warm_start,
+                    echo=echo,
+                )
+            ],  # enqueued only into a study that has no trial yet
             optuna_url=config.optuna_url,
             tracking=config.tracking.model_dump(),
         )

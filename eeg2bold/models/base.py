@@ -107,6 +107,15 @@ class BoldModel(nn.Module):
         """Define-by-run hyperparameter space; default: nothing to search."""
         return {}
 
+    @classmethod
+    def search_defaults(cls) -> dict[str, Any]:
+        """The values of the space's own parameters that stand for the default ``Params``
+        (what ``eeg2bold train`` uses), so a sweep can start from them. Default: each
+        ``Params`` field's default under its own name; a space whose parameters are derived
+        (not ``Params`` fields) adds its own. A contract test checks that the space fed these
+        values gives back ``Params()`` exactly."""
+        return {name: field.get_default() for name, field in cls.Params.model_fields.items()}
+
 
 class ClosedFormModel(BoldModel):
     """A model fitted in one pass over the training data (no gradient steps)."""

@@ -238,6 +238,13 @@ class NeuroBOLT(BoldModel):
         return self.readout(y)
 
     @classmethod
+    def search_defaults(cls) -> dict[str, Any]:
+        """The derived names of the space below for the default ``Params``: 16 channel tokens
+        per second of 1 s patches, STFT windows 0.5, 1 and 2 s (base 0.5 s, three scales)."""
+        derived = {"tokens_per_s": 16, "stft_base_s": 0.5, "stft_scales": 3}
+        return super().search_defaults() | derived
+
+    @classmethod
     def search_space(cls, trial: SuggestTrial) -> dict[str, Any]:
         patch_s = trial.suggest_categorical("patch_s", [0.5, 1.0, 2.0])
         # Token rate (channel tokens per second of window) bounds attention cost: at most

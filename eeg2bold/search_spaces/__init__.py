@@ -8,21 +8,29 @@ from __future__ import annotations
 from eeg2bold.search_spaces.spaces import (
     ConstrainedTrial,
     ParamInfo,
+    StartPoint,
     check_constraints,
+    default_point,
     define_space,
     describe_space,
     experiment_from_sample,
     fixed_values,
+    project_point,
+    search_defaults,
     space_function,
 )
 
 __all__ = [
     "ConstrainedTrial",
     "ParamInfo",
+    "StartPoint",
     "check_constraints",
+    "default_point",
     "define_space",
     "describe_space",
     "experiment_from_sample",
     "fixed_values",
+    "project_point",
+    "search_defaults",
     "space_function",
 ]

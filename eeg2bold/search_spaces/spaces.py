@@ -48,12 +48,14 @@ def optimiser_space(trial: Any) -> dict[str, Any]:
 
 
 def loss_space(trial: Any, *, contrastive: bool) -> dict[str, Any]:
-    """Weights of (1 − r), MSE and — for models with embeddings — the CLIP term."""
+    """Weights of (1 − r), MSE and — for models with embeddings — the CLIP term (other models
+    keep the training default, which they ignore, so their configurations hash as `train`'s)."""
     out = {
         "r": trial.suggest_float("r", 0.5, 1.0),
         "mse": trial.suggest_float("mse", 0.0, 1.0),
     }
-    out["clip"] = trial.suggest_float("clip", 0.0, 0.5) if contrastive else 0.0
+    if contrastive:
+        out["clip"] = trial.suggest_float("clip", 0.0, 0.5)
     return out
 
 
@@ -175,12 +177,23 @@ class ParamInfo:
     log: bool = False
     step: Any = None
     choices: list[Any] = field(default_factory=list)
+    default: Any = None  # the value `eeg2bold train` uses (where a sweep starts)
 
     def describe(self) -> str:
         if self.kind == "categorical":
-            return f"one of {self.choices}"
-        scale = ", log" if self.log else (f", step {self.step}" if self.step else "")
-        return f"{self.kind} in [{self.low}, {self.high}{scale}]"
+            text = f"one of {self.choices}"
+        else:
+            scale = ", log" if self.log else (f", step {self.step}" if self.step else "")
+            text = f"{self.kind} in [{self.low}, {self.high}{scale}]"
+        return text if self.default is None else f"{text:<36} default {self.default!r}"
+
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is one this parameter can take."""
+        if self.kind == "categorical":
+            return any(_same(value, c) for c in self.choices)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        return self.low <= value <= self.high
 
 
 class RecordingTrial:
@@ -208,12 +221,16 @@ class RecordingTrial:
 
 
 def describe_space(model: str, *, samples: int = 16, seed: int = 0) -> list[ParamInfo]:
-    """Every parameter the space of ``model`` can ask for (conditional ones included)."""
+    """Every parameter the space of ``model`` can ask for (conditional ones included), each
+    with the value ``eeg2bold train`` uses for it (``default``)."""
     import optuna
 
     recorder = RecordingTrial()
     define_space(recorder, model=model)
     found = dict(recorder.params)
+    defaults = search_defaults(model)
+    for name, info in found.items():
+        info.default = defaults.get(name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     for _ in range(samples):  # conditional branches show up under random sampling
@@ -222,6 +239,7 @@ def describe_space(model: str, *, samples: int = 16, seed: int = 0) -> list[Para
         for name, dist in trial.distributions.items():
             if name not in found:
                 found[name] = _info_from_distribution(name, dist)
+                found[name].default = defaults.get(name)
         study.tell(trial, 0.0)
     return [found[k] for k in sorted(found)]
 
@@ -233,6 +251,130 @@ def _info_from_distribution(name: str, dist: Any) -> ParamInfo:
         return ParamInfo(name, "categorical", choices=list(dist.choices))
     kind = "int" if isinstance(dist, optuna.distributions.IntDistribution) else "float"
     return ParamInfo(name, kind, dist.low, dist.high, dist.log, getattr(dist, "step", None))
+
+
+# -- where a search starts: the defaults, or an earlier sweep's best -------------------------
+def search_defaults(model: str) -> dict[str, Any]:
+    """The configuration ``eeg2bold train`` uses for ``model``, by search parameter name
+    (``data.window_s``, ``train.lr``, ``loss.r``, ``model.width``, ...)."""
+    from eeg2bold.training.config import build_config
+
+    config = build_config(model=model)
+    train = config.train.model_dump(exclude={"loss"})
+    out = {f"data.{k}": v for k, v in config.data.model_dump().items()}
+    out |= {f"train.{k}": v for k, v in train.items()}
+    out |= {f"loss.{k}": v for k, v in config.train.loss.model_dump().items()}
+    out |= {f"model.{k}": v for k, v in get_model_class(model).search_defaults().items()}
+    return out
+
+
+@dataclass
+class StartPoint:
+    """A configuration enqueued before a search samples: Optuna parameter values of the
+    space's own names, where they came from, and what had to change to fit the space."""
+
+    params: dict[str, Any]
+    origin: str  # "defaults" or "warm_start"
+    source: str = ""  # e.g. the earlier sweep and trial a warm start came from
+    changes: list[str] = field(default_factory=list)
+
+    def user_attrs(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {"origin": self.origin}
+        if self.source:
+            attrs["origin_source"] = self.source
+        return attrs
+
+
+def default_point(model: str, constraints: Mapping[str, Constraint] | None = None) -> StartPoint:
+    """The defaults of ``model`` as a point of its space under the study's constraints: a
+    fixed parameter is not a parameter, a narrowed one takes its nearest allowed value."""
+    trial = _NearestTrial({}, search_defaults(model))
+    define_space(trial, model=model, constraints=constraints)
+    return StartPoint(params=trial.params, origin="defaults", changes=trial.changes)
+
+
+def project_point(
+    values: Mapping[str, Any],
+    *,
+    model: str,
+    constraints: Mapping[str, Constraint] | None = None,
+    origin: str = "warm_start",
+    source: str = "",
+) -> StartPoint:
+    """Earlier parameter values as a point of today's space: values outside it are moved to
+    the nearest allowed one, names it no longer asks for are dropped, and names it asks for
+    that ``values`` lacks take the defaults (each change said in ``changes``)."""
+    trial = _NearestTrial(values, search_defaults(model))
+    define_space(trial, model=model, constraints=constraints)
+    dropped = sorted(set(values) - set(trial.params))
+    changes = trial.changes + ([f"dropped {', '.join(dropped)}"] if dropped else [])
+    changes += [f"new, at the default: {', '.join(trial.new)}"] if trial.new else []
+    return StartPoint(params=trial.params, origin=origin, source=source, changes=changes)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, without taking True for 1 or "1" for 1 (a choice is the value it names)."""
+    if isinstance(a, bool | str) or isinstance(b, bool | str):
+        return type(a) is type(b) and a == b
+    return bool(a == b)
+
+
+class _NearestTrial:
+    """Answers every suggestion with a given value (else the fallback, else the range's low
+    end or first choice), moved to the nearest value the distribution allows."""
+
+    def __init__(self, values: Mapping[str, Any], fallback: Mapping[str, Any]):
+        self.values, self.fallback = values, fallback
+        self.params: dict[str, Any] = {}
+        self.changes: list[str] = []
+        self.new: list[str] = []
+        self.number = 0
+
+    def _wanted(self, name: str, first: Any) -> Any:
+        if name in self.values:
+            return self.values[name]
+        if self.values:  # projecting an earlier point: it lacked this one
+            self.new.append(name)
+        return self.fallback.get(name, first)
+
+    def _keep(self, name: str, wanted: Any, value: Any) -> Any:
+        if not _same(wanted, value):
+            self.changes.append(f"{name} {wanted!r} -> {value!r}")
+        self.params[name] = value
+        return value
+
+    def suggest_float(self, name: str, low: float, high: float, **kw: Any) -> float:
+        wanted = self._wanted(name, low)
+        try:
+            value = min(max(float(wanted), low), high)
+        except (TypeError, ValueError):
+            value = float(low)
+        step = kw.get("step")
+        if step and not kw.get("log"):
+            value = min(low + round((value - low) / step) * step, high)
+        return self._keep(name, wanted, value)
+
+    def suggest_int(self, name: str, low: int, high: int, **kw: Any) -> int:
+        wanted = self._wanted(name, low)
+        try:
+            value = min(max(round(float(wanted)), low), high)
+        except (TypeError, ValueError):
+            value = int(low)
+        step = kw.get("step") or 1
+        value = min(low + round((value - low) / step) * step, high)
+        return self._keep(name, wanted, int(value))
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        choices = list(choices)
+        wanted = self._wanted(name, choices[0])
+        value = next((c for c in choices if _same(c, wanted)), None)
+        if value is None:
+            numeric = [c for c in choices if isinstance(c, int | float) and not isinstance(c, bool)]
+            if numeric and isinstance(wanted, int | float) and not isinstance(wanted, bool):
+                value = min(numeric, key=lambda c: abs(c - wanted))
+            else:
+                value = choices[0]
+        return self._keep(name, wanted, value)
 
 
 def check_constraints(models: list[str], constraints: Mapping[str, Constraint]) -> None:

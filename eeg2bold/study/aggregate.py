@@ -22,7 +22,7 @@ import pandas as pd
 
 from eeg2bold.errors import DatasetError
 from eeg2bold.run_folder import fold_stem
-from eeg2bold.study.selection import FOLD_KEYS, nested_selection
+from eeg2bold.study.selection import FOLD_KEYS, fixed_choice, nested_selection
 from eeg2bold.study.stats import (
     Alternative,
     SurrogateError,
@@ -486,6 +486,50 @@ def summarize(
     )
 
 
+GAIN_COLUMNS = ["protocol", "model", "defaults_trial", "n_subjects", "defaults_r", "r", "bought_r"]
+
+
+def search_gain(
+    results: pd.DataFrame, arms: pd.DataFrame, defaults: Mapping[tuple[str, str], str]
+) -> pd.DataFrame:
+    """What a sweep's search bought, per protocol × model: the arm's mean test r after nested
+    selection (``r``, from :func:`summarize`'s ``arms``) beside the same mean of its defaults
+    trial on every fold (``defaults_r``: trial 0, what ``eeg2bold train`` would have given),
+    over the subjects both have, and ``bought_r`` = r − defaults_r."""
+    chosen = nested_selection(results).dropna(subset=["test_r"])
+    fixed = fixed_choice(results, defaults).dropna(subset=["test_r"])
+    rows = []
+    for (protocol, model), frame in fixed.groupby(["protocol", "model"], sort=True):
+        if not ((arms["protocol"] == protocol) & (arms["model"] == model)).any():
+            continue
+        base = _subject_means(frame)
+        selected = _subject_means(
+            chosen[(chosen["protocol"] == protocol) & (chosen["model"] == model)]
+        )
+        both = base.index.intersection(selected.index)
+        if both.empty:
+            continue
+        r = float(fisher_mean(selected[both].to_numpy()))
+        defaults_r = float(fisher_mean(base[both].to_numpy()))
+        rows.append(
+            {
+                "protocol": protocol,
+                "model": model,
+                "defaults_trial": defaults[(protocol, model)],
+                "n_subjects": int(both.size),
+                "defaults_r": defaults_r,
+                "r": r,
+                "bought_r": r - defaults_r,
+            }
+        )
+    return pd.DataFrame(rows, columns=GAIN_COLUMNS)
+
+
+def _subject_means(frame: pd.DataFrame) -> pd.Series:
+    """Each subject's Fisher mean over ROIs of its test r (subjects are the unit)."""
+    return frame.groupby("subject")["test_r"].agg(lambda r: float(fisher_mean(r.to_numpy())))
+
+
 def _arm_table(
     selection: pd.DataFrame,
     nulls: dict[tuple[str, str], dict[str, dict[str, Any]]],
@@ -503,9 +547,7 @@ def _arm_table(
     rows = []
     chosen = selection.dropna(subset=["test_r"])
     for (protocol, model), frame in chosen.groupby(["protocol", "model"], sort=True):
-        per_subject = frame.groupby("subject")["test_r"].agg(
-            lambda r: float(fisher_mean(r.to_numpy()))
-        )
+        per_subject = _subject_means(frame)
         values = per_subject.to_numpy(dtype=np.float64)
         low, high = bootstrap_ci(
             values, n_boot=n_boot, level=level, seed=_stream_seed(seed, protocol, model, "arm")

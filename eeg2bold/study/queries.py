@@ -106,9 +106,13 @@ TRIAL_COLUMNS = [
     "model",
     "trial",
     "number",
+    "origin",
     "state",
     "val_r",
     "test_r",
+    "defaults_val_r",
+    "defaults_test_r",
+    "bought_test_r",
     "epochs",
     "best_epoch",
     "finished",
@@ -144,6 +148,8 @@ def trials_table(sweep: SweepRecord) -> pd.DataFrame:
                 "model": arm["model"],
                 "trial": attrs.get("trial_id") or attrs.get("tune_trial_id"),
                 "number": t.number,
+                # defaults (trial 0 of every arm), warm_start or sampled
+                "origin": attrs.get("origin", "sampled"),
                 "state": t.state.name,
                 "val_r": t.value,
                 "test_r": attrs.get("test_r"),
@@ -178,10 +184,10 @@ def best_trials(
     """The ``top`` completed trials by mean validation r per (protocol, model), each arm
     ranked on its own (``rank`` 1 is its best); with ``overall``, the ``top`` of all arms in
     one ranking (scores of different protocols are not comparable: use it knowingly)."""
-    frame = trials_table(sweep)
-    if frame.empty:
-        return frame
-    frame = frame[(frame["state"] == "COMPLETE") & frame["val_r"].notna()]
+    every = trials_table(sweep)
+    if every.empty:
+        return every
+    frame = every[(every["state"] == "COMPLETE") & every["val_r"].notna()]
     # trials that ran to the end (not stopped by ASHA) are the candidates when there are any
     finished = frame[frame["finished"].astype(bool)]
     frame = finished if not finished.empty else frame
@@ -192,11 +198,51 @@ def best_trials(
     if overall:
         frame = frame.sort_values("val_r", ascending=False).head(top).copy()
         frame.insert(0, "rank", range(1, len(frame) + 1))
-        return frame.reset_index(drop=True)
+        return _beside_defaults(frame, every).reset_index(drop=True)
     frame = frame.sort_values(["protocol", "model", "val_r"], ascending=[True, True, False])
     frame = frame.groupby(["protocol", "model"], sort=True).head(top).copy()
     frame.insert(0, "rank", frame.groupby(["protocol", "model"]).cumcount() + 1)
-    return frame.reset_index(drop=True)
+    return _beside_defaults(frame, every).reset_index(drop=True)
+
+
+def _beside_defaults(frame: pd.DataFrame, every: pd.DataFrame) -> pd.DataFrame:
+    """What the search bought: each arm's defaults trial (trial 0, ``origin`` defaults) val
+    and test r beside every row, and the row's test r minus the defaults'."""
+    if "origin" not in frame:
+        return frame
+    return (
+        frame.drop(columns=[c for c in GAIN_ADDED if c in frame])
+        .merge(_defaults(every), on=["protocol", "model"], how="left")
+        .assign(bought_test_r=lambda f: f["test_r"] - f["defaults_test_r"])
+    )
+
+
+GAIN_ADDED = ["defaults_val_r", "defaults_test_r", "bought_test_r"]
+
+
+def _defaults(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per arm, the defaults trial's val and test r (NaN where it did not finish)."""
+    mine = trials[(trials["origin"] == "defaults") & (trials["state"] == "COMPLETE")]
+    mine = mine.sort_values("number").groupby(["protocol", "model"], sort=True).head(1)
+    return mine[["protocol", "model", "val_r", "test_r"]].rename(
+        columns={"val_r": "defaults_val_r", "test_r": "defaults_test_r"}
+    )
+
+
+def format_gain(best: pd.DataFrame) -> str | None:
+    """One line: what the search bought in test r over the defaults, over the arms whose
+    best and defaults trials both have a test r (``best``: :func:`best_trials`, rank 1)."""
+    if "bought_test_r" not in best:
+        return None
+    top = best[best["rank"] == 1] if "rank" in best else best
+    bought = top["bought_test_r"].dropna()
+    if bought.empty:
+        return None
+    return (
+        f"what the search bought over the defaults (trial 0): test r {bought.mean():+.3f} "
+        f"on average over {len(bought)} arm(s), from {bought.min():+.3f} to "
+        f"{bought.max():+.3f} (val r {(top['val_r'] - top['defaults_val_r']).mean():+.3f})"
+    )
 
 
 def trial_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -224,6 +270,16 @@ def _native(value: Any) -> Any:
     return value
 
 
+_SHORT_HEADERS = {
+    "number": "no.",
+    "best_epoch": "best ep",
+    "duration_s": "secs",
+    "defaults_val_r": "defaults val r",
+    "defaults_test_r": "defaults test r",
+    "bought_test_r": "bought",
+}
+
+
 def format_trials(frame: pd.DataFrame, *, params: bool = False, width: int | None = None) -> str:
     """A readable table; with ``params``, each trial's parameters follow as a block wrapped
     to the terminal (they are many). Columns with nothing to say are left out."""
@@ -237,16 +293,20 @@ def format_trials(frame: pd.DataFrame, *, params: bool = False, width: int | Non
         "failure_reason": frame.get("failure_reason", pd.Series(dtype=object)).isna().all(),
         "retries": (frame.get("retries", pd.Series([0])).fillna(0) == 0).all(),
         "lost_nodes": (frame.get("lost_nodes", pd.Series([0])).fillna(0) == 0).all(),
-    }
+    } | {c: frame[c].isna().all() for c in GAIN_ADDED if c in frame}
     shown = frame[[c for c in cols if not quiet.get(c, False)]].copy()
-    for c in ("val_r", "test_r"):
-        shown[c] = shown[c].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.3f}")
+    for c in ("val_r", "test_r", "defaults_val_r", "defaults_test_r", "bought_test_r"):
+        if c in shown:
+            sign = "+" if c.startswith("bought") else ""
+            shown[c] = shown[c].map(lambda v, s=sign: "" if _missing(v) else f"{v:{s}.3f}")
     if "duration_s" in shown:
         shown["duration_s"] = shown["duration_s"].map(
             lambda v: "" if v is None or pd.isna(v) else f"{v:.0f}"
         )
     if "failure_reason" in shown:
         shown["failure_reason"] = shown["failure_reason"].fillna("")
+    # short headers for people (the JSON keeps the full names)
+    shown = shown.rename(columns=_SHORT_HEADERS)
     text = shown.to_string(index=False, max_colwidth=60)
     if not params:
         return text

@@ -8,6 +8,8 @@ handed the val rows alone, and test rows are joined to the chosen configurations
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 
 from eeg2bold.errors import DatasetError
@@ -106,4 +108,25 @@ def nested_selection(
     )
     out = per_roi.merge(test, on=[*keys, "roi"], how="left")
     out = out.sort_values(["protocol", "model", "fold"], kind="mergesort")
+    return out[SELECTION_COLUMNS].reset_index(drop=True)
+
+
+def fixed_choice(results: pd.DataFrame, trials: Mapping[tuple[str, str], str]) -> pd.DataFrame:
+    """Per (protocol, model, fold): one given trial's rows instead of a choice (e.g. the arm's
+    defaults trial, what a search is measured against), shaped as :func:`nested_selection`'s
+    output with ``n_candidates`` 1. ``trials`` maps (protocol, model) to a trial id."""
+    final = _final_rows(results, None, None)
+    wanted = pd.DataFrame(
+        [{"protocol": p, "model": m, "trial": t} for (p, m), t in trials.items()],
+        columns=["protocol", "model", "trial"],
+    )
+    final = final.merge(wanted, on=["protocol", "model", "trial"], how="inner")
+    if final.empty:
+        return pd.DataFrame(columns=SELECTION_COLUMNS)
+    keys = [*FOLD_KEYS, *CANDIDATE_KEYS, "roi"]
+    val = final.loc[final["split"] == "val", [*keys, "epoch", "r"]].rename(columns={"r": "val_r"})
+    test = final.loc[final["split"] == "test", [*keys, "r", "n"]].rename(
+        columns={"r": "test_r", "n": "n_test"}
+    )
+    out = val.merge(test, on=keys, how="left").assign(n_candidates=1, val_score=float("nan"))
     return out[SELECTION_COLUMNS].reset_index(drop=True)

@@ -137,6 +137,8 @@ def test_killed_driver_resumes_without_lost_or_duplicate_trials(
     table = trials_table(load_sweep(folder.url))
     assert not table["failure_reason"].astype(bool).any()
     assert killed in set(table["trial"])
+    # the defaults are trial 0, and queued once, across the kill and --resume
+    assert list(table.sort_values("number")["origin"]) == ["defaults", "sampled", "sampled"]
     results = folder.results()
     assert not results.duplicated(ROW_KEY).any()
     raw = pd.concat([pd.read_parquet(p) for p in (tmp_path / "sweep-resume" / "table").glob("*")])

@@ -16,6 +16,7 @@ from eeg2bold.errors import ConfigError
 from eeg2bold.launch.config import load_study_config, parse_study_config, validate_study
 from eeg2bold.launch.optuna_storage import optuna_storage
 from eeg2bold.run_folder import ROW_KEY, RunFolder, read_results
+from eeg2bold.search_spaces import default_point
 from eeg2bold.study.queries import best_trials, format_trials, load_sweep, trials_table
 from eeg2bold.training.metrics import fisher_mean
 
@@ -113,11 +114,19 @@ def test_small_sweep_with_asha_through_the_cli(ray_cluster, write_study, capsys,
     assert main(["sweep", str(path)]) == 0
     out = capsys.readouterr().out
     assert "best configuration per protocol and model" in out
+    assert "what the search bought over the defaults (trial 0): test r " in out
     folder = tmp_path / "sweep-small"
     studies = _studies(folder)
-    for study in studies.values():
+    constraints = load_study_config(path).search
+    for (_, model), study in studies.items():
         states = [t.state for t in study.trials]
         assert len(states) == 3
+        # the search starts where `train` would: trial 0 is the defaults, trained to the end
+        first = study.trials[0]
+        assert first.user_attrs["origin"] == "defaults"
+        assert first.params == default_point(model, constraints).params
+        assert first.user_attrs["finished"]
+        assert [t.user_attrs["origin"] for t in study.trials[1:]] == ["sampled"] * 2
         assert optuna.trial.TrialState.RUNNING not in states
         assert all(t.value is not None for t in study.trials)
     results = read_results(folder / "table")
@@ -291,7 +300,7 @@ def test_asha_stops_a_poor_trial(ray_cluster, planted_model, write_study, tmp_pa
         max_concurrent_trials=1,
         search={"data.window_s": 10.0, "train.steps_per_epoch": 3, "train.patience": 0},
         scheduler={"type": "asha", "max_epochs": 3, "grace_period": 1, "reduction_factor": 2},
-        seed=0,  # samples signal True, False, True, True
+        seed=6,  # signal True (trial 0: the defaults), then samples False, True, True
     )
     assert main(["sweep", str(path)]) == 0
     study = next(iter(_studies(tmp_path / "sweep-asha").values()))
@@ -453,11 +462,15 @@ def test_spaces_command_lists_every_searchable_parameter(capsys):
     assert text.splitlines()[0] == "beira" and "\nridge\n" in text
     for name in ("data.window_s", "data.delay_s", "train.lr", "loss.r", "model.n_branches"):
         assert f"    {name} " in text
+    (lr,) = [line for line in text.splitlines() if "train.lr " in line]
+    assert lr.split()[-2:] == ["default", "0.001"]
     assert main(["spaces", "ridge", "--json"]) == 0
     (params,) = json.loads(capsys.readouterr().out).values()
     by_name = {p["name"]: p for p in params}
     assert by_name["data.window_s"]["kind"] == "categorical"
     assert by_name["data.window_s"]["choices"] == [10.0, 15.0, 20.0]
+    assert by_name["data.window_s"]["default"] == 10.0  # where every search starts
+    assert by_name["model.lag_s"]["default"] == 20.0
     assert "train.lr" not in by_name  # ridge is closed-form: no optimiser to search
     assert main(["spaces", "biera"]) == 1
     err = capsys.readouterr().err

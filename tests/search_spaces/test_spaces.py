@@ -105,3 +105,72 @@ def test_subject_alignment_is_searched_only_where_the_study_asks():
     check_constraints(["ridge"], {"data.align": ["none", "euclidean"]})
     with pytest.raises(ConfigError, match=r"data\.align"):
         experiment_from_sample({"data": {"align": "riemann"}}, model="ridge", protocol="loso")
+
+
+# -- where a search starts -------------------------------------------------------------------
+@pytest.mark.parametrize("model", model_names())
+def test_every_default_lies_inside_its_models_space(model):
+    """A default outside its range would make trial 0 something `train` never runs."""
+    for param in describe_space(model):
+        assert param.default is not None, f"{model}: {param.name} has no default"
+        assert param.contains(param.default), f"{model}: {param.name} = {param.default!r}"
+
+
+@pytest.mark.parametrize("model", model_names())
+def test_the_default_point_is_the_configuration_train_uses(model):
+    """Trial 0 of every arm, replayed through the space, is `build_config`'s experiment."""
+    from eeg2bold.search_spaces import default_point
+    from eeg2bold.training.config import build_config
+
+    point = default_point(model)
+    assert point.changes == [] and point.origin == "defaults"
+    trial = optuna.trial.FixedTrial(point.params)
+    sample = define_space(trial, model=model)
+    replayed = experiment_from_sample(sample, model=model, protocol="within")
+    assert replayed == build_config(model=model)
+
+
+def test_a_default_outside_a_narrowed_space_takes_the_nearest_allowed_value():
+    from eeg2bold.search_spaces import default_point
+
+    point = default_point(
+        "beira",
+        {
+            "train.lr": {"low": 2e-3, "high": 3e-3, "log": True},
+            "data.window_s": [15.0, 20.0],
+            "model.norm": ["layer", "batch"],
+            "data.delay_s": {"low": 2.0, "high": 4.0},
+            "train.batch_size": 64,  # fixed: not a parameter
+        },
+    )
+    assert point.params["train.lr"] == 2e-3
+    assert point.params["data.window_s"] == 15.0
+    assert point.params["model.norm"] == "layer"
+    assert point.params["data.delay_s"] == 2.0
+    assert "train.batch_size" not in point.params
+    assert point.params["model.width"] == 32  # untouched: beira's default
+    assert len(point.changes) == 4
+
+
+def test_an_earlier_point_is_projected_onto_todays_space():
+    from eeg2bold.search_spaces import project_point, search_defaults
+
+    earlier = {
+        "train.lr": 1e-2,  # above today's high (3e-3)
+        "data.delay_s": 2.4,  # off the 1 s grid
+        "model.n_branches": 12,
+        "model.kernel_size": 4,  # not a choice: the nearest is 3 or 5
+        "model.gone": 1.0,  # no longer in the space
+    }
+    point = project_point(earlier, model="beira", source="old trial x")
+    assert point.params["train.lr"] == 3e-3
+    assert point.params["data.delay_s"] == 2.0
+    assert point.params["model.n_branches"] == 12
+    assert point.params["model.kernel_size"] in (3, 5)
+    assert "model.gone" not in point.params
+    defaults = search_defaults("beira")
+    assert point.params["model.width"] == defaults["model.width"]  # new here: the default
+    text = "; ".join(point.changes)
+    assert "train.lr 0.01 -> 0.003" in text and "dropped model.gone" in text
+    assert "new, at the default" in text and "model.width" in text
+    assert point.user_attrs() == {"origin": "warm_start", "origin_source": "old trial x"}

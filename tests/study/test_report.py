@@ -107,6 +107,21 @@ def test_every_section_and_figure_is_there(study):
     assert "sweep" in data["reproducibility"] and data["reproducibility"]["sweep"]["versions"]
 
 
+def test_the_report_says_what_the_search_bought(study):
+    """Per arm, the selected configurations' mean test r beside the defaults trial's."""
+    data = study["json"]
+    gain = {(g["protocol"], g["model"]): g for g in data["search_gain"]["arms"]}
+    arms = {(a["protocol"], a["model"]): a for a in data["statistics"]["arms"]}
+    assert set(gain) == set(arms)
+    for key, g in gain.items():
+        assert g["r"] == pytest.approx(arms[key]["r"])  # same subjects: every fold finished
+        assert g["bought_r"] == pytest.approx(g["r"] - g["defaults_r"])
+        assert -1 < g["defaults_r"] < 1
+    mean = sum(g["bought_r"] for g in gain.values()) / len(gain)
+    assert data["search_gain"]["mean_bought_r"] == pytest.approx(mean)
+    assert f"test r is {mean:+.3f} from the models" in study["html"]
+
+
 def test_figures_are_valid_pngs(study):
     import matplotlib.image as mpimg
 
@@ -165,6 +180,12 @@ def test_html_tables_show_the_json_field_by_field(study):
         ["protocol", "model", "n_trials", lambda a: best_states(a)]
         + [lambda a: a["best"]["trial"], lambda a: a["best"]["val_r"]]
         + [lambda a: a["best"]["test_r"], lambda a: best_params(a)],
+    )
+    gain = table_with(tables, ["protocol", "model", "subjects", "defaults r", "selected r"])
+    check_rows(
+        gain,
+        data["search_gain"]["arms"],
+        ["protocol", "model", "n_subjects", "defaults_r", "r", "bought_r"],
     )
     traces = table_with(tables, ["ROI", "test r (whole test split)"])
     check_rows(traces, data["traces"]["rois"], ["roi", "r"])

@@ -156,3 +156,32 @@ def test_selection_reads_a_results_folder(tmp_path):
     from_disk = nested_selection(read_results(tmp_path / "results"))
     in_memory = nested_selection(table)
     pd.testing.assert_frame_equal(from_disk, in_memory, check_dtype=False)
+
+
+def test_search_gain_is_the_selection_minus_the_defaults_trial_over_subjects():
+    """Known answer: the defaults trial scores `base` on every fold; the other trial wins
+    every fold's val and scores `base + 0.1` on test in every ROI, so each subject gains
+    exactly the Fisher mean difference and the arm's numbers follow in closed form."""
+    from eeg2bold.study.aggregate import search_gain
+
+    rng = np.random.default_rng(0)
+    base = np.tanh(rng.normal(0.3, 0.1, size=(len(SUBJECTS), len(ROIS))))
+    val = {"defaults": np.full_like(base, 0.2), "tuned": np.full_like(base, 0.4)}
+    test = {"defaults": base, "tuned": base + 0.1}
+    frame = _table(val, test)
+    arms = pd.DataFrame({"protocol": ["loso"], "model": ["ridge"]})
+    gain = search_gain(frame, arms, {("loso", "ridge"): "defaults"})
+    (row,) = gain.to_dict(orient="records")
+    per_subject = [fisher_mean(r) for r in base]
+    expected_defaults = fisher_mean(np.array(per_subject))
+    expected = fisher_mean(np.array([fisher_mean(r) for r in base + 0.1]))
+    assert row["n_subjects"] == len(SUBJECTS) and row["defaults_trial"] == "defaults"
+    assert row["defaults_r"] == pytest.approx(expected_defaults, abs=1e-12)
+    assert row["r"] == pytest.approx(expected, abs=1e-12)
+    assert row["bought_r"] == pytest.approx(expected - expected_defaults, abs=1e-12)
+    # when the defaults win every fold's val, the search bought exactly nothing
+    val["defaults"] = np.full_like(base, 0.9)
+    flat = search_gain(_table(val, test), arms, {("loso", "ridge"): "defaults"})
+    assert flat["bought_r"].iloc[0] == pytest.approx(0.0, abs=1e-12)
+    # an arm without a defaults trial (an older sweep) has no row
+    assert search_gain(frame, arms, {}).empty

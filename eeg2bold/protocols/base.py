@@ -120,6 +120,11 @@ class Splitter(ABC):
     """Base class of protocols: ``split(samples)`` yields :class:`Fold` objects."""
 
     name: ClassVar[str] = ""
+    # Whether a fold's val data may hold other subjects' data (LOSO: the training subjects'
+    # last blocks). Where it never does, a fold's configuration may be selected on the val
+    # scores of every other subject's fold too (pooled nested selection: more val data, and
+    # still nothing of the fold's own test data); where it may, each fold selects alone.
+    val_from_other_subjects: ClassVar[bool] = False
 
     def __init__(self, *, min_gap_s: float = MIN_GAP_S):
         if min_gap_s < 0:
@@ -178,6 +183,18 @@ def protocol_class(name: str) -> type[Splitter]:
         raise ConfigError(
             f"unknown protocol {name!r}{hint}; known protocols: {', '.join(protocol_names())}"
         ) from None
+
+
+def pools_selection(label: str) -> bool:
+    """Whether nested selection may pool val scores across the subjects' folds of the
+    protocol that results name ``label`` (``loso_calibrated@2min``, ``loso@site``, ...): only
+    where no fold's val data hold another subject's data (see
+    :attr:`Splitter.val_from_other_subjects`); a calibration curve's point (``@…min``) takes
+    its val from the other subjects, as LOSO does."""
+    base, _, variant = label.partition("@")
+    if base == "loso_calibrated" and variant.endswith("min"):
+        return False
+    return not protocol_class(base).val_from_other_subjects
 
 
 def get_protocol(name: str, **options: Any) -> Splitter:

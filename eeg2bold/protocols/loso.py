@@ -28,6 +28,8 @@ class LeaveOneSubjectOut(Splitter):
     statistical unit. Each subject must belong to one group.
     """
 
+    val_from_other_subjects = True  # the training subjects' last blocks
+
     def __init__(self, *, val_fraction: float = 0.2, group_by: str | None = None, **kw: Any):
         super().__init__(**kw)
         self.val_fraction = check_fraction("loso: val_fraction", val_fraction)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
 from eeg2bold.errors import DatasetError
@@ -51,34 +52,73 @@ def _final_rows(results: pd.DataFrame, protocol: str | None, model: str | None) 
 
 
 def _choose(val: pd.DataFrame) -> pd.DataFrame:
-    """One configuration per fold from val rows only: best Fisher mean over ROIs of val r.
+    """One configuration per fold from val rows only: best Fisher mean over ROIs of val r,
+    pooled over folds where the protocol allows (:func:`_pooled`).
 
     Ties go to the smallest candidate key (sweep, trial, config_hash, seed), so the choice is
-    deterministic and still independent of test. Candidates whose fold score is undefined
-    (a NaN val r) cannot be chosen; a fold with no defined score has no selection.
+    deterministic and still independent of test. Candidates whose own fold score is
+    undefined (a NaN val r) cannot be chosen for that fold; a fold with no defined score has
+    no selection.
     """
     if (val["split"] != "val").any():  # the guarantee this module exists for
         raise AssertionError("_choose was handed rows other than val")
     scores = (
         val.groupby([*FOLD_KEYS, *CANDIDATE_KEYS], sort=False, dropna=False)["r"]
         .agg(lambda r: float(fisher_mean(r.to_numpy())))  # NaN if any ROI's r is NaN
-        .rename("val_score")
+        .rename("fold_score")
         .reset_index()
     )
     counts = (
-        scores.groupby(FOLD_KEYS, sort=False)["val_score"]
+        scores.groupby(FOLD_KEYS, sort=False)["fold_score"]
         .size()
         .rename("n_candidates")
         .reset_index()
     )
-    scores = scores[scores["val_score"].notna()]
+    scores = scores[scores["fold_score"].notna()]
+    scores = _pooled(scores)
     ranked = scores.sort_values(
         [*FOLD_KEYS, "val_score", *CANDIDATE_KEYS],
         ascending=[True] * len(FOLD_KEYS) + [False] + [True] * len(CANDIDATE_KEYS),
         kind="mergesort",
     )
-    chosen = ranked.groupby(FOLD_KEYS, sort=False).head(1)
+    chosen = ranked.groupby(FOLD_KEYS, sort=False).head(1).drop(columns="fold_score")
     return chosen.merge(counts, on=FOLD_KEYS, how="left")
+
+
+def _pooled(scores: pd.DataFrame) -> pd.DataFrame:
+    """``val_score``: a candidate's score for a fold, the Fisher mean of its val scores on
+    that fold and, where the protocol's val data never hold another subject's data
+    (:func:`~eeg2bold.protocols.pools_selection`: within, within_run, leave_one_run_out,
+    loso_calibrated by fraction), on every other subject's fold. A fold's val block alone is
+    a few minutes of one subject: ranking many configurations on it picks noise (a higher val
+    r that does not carry to test); the other subjects' val blocks are more of the same
+    question and hold nothing of this fold's test data. LOSO folds select alone (their val
+    data hold the other folds' held-out subjects)."""
+    from eeg2bold.protocols import pools_selection
+
+    out = []
+    for (protocol, _model), frame in scores.groupby(["protocol", "model"], sort=False):
+        frame = frame.copy()
+        if not pools_selection(str(protocol)):
+            out.append(frame.assign(val_score=frame["fold_score"]))
+            continue
+        # candidates × folds of Fisher z; fold k pools the folds j of other subjects and itself
+        z = frame.pivot_table(
+            index=CANDIDATE_KEYS, columns="fold", values="fold_score", aggfunc="first"
+        ).apply(lambda col: np.arctanh(np.clip(col, -0.999999, 0.999999)))
+        folds = frame.drop_duplicates("fold").set_index("fold")["subject"].reindex(z.columns)
+        subjects = folds.to_numpy()
+        pools = (subjects[:, None] != subjects[None, :]) | np.eye(len(subjects), dtype=bool)
+        values = z.to_numpy()
+        defined = ~np.isnan(values)
+        total = np.nan_to_num(values) @ pools.T.astype(float)
+        count = defined.astype(float) @ pools.T.astype(float)
+        pooled = pd.DataFrame(np.tanh(total / count), index=z.index, columns=z.columns)
+        long = pooled.stack().rename("val_score").reset_index()
+        out.append(frame.merge(long, on=[*CANDIDATE_KEYS, "fold"], how="left"))
+    if not out:
+        return scores.assign(val_score=scores["fold_score"])
+    return pd.concat(out, ignore_index=True)
 
 
 def nested_selection(

@@ -241,6 +241,7 @@ def write_parcel_study(
     from eeg2bold.geometry import COMMON_MODE
     from eeg2bold.launch.config import parse_study_config
     from eeg2bold.launch.plan import make_plan
+    from eeg2bold.protocols import pools_selection
     from eeg2bold.provenance import environment
     from eeg2bold.run_folder import RunFolder
     from eeg2bold.run_folder.files import write_bytes
@@ -371,8 +372,19 @@ def write_parcel_study(
         )
         study.add_trials(frozen)
         for k, subject in enumerate(subject_ids):
-            # the trial this fold selects: the best Fisher-mean val r (ties: the first)
-            winner = int(np.argmax([fisher_mean(t["folds"][k]["val"]) for t in trials]))
+            # the trial this fold selects: the best Fisher-mean val r (ties: the first), over
+            # every subject's fold where the protocol pools selection (one fold per subject)
+            pooled = pools_selection(arm.protocol)
+            winner = int(
+                np.argmax(
+                    [
+                        np.mean([np.arctanh(fisher_mean(f["val"])) for f in t["folds"]])
+                        if pooled
+                        else fisher_mean(t["folds"][k]["val"])
+                        for t in trials
+                    ]
+                )
+            )
             for j, trial in enumerate(trials):
                 fold = trial["folds"][k]
                 if j == winner:

@@ -185,3 +185,56 @@ def test_search_gain_is_the_selection_minus_the_defaults_trial_over_subjects():
     assert flat["bought_r"].iloc[0] == pytest.approx(0.0, abs=1e-12)
     # an arm without a defaults trial (an older sweep) has no row
     assert search_gain(frame, arms, {}).empty
+
+
+def test_within_subject_folds_select_on_every_subjects_val_loso_folds_alone():
+    """Known answer. `lucky` is best on fold 0's own val block but poor on every other
+    subject's; `steady` is second everywhere. Within-subject, fold 0 pools the four val
+    blocks (none holds its test data) and picks `steady`; under LOSO, whose val data hold
+    the other folds' held-out subjects, fold 0 selects on its own val and picks `lucky`."""
+    val = {
+        "lucky": np.array([[0.6] * 3, [0.0] * 3, [0.0] * 3, [0.0] * 3]),
+        "steady": np.full((len(SUBJECTS), len(ROIS)), 0.3),
+    }
+    test = {"lucky": np.full_like(val["steady"], 0.1), "steady": np.full_like(val["steady"], 0.2)}
+    within = nested_selection(_table(val, test, protocol="within"))
+    assert _chosen(within) == dict.fromkeys(range(4), "steady")
+    z = np.arctanh([0.6, 0.0, 0.0, 0.0]).mean()
+    lucky_pooled = float(np.tanh(z))
+    assert lucky_pooled < 0.3  # what fold 0 compared
+    fold0 = within[within["fold"] == 0].iloc[0]
+    assert fold0["val_score"] == pytest.approx(0.3)
+    loso = nested_selection(_table(val, test, protocol="loso"))
+    assert _chosen(loso) == {0: "lucky", 1: "steady", 2: "steady", 3: "steady"}
+    # a calibration-curve point takes its val from the other subjects, as LOSO does
+    curve = nested_selection(_table(val, test, protocol="loso_calibrated@2min"))
+    assert _chosen(curve)[0] == "lucky"
+
+
+def test_pooling_never_reads_a_val_block_that_may_hold_the_folds_test_data():
+    """leave_one_run_out: folds of the same subject hold out its other runs, whose val blocks
+    may cover this fold's test run, so they are left out of its pool; other subjects' folds
+    are in it. Changing a same-subject fold's val never changes the choice; changing another
+    subject's does."""
+    val = {
+        "a": np.full((len(SUBJECTS), len(ROIS)), 0.3),
+        "b": np.array([[0.35] * 3, [0.0] * 3, [0.5] * 3, [0.5] * 3]),
+    }
+    test = {t: np.full_like(v, 0.1) for t, v in val.items()}
+    table = _table(val, test, protocol="leave_one_run_out")
+    # folds 0 and 1 are runs of one subject; 2 and 3 of another
+    table["subject"] = table["fold"].map({0: "sub-01", 1: "sub-01", 2: "sub-02", 3: "sub-02"})
+    chosen = nested_selection(table)
+    fold0 = chosen[chosen["fold"] == 0].iloc[0]
+    expected_b = float(np.tanh(np.arctanh([0.35, 0.5, 0.5]).mean()))  # folds 0, 2, 3
+    assert fold0["trial"] == "b" and fold0["val_score"] == pytest.approx(expected_b)
+    same_subject = table.copy()
+    same_subject.loc[
+        (table["fold"] == 1) & (table["split"] == "val") & (table["trial"] == "b"), "r"
+    ] = -0.9
+    assert _chosen(nested_selection(same_subject))[0] == "b"
+    other_subject = table.copy()
+    other_subject.loc[
+        (table["fold"] >= 2) & (table["split"] == "val") & (table["trial"] == "b"), "r"
+    ] = -0.9
+    assert _chosen(nested_selection(other_subject))[0] == "a"

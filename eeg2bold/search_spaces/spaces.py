@@ -394,13 +394,20 @@ def check_constraints(models: list[str], constraints: Mapping[str, Constraint]) 
             raise ConfigError(f"search: unknown parameter {name!r}{hint}")
     import optuna
 
+    searched = {k: v for k, v in constraints.items() if isinstance(v, dict | list)}
     for model in models:  # the narrowed ranges must build; one study per model, as in a sweep
         # (models may share a parameter name with different distributions)
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         trial = study.ask()
         sample = define_space(trial, model=model, constraints=constraints)
         study.tell(trial, 0.0)
-        _check_values(model, sample, constraints)
+        # each value alone on the defaults (so an error names the key that breaks the rule),
+        # then all fixed values together (rules between keys)
+        clean = define_space(
+            _NearestTrial({}, search_defaults(model)), model=model, constraints=searched
+        )
+        _check_values(model, clean, constraints)
+        _check_together(model, sample, constraints)
 
 
 def fixed_values(constraints: Mapping[str, Constraint]) -> dict[str, Any]:
@@ -428,6 +435,15 @@ def _check_values(model: str, sample: dict[str, Any], constraints: Mapping[str, 
             raise ConfigError(
                 f"search.{name} = {value!r} is not valid for {model}: {text}"
             ) from None
+
+
+def _check_together(model: str, sample: dict[str, Any], constraints: Mapping[str, Any]) -> None:
+    try:
+        experiment_from_sample(sample, model=model, protocol="within")
+    except ConfigError as exc:
+        text = str(exc).removeprefix("invalid setting(s): ")
+        names = ", ".join(f"search.{k}" for k in fixed_values(constraints))
+        raise ConfigError(f"{names}: together not valid for {model}: {text}") from None
 
 
 class SpaceFunction:

@@ -53,6 +53,10 @@ def test_dry_run_prints_the_plan_and_starts_nothing(write_study, capsys, tmp_pat
         ({"search": {"train.lrr": 1e-3}}, "unknown parameter 'train.lrr' (did you mean"),
         ({"name": "bad name"}, "name: use letters"),
         ({"search": {"train.lr": 0}}, "search.train.lr = 0 is not valid for ridge"),
+        (  # the key that breaks the rule, not the first fixed one (issue 26, item 5)
+            {"models": ["beira"], "search": {"data.window_s": 20.0, "train.lr": 0}},
+            "search.train.lr = 0 is not valid for beira",
+        ),
         (
             {"models": ["beira"], "search": {"model.n_branches": 0}},
             "search.model.n_branches = 0 is not valid for beira",
@@ -162,6 +166,30 @@ def test_small_sweep_with_asha_through_the_cli(ray_cluster, write_study, capsys,
     _check_output_for_scripts_and_people(folder, capsys)
     _check_one_identity_and_self_describing_studies(folder)
     _check_the_objective_is_val_r(folder)
+
+
+def test_a_second_sweep_starts_where_the_first_ended(ray_cluster, write_study, tmp_path, capsys):
+    """`sweep --warm-start FIRST`: after the defaults, the first sweep's best configuration
+    of the same arm is trial 1 (moved into the narrowed space, and said so)."""
+    first = write_study("first", budget={"num_samples": 3}, scheduler={"type": "fifo"})
+    assert main(["sweep", str(first)]) == 0
+    capsys.readouterr()
+    (best,) = best_trials(load_sweep(tmp_path / "sweep-first")).itertuples()
+    narrowed = {"data.window_s": 10.0, "train.steps_per_epoch": 3}
+    narrowed["model.lag_s"] = {"low": 4.0, "high": 12.0}
+    second = write_study(
+        "second", budget={"num_samples": 2}, scheduler={"type": "fifo"}, search=narrowed
+    )
+    folder = str(tmp_path / "sweep-first")
+    assert main(["sweep", str(second), "--warm-start", folder, "--warm-start-k", "1"]) == 0
+    err = capsys.readouterr().err
+    assert f"[within/ridge] warm start: first trial {best.trial}" in err
+    (study,) = _studies(tmp_path / "sweep-second").values()
+    trials = sorted(study.trials, key=lambda t: t.number)
+    assert [t.user_attrs["origin"] for t in trials] == ["defaults", "warm_start"]
+    expected = dict(best.params) | {"model.lag_s": min(best.params["model.lag_s"], 12.0)}
+    assert trials[1].params == expected
+    assert trials[0].params["model.lag_s"] == 12.0  # the default 20 s, moved into the range
 
 
 def _check_output_for_scripts_and_people(folder, capsys):

@@ -20,9 +20,12 @@ def format_epoch(protocol: str, epoch: EpochOutcome, *, max_epochs: int) -> str:
 def format_fold(protocol: str, outcome: FoldOutcome) -> str:
     name = f"{protocol}/{outcome.label}"
     resumed = "  (finished earlier)" if outcome.resumed else ""
+    path = {"memory": ", in memory", "stream": ", streamed from the store"}.get(
+        outcome.data_path, ""
+    )
     return (
         f"{name:<24} best epoch {outcome.best_epoch:>3}  val r {outcome.val_mean:6.3f}  "
-        f"test r {outcome.test_mean:6.3f}  (n test {outcome.n_test}){resumed}"
+        f"test r {outcome.test_mean:6.3f}  (n test {outcome.n_test}{path}){resumed}"
     )
 
 

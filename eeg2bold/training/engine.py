@@ -107,6 +107,7 @@ class FoldOutcome:
     history: tuple[dict[str, Any], ...] = ()
     resumed: bool = False
     held_out: str = ""  # what the fold holds out when a subject has several (its run)
+    data_path: str = ""  # "memory" or "stream": where its windows came from (changes the order)
 
     @property
     def label(self) -> str:
@@ -389,6 +390,7 @@ class FoldRunner:
             seconds=time.perf_counter() - started,
             history=tuple(trainer.history),
             resumed=self.resumed,
+            data_path=trainer.data.path,
         )
         if self.folder is not None:
             self.folder.mark_done(self.trial, self.fold.index, outcome.to_json())
@@ -474,6 +476,7 @@ class ProtocolResult:
                 "val_r_mean": f.val_mean,
                 "test_r_mean": f.test_mean,
                 "model_file": f.model_file,
+                "data_path": f.data_path,
             }
             for f in self.folds
         ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from eeg2bold.protocols import protocol_label
 from eeg2bold.provenance import environment
@@ -35,22 +36,38 @@ def train_protocol(
     run.refuse_existing(resume=resume)
     if folder is not None:
         _record_trial(folder, run, dataset)
-    return run.run_sequential(resume=resume, on_epoch=on_epoch, on_fold=on_fold)
+    result = run.run_sequential(resume=resume, on_epoch=on_epoch, on_fold=on_fold)
+    if folder is not None:  # where each fold's windows came from (it changes their order)
+        paths = {f.label: f.data_path for f in result.folds}
+        _record_trial(folder, run, dataset, data_paths=paths)
+    return result
 
 
-def _record_trial(folder: RunFolder, run: ProtocolRun, dataset: Dataset) -> None:
+def _record_trial(
+    folder: RunFolder,
+    run: ProtocolRun,
+    dataset: Dataset,
+    *,
+    data_paths: dict[str, str] | None = None,
+) -> None:
     """The manifest lists every configuration trained into the folder (a calibration curve
-    puts several there); the first one's config stands for the folder."""
+    puts several there); the first one's config stands for the folder. ``data_paths``: per
+    fold, ``memory`` or ``stream`` (known once the folds ran)."""
     manifest = folder.read_manifest() if folder.kind == "train" else {}
-    trials = [t for t in manifest.get("trials", []) if t["trial"] != run.trial]
-    trials.append(
-        {
-            "trial": run.trial,
-            "config_hash": run.config_hash,
-            "protocol": protocol_label(run.config.protocol, run.config.protocol_options),
-            "config": run.config.model_dump(mode="json"),
-        }
-    )
+    trials = list(manifest.get("trials", []))
+    trial: dict[str, Any] = {
+        "trial": run.trial,
+        "config_hash": run.config_hash,
+        "protocol": protocol_label(run.config.protocol, run.config.protocol_options),
+        "config": run.config.model_dump(mode="json"),
+    }
+    if data_paths is not None:
+        trial["data_path"] = data_paths
+    mine = [i for i, t in enumerate(trials) if t["trial"] == run.trial]
+    if mine:  # recorded before (a resume, or its folds just ran): in its place
+        trials[mine[0]] = trial
+    else:
+        trials.append(trial)
     folder.write_manifest(
         "train",
         {

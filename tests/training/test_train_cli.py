@@ -221,3 +221,23 @@ def test_train_a_calibration_curve_into_one_run_folder(sim_store, tmp_path, caps
     manifest = folder.read_manifest()
     assert [t["protocol"] for t in manifest["trials"]] == labels
     assert len(json.loads((tmp_path / "c.json").read_text())) == 3
+
+
+@pytest.mark.parametrize(("path", "said"), [("memory", "in memory"), ("stream", "streamed")])
+def test_train_says_whether_each_fold_ran_in_memory_or_streamed(
+    sim_store, tmp_path, capsys, monkeypatch, path, said
+):
+    """The path changes the batch order (issue 26, item 10): the fold line and the run's
+    manifest say which one each fold took."""
+    monkeypatch.setenv("EEG2BOLD_DATA_PATH", path)
+    out = tmp_path / "run"
+    code = main(
+        ["train", str(sim_store), "--model", "ridge", "--subjects", "sub-01"]
+        + ["--set", "window_s=12", "--out", str(out)]
+    )
+    assert code == 0
+    err = capsys.readouterr().err
+    (line,) = [x for x in err.splitlines() if "best epoch" in x]
+    assert f"{said}" in line
+    (trial,) = RunFolder(out).read_manifest()["trials"]
+    assert trial["data_path"] == {"sub-01": path}

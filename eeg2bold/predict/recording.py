@@ -85,6 +85,13 @@ def read_recording(
     log: list[str] = []
     raw = read_eeg(EEGSource(path=path, format=fmt, mat=mat), log=log)
     needed = models.channels
+    renames = case_matches(have=list(raw.ch_names), needed=needed)
+    if renames:  # FZ for Fz, FFC1H for FFC1h: the same electrode, written in other case
+        raw.rename_channels(renames, verbose="error")
+        log.append(
+            f"matched {len(renames)} channel name(s) ignoring case: "
+            + _preview([f"{a} -> {b}" for a, b in renames.items()])
+        )
     _check_channels(path, have=list(raw.ch_names), needed=needed)
     unknown_bads = [c for c in bad_channels if c not in needed]
     if unknown_bads:
@@ -162,6 +169,20 @@ def read_recording(
     if check_amplitude:
         amplitude_check(recording, models=models)
     return recording
+
+
+def case_matches(*, have: Sequence[str], needed: Sequence[str]) -> dict[str, str]:
+    """Recording names to rename to the model's: a needed channel absent by exact name whose
+    name matches exactly one of the recording's channels when case is ignored (and that
+    channel is not itself a needed one)."""
+    out = {}
+    for name in needed:
+        if name in have:
+            continue
+        same = [h for h in have if h.casefold() == name.casefold() and h not in needed]
+        if len(same) == 1:
+            out[same[0]] = name
+    return out
 
 
 def _check_channels(path: Path, *, have: list[str], needed: Sequence[str]) -> None:

@@ -35,10 +35,30 @@ def test_missing_channels(sim, write, tmp_path):
 
 
 def test_near_channel_names_are_suggested(sim, write, tmp_path):
-    names = [c.upper() if i == 0 else c for i, c in enumerate(sim.channels)]
-    vhdr = write.brainvision(tmp_path, "case", sim.volts, names=names, sfreq=100.0)
+    names = [c + "x" if i == 0 else c for i, c in enumerate(sim.channels)]
+    vhdr = write.brainvision(tmp_path, "near", sim.volts, names=names, sfreq=100.0)
     with pytest.raises(PredictError, match=rf"nearest in the recording: '{sim.channels[0]}'"):
         predict(str(sim.model), vhdr)
+
+
+def test_channel_names_match_ignoring_case(sim, write, tmp_path):
+    """FZ is Fz (issue 26, item 11): every name upper-cased predicts what the original does,
+    and says so."""
+    upper = write.brainvision(
+        tmp_path, "upper", sim.volts, names=[c.upper() for c in sim.channels], sfreq=100.0
+    )
+    same = predict(str(sim.model), sim.vhdr)
+    cased = predict(str(sim.model), upper)
+    np.testing.assert_array_equal(cased.values, same.values)
+    assert any("ignoring case" in n for n in cased.notes)
+    from eeg2bold.predict.recording import case_matches
+
+    # 10-05 names with lower-case letters; a name that is needed as written is never taken
+    assert case_matches(have=["FFC1H", "AFZ", "Cz"], needed=["FFC1h", "AFz", "Cz"]) == {
+        "FFC1H": "FFC1h",
+        "AFZ": "AFz",
+    }
+    assert case_matches(have=["FZ", "fz"], needed=["Fz"]) == {}  # two candidates: refused
 
 
 def test_wrong_sampling_rate(sim, write, tmp_path):

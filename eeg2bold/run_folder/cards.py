@@ -74,5 +74,21 @@ def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _one_line(exc: BaseException, limit: int = 160) -> str:
+    return load_refusal(exc, limit=limit)
+
+
+def load_refusal(exc: BaseException, *, limit: int = 160) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one line, without PyTorch's
+    advice to load it unsafely (``weights_only=False`` runs whatever code the file holds:
+    eeg2bold never suggests it)."""
+    import re
+
     text = " ".join(str(exc).split()) or type(exc).__name__
+    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if unsafe or "Weights only load failed" in text:
+        what = f" ({unsafe.group(1)})" if unsafe else ""
+        return (
+            f"it holds Python objects{what} beyond tensors and plain containers, which "
+            "eeg2bold never unpickles"
+        )
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from eeg2bold.errors import Eeg2BoldError
+from eeg2bold.run_folder.cards import load_refusal
 from eeg2bold.run_folder.files import read_bytes, write_bytes
 
 
@@ -27,7 +28,8 @@ def loads(blob: bytes, *, where: str) -> dict[str, Any]:
     try:
         obj = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        raise Eeg2BoldError(f"{where}: not a readable eeg2bold checkpoint ({exc})") from None
+        reason = load_refusal(exc)
+        raise Eeg2BoldError(f"{where}: not a readable eeg2bold checkpoint ({reason})") from None
     if not isinstance(obj, dict):
         raise Eeg2BoldError(f"{where}: not an eeg2bold checkpoint")
     return obj

@@ -66,6 +66,16 @@ def test_checkpoints_load_with_weights_only(fold_data, tiny_model, tmp_path):
 
     with pytest.raises(Eeg2BoldError, match=r"evil\.pt: not a readable eeg2bold checkpoint"):
         load(tmp_path / "evil.pt")
+    # a pickle with code in it is refused in one line that never suggests the unsafe path
+    # (PyTorch's own message advises weights_only=False: issue 26, item 12)
+    buffer = io.BytesIO()
+    torch.save({"epoch": 1, "payload": io.BytesIO}, buffer)
+    (tmp_path / "pickled.pt").write_bytes(buffer.getvalue())
+    with pytest.raises(Eeg2BoldError) as err:
+        load(tmp_path / "pickled.pt")
+    text = str(err.value)
+    assert "\n" not in text and "weights_only" not in text and "never unpickles" in text
+    assert "_io.BytesIO" in text
 
 
 def test_nan_loss_stops_with_a_clear_error(fold_data, tiny_model):

@@ -7,6 +7,7 @@ and a sweep starts a few per arm.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import ray
@@ -65,8 +66,83 @@ class _SharedFoldHost(FoldHost):
     def __init__(self, *, threads: int | None = None, gpu: bool = True):
         super().__init__(threads=threads, gpu=gpu, cache=NodeRunCache())
 
+    def pid(self) -> int:
+        """Its process id (which process served a trial: tests and progress)."""
+        import os
+
+        return os.getpid()
+
 
 # -- the fold actor ----------------------------------------------------------------------
 # A fold actor is the engine's FoldHost (one or more FoldRunners) in its own process, reading
 # its node's shared runs; the trial maps folds to actors.
 FoldActor = ray.remote(_SharedFoldHost)
+
+
+# -- fold actors live for the sweep --------------------------------------------------------
+def fold_pool_name(sweep_id: str) -> str:
+    return f"eeg2bold-fold-pool-{sweep_id}"
+
+
+@ray.remote(num_cpus=0)
+class FoldActorPool:
+    """The sweep's CPU fold actors, lent to trials of every arm (started by the sweep's driver
+    on its own node, ended with the sweep).
+
+    Resources stay Ray's: a trial still holds its placement group (one bundle per fold
+    actor, whose CPUs Ray reserves on a node), and borrows for each bundle an idle actor on
+    that bundle's node; the actors themselves claim no CPU, so a node runs at most as many
+    busy fold actors as the bundles Ray placed there. An actor that did not come back
+    healthy is ended, never lent again. Actors keep their imports and their node's runs
+    between trials, arms, models and protocols (a fold runner is set up anew per trial).
+    """
+
+    def __init__(self) -> None:
+        self.idle: dict[tuple[str, int], list[Any]] = {}
+        self.lent: dict[str, list[tuple[tuple[str, int], Any]]] = {}
+        self.started = 0
+
+    def lease(self, trial: str, wants: list[tuple[str, int]]) -> list[Any]:
+        """One actor per (node id, torch threads) in ``wants``, in order. A trial that
+        borrows again without giving back (a retry after its worker or node died) has its
+        earlier actors ended first."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        self.give_back(trial, healthy=False)
+        out = []
+        for key in wants:
+            free = self.idle.get(key) or []
+            if free:
+                actor = free.pop()
+            else:
+                node, threads = key
+                strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+                actor = FoldActor.options(num_cpus=0, scheduling_strategy=strategy).remote(
+                    threads=threads, gpu=False
+                )
+                self.started += 1
+            out.append((key, actor))
+        self.lent[trial] = out
+        return [actor for _, actor in out]
+
+    def give_back(self, trial: str, *, healthy: bool) -> None:
+        for key, actor in self.lent.pop(trial, []):
+            if healthy:
+                self.idle.setdefault(key, []).append(actor)
+            else:
+                with contextlib.suppress(Exception):  # already gone with its node
+                    ray.kill(actor)
+
+    def stats(self) -> dict[str, int]:
+        idle = sum(len(v) for v in self.idle.values())
+        lent = sum(len(v) for v in self.lent.values())
+        return {"started": self.started, "idle": idle, "lent": lent}
+
+    def shutdown(self) -> None:
+        for trial in list(self.lent):
+            self.give_back(trial, healthy=False)
+        for actors in self.idle.values():
+            for actor in actors:
+                with contextlib.suppress(Exception):
+                    ray.kill(actor)
+        self.idle.clear()

@@ -4,12 +4,15 @@ changes across 2.x; everything else sees plain dataclasses and callables).
 A trial is a function trainable holding a placement group of ``1 + n_actors`` bundles: bundle 0
 for the trial's coordinator, one per :class:`~eeg2bold.launch.fold_actor.FoldActor`, the engine's
 :class:`~eeg2bold.training.engine.FoldHost` (one fold by default, ``resources.folds_per_actor``
-of them otherwise) in its own process. The trial only maps folds to
-actors and reports to Tune; the engine (:class:`~eeg2bold.training.engine.ProtocolRun`) does
-the stepping, the metric (mean validation r per epoch, so ASHA compares trials per epoch), the
-rows, files and resume state. A trial whose configuration, data or training fails for good
-reports its recorded failure and ends (never retried); one whose worker or node dies raises,
-and Tune retries it from the run folder's state.
+of them otherwise) in its own process. CPU fold actors are borrowed from the sweep's
+:class:`~eeg2bold.launch.fold_actor.FoldActorPool` (one per bundle, on the bundle's node), so
+they serve every arm; GPU fold actors are started in the bundles themselves. The trial only
+maps folds to actors and reports to Tune; the engine
+(:class:`~eeg2bold.training.engine.ProtocolRun`) does the stepping, the metric (mean validation
+r per epoch, so ASHA compares trials per epoch), the rows, files and resume state. A trial
+whose configuration, data or training fails for good reports its recorded failure and ends
+(never retried); one whose worker or node dies raises, and Tune retries it from the run
+folder's state.
 
 Security: Ray's token authentication is left as Ray sets it up (on by default); the dashboard
 is not started unless asked for, and then binds to 127.0.0.1.
@@ -37,7 +40,13 @@ from ray.util.scheduling_strategies import (
 )
 
 from eeg2bold.errors import ConfigError, DatasetError, Eeg2BoldError
-from eeg2bold.launch.fold_actor import FoldActor, RunStore, run_store_name
+from eeg2bold.launch.fold_actor import (
+    FoldActor,
+    FoldActorPool,
+    RunStore,
+    fold_pool_name,
+    run_store_name,
+)
 from eeg2bold.launch.plan import fold_groups
 from eeg2bold.launch.resume_auth import StateSigner
 from eeg2bold.run_folder import RunFolder
@@ -214,6 +223,26 @@ def start_run_stores() -> list[Any]:
     return stores
 
 
+def start_fold_pool(sweep_id: str) -> Any:
+    """The sweep's pool of CPU fold actors, on the driver's node (so it lives as long as the
+    driver, whatever node is lost)."""
+    here = ray.get_runtime_context().get_node_id()
+    pool = FoldActorPool.options(  # type: ignore[attr-defined]
+        name=fold_pool_name(sweep_id),
+        get_if_exists=True,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
+    ).remote()
+    ray.get(pool.stats.remote())
+    return pool
+
+
+def stop_fold_pool(pool: Any) -> None:
+    with contextlib.suppress(Exception):
+        ray.get(pool.shutdown.remote(), timeout=30)
+    with contextlib.suppress(Exception):
+        ray.kill(pool)
+
+
 class _ActorPool:
     """The :class:`~eeg2bold.training.engine.RunnerPool` of a sweep trial: actor ``a`` (in
     bundle ``a + 1``) runs the folds of ``groups[a]``; calls on different actors run at once,
@@ -321,8 +350,10 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         )
     except Eeg2BoldError as exc:
         return _fail(folder, trial_id, exc)
-    actors = _fold_actors(ctx)
+    actors, give_back = _fold_actors(ctx, trial_id)
     nodes = ",".join(_trial_nodes())
+    # which processes served it (comma-separated: loggers take scalars and strings)
+    pids = ",".join(str(p) for p in ray.get([a.pid.remote() for a in actors]))
 
     def report(metrics: dict[str, Any]) -> None:
         value = metrics.get(METRIC)
@@ -331,12 +362,15 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
             folder.record_failure(trial_id, {"reason": UNDEFINED_SCORE, "kind": "training"})
             tune.report({"failure": UNDEFINED_SCORE, "failure_kind": "training"})
             return
-        tune.report(metrics | {"nodes": nodes})
+        tune.report(metrics | {"nodes": nodes, "fold_pids": pids})
 
     healthy = False
     try:
         run.run_lockstep(pool=_ActorPool(actors, ctx.groups), dataset=ctx.dataset, report=report)
         healthy = True
+    except SystemExit:  # Tune stopped the trial (ASHA) inside a report: no call in flight,
+        healthy = True  # so its actors are fit to serve the next trial
+        raise
     except RayTaskError as exc:
         # a fold raised: NaN loss, damaged data, or a bug — the same again on a retry
         cause = exc.cause if isinstance(exc.cause, BaseException) else exc
@@ -347,9 +381,8 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         raise
     except Exception as exc:  # a bug in this driver: a retry would fail the same way
         return _fail(folder, trial_id, exc)
-    finally:
-        if not healthy:  # a failed or stopped trial may leave actors in a bad state
-            _drop_fold_actors(actors)
+    finally:  # a failed or stopped trial may leave its actors in a bad state: ended
+        give_back(healthy)
     return None
 
 
@@ -366,13 +399,61 @@ def _trial_nodes() -> list[str]:
     return [ray.get_runtime_context().get_node_id()]
 
 
-# Fold actors outlive a trial: Tune reuses the trial's process and placement group for the
-# next trial of the arm (reuse_actors), so the actors in its bundles are reused too — no new
-# processes, no repeated imports, and each worker keeps the runs it has read.
+# Fold actors outlive a trial. CPU folds borrow them from the sweep's pool
+# (:class:`~eeg2bold.launch.fold_actor.FoldActorPool`: they serve every trial of every arm).
+# GPU folds, and trials run without a sweep's driver, start theirs in the trial's bundles
+# (they need the bundle's GPU share); Tune reuses the trial's process and placement group for
+# the next trial of the arm (reuse_actors), so those actors serve the arm's trials.
 _FOLD_ACTORS: dict[tuple[Any, ...], list[Any]] = {}
 
 
-def _fold_actors(ctx: TrialContext) -> list[Any]:
+def _fold_actors(ctx: TrialContext, trial: str) -> tuple[list[Any], Callable[[bool], None]]:
+    """The trial's fold actors, and how to hand them back (healthy or not) when it ends."""
+    pool = _sweep_pool(ctx)
+    if pool is not None:
+        where = _bundle_nodes()
+        wants = [
+            (where.get(a + 1) or where.get(0, ""), max(1, int(ctx.fold_cpu * len(group))))
+            for a, group in enumerate(ctx.groups)
+        ]
+        actors = ray.get(pool.lease.remote(trial, wants))
+
+        def give_back(healthy: bool) -> None:
+            with contextlib.suppress(Exception):  # the sweep (and its pool) may be ending
+                ray.get(pool.give_back.remote(trial, healthy=healthy), timeout=30)
+
+        return actors, give_back
+    actors = _bundle_actors(ctx)
+
+    def drop_unless_healthy(healthy: bool) -> None:
+        if not healthy:
+            _drop_fold_actors(actors)
+
+    return actors, drop_unless_healthy
+
+
+def _sweep_pool(ctx: TrialContext) -> Any:
+    if ctx.fold_gpu > 0:
+        return None
+    try:
+        return ray.get_actor(fold_pool_name(ctx.sweep_id))
+    except ValueError:  # no pool: a trial run outside a sweep's driver
+        return None
+
+
+def _bundle_nodes() -> dict[int, str]:
+    """Bundle index -> the id of the node Ray placed it on (this trial's placement group)."""
+    here = ray.get_runtime_context().get_node_id()
+    pg = ray.util.get_current_placement_group()
+    if pg is None:
+        return {0: here}
+    with contextlib.suppress(Exception):  # the table's layout is Ray's, not ours
+        table = ray.util.placement_group_table(pg).get("bundles_to_node_id") or {}
+        return {int(k): str(v) for k, v in table.items() if v} or {0: here}
+    return {0: here}
+
+
+def _bundle_actors(ctx: TrialContext) -> list[Any]:
     pg = ray.util.get_current_placement_group()
     key = (
         pg.id.hex() if pg is not None else None,

@@ -213,10 +213,14 @@ def run_sweep(
         outcome = SweepOutcome(plan=plan)
         log = _ray_log_path(root, plan.sweep_id)
         stores = ray_tune.start_run_stores()  # one copy of the data per node
+        # CPU fold actors live for the sweep: every trial of every arm borrows them
+        pool = ray_tune.start_fold_pool(plan.sweep_id) if config.resources.gpu == 0 else None
         try:
             with ray_tune.ray_messages_to(log, debug=debug):
                 _run_arms(config, plan, state, root, storage, outcome, echo)
         finally:
+            if pool is not None:
+                ray_tune.stop_fold_pool(pool)
             for store in stores:
                 ray_tune.ray.kill(store)
         outcome.ray_log = log if not debug and os.path.exists(log) else None

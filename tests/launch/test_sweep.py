@@ -166,6 +166,26 @@ def test_small_sweep_with_asha_through_the_cli(ray_cluster, write_study, capsys,
     _check_output_for_scripts_and_people(folder, capsys)
     _check_one_identity_and_self_describing_studies(folder)
     _check_the_objective_is_val_r(folder)
+    _check_fold_actors_live_for_the_sweep(folder)
+
+
+def _fold_pids(folder) -> dict[str, set[int]]:
+    """Per arm, the process ids of the fold actors that served its trials (Ray's results)."""
+    out: dict[str, set[int]] = {}
+    for path in sorted(Path(folder, "ray").glob("*/trial_*/result.json")):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        pids = {int(p) for r in rows for p in str(r.get("fold_pids") or "").split(",") if p}
+        out.setdefault(path.parent.parent.name, set()).update(pids)
+    return out
+
+
+def _check_fold_actors_live_for_the_sweep(folder):
+    """Both arms' trials ran on the same fold actor processes: 2 trials at once × 2 folds,
+    started once for the sweep (issue 23), not once per arm."""
+    pids = _fold_pids(folder)
+    assert set(pids) == {"within-ridge", "within-linker"}
+    assert pids["within-ridge"] & pids["within-linker"], pids
+    assert len(pids["within-ridge"] | pids["within-linker"]) <= 4, pids
 
 
 def test_a_second_sweep_starts_where_the_first_ended(ray_cluster, write_study, tmp_path, capsys):
@@ -471,7 +491,7 @@ def test_time_limit_ends_the_search_early_and_leaves_nothing_running(
     path = write_study(
         "timed",
         models=["ridge"],
-        budget={"num_samples": 400, "time_limit_s": 20},
+        budget={"num_samples": 400, "time_limit_s": 30},
         search={"data.window_s": 10.0},
         scheduler={"type": "fifo", "max_epochs": 1},
         max_concurrent_trials=1,

@@ -238,7 +238,7 @@ def test_ingest_table_many_runs_in_one_call(tmp_path, make, capsys):
         ("subject\trun\teeg\tbold\nsub-01\t\ta.vhdr\tb.tsv\n", "row 2: no value for run"),
         (
             "subject\trun\teeg\tbold\nsub-01\tr\ta.vhdr\tb.tsv\nsub-01\tr\tc.vhdr\td.tsv\n",
-            "run(s) listed twice: sub-01/r",
+            "run(s) listed twice: sub-01/r (rows 2, 3)",  # the rows named (issue 26, 8)
         ),
     ],
 )

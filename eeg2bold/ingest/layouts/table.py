@@ -118,6 +118,7 @@ def read_manifest(path: Path) -> list[dict[str, str]]:
                 f"{', '.join(REQUIRED + OPTIONAL)})"
             )
         rows = []
+        numbers: dict[tuple[str, str], list[int]] = {}  # (subject, run) -> its rows
         for number, raw in enumerate(reader, start=2):
             row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
             if not any(row.values()):
@@ -126,10 +127,14 @@ def read_manifest(path: Path) -> list[dict[str, str]]:
             if empty:
                 raise IngestError(f"{path} row {number}: no value for {', '.join(empty)}")
             rows.append(row)
-    keys = [(r["subject"], r["run"]) for r in rows]
-    twice = sorted({f"{s}/{r}" for s, r in keys if keys.count((s, r)) > 1})
+            numbers.setdefault((row["subject"], row["run"]), []).append(number)
+    twice = [
+        f"{s}/{r} (rows {', '.join(map(str, n))})"
+        for (s, r), n in sorted(numbers.items())
+        if len(n) > 1
+    ]
     if twice:
-        raise IngestError(f"{path}: run(s) listed twice: {', '.join(twice)}")
+        raise IngestError(f"{path}: run(s) listed twice: {'; '.join(twice)}")
     if not rows:
         raise IngestError(f"{path}: the manifest lists no run")
     return rows

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from eeg2bold.errors import ConfigError
-from eeg2bold.launch.cluster import check_cluster_storage, render_k8s, render_slurm
+from eeg2bold.launch.cluster import NODE_LOCAL, check_cluster_storage, render_k8s, render_slurm
 from eeg2bold.launch.config import load_study_config, parse_study_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "cluster"
@@ -126,7 +126,10 @@ def test_cluster_storage_accepts_shared_locations(overrides, monkeypatch):
 def test_relative_paths_are_checked_where_they_resolve(overrides, monkeypatch, tmp_path):
     """Relative paths are made absolute when the config is read (the job reads a staged copy
     holding them so): accepted from a shared folder, refused from a node-local one."""
-    monkeypatch.chdir(Path(__file__).parent)  # not node-local
+    # not node-local (the checkout itself may be a clone under /tmp: the home folder then)
+    here = Path(__file__).parent
+    shared = here if not str(here).startswith(NODE_LOCAL) else Path.home()
+    monkeypatch.chdir(shared)
     check_cluster_storage(_study(**overrides))
     monkeypatch.chdir(tmp_path)  # under /tmp
     with pytest.raises(ConfigError, match=r"node-local \(/tmp\)"):

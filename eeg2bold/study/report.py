@@ -443,6 +443,8 @@ def _interpretation_section(
         "file": os.path.relpath(file, sweep.root) if "://" not in file else file,
         "channels": list(interp.channels),
         "peak_hz": [float(v) for v in interp.peak_hz],
+        # the table's rows as shown (branches numbered from 1)
+        "branches": [{"branch": k + 1, "peak_hz": float(v)} for k, v in enumerate(interp.peak_hz)],
         "patterns": [[float(v) for v in p] for p in interp.patterns],
         "figures": ["spectra"],
     }
@@ -1192,7 +1194,7 @@ def _html_interpretation(report: Report) -> str:
     out += '<div class="figs">' + "".join(_img(report, k, k) for k in i["figures"]) + "</div>"
     out += _table(
         ["branch", "peak frequency (Hz)"],
-        [[k + 1, v] for k, v in enumerate(i["peak_hz"])],
+        [[b["branch"], b["peak_hz"]] for b in i["branches"]],
         digits=1,
     )
     return out

@@ -152,7 +152,7 @@ def run_defaults(store: Path, model: str, protocol: str, out: Path, epochs: int 
 
 def run_sweep(store: Path, args: argparse.Namespace, root: Path, label: str) -> dict:
     from eeg2bold.run_folder import RunFolder
-    from eeg2bold.study.queries import load_sweep, trials_table
+    from eeg2bold.study.queries import defaults_trials, load_sweep, trials_table
 
     study = {
         "name": f"bench-search-{label}",
@@ -175,9 +175,7 @@ def run_sweep(store: Path, args: argparse.Namespace, root: Path, label: str) -> 
     seconds = time.perf_counter() - t0
     folder = RunFolder(root / f"sweep-{label}")
     results = folder.results()
-    trials = trials_table(load_sweep(folder.url))
-    done = trials[(trials["origin"] == "defaults") & (trials["state"] == "COMPLETE")]
-    defaults = {(str(t.protocol), str(t.model)): str(t.trial) for t in done.itertuples()}
+    defaults = defaults_trials(trials_table(load_sweep(folder.url)))
     selected = arm_scores(results)
     in_sweep = arm_scores(results, trials=defaults)
     return {

@@ -220,10 +220,25 @@ def _beside_defaults(frame: pd.DataFrame, every: pd.DataFrame) -> pd.DataFrame:
 GAIN_ADDED = ["defaults_val_r", "defaults_test_r", "bought_test_r"]
 
 
+def defaults_rows(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per arm, the row of its completed defaults trial (trial 0 of its search; none for
+    sweeps made before the defaults went first)."""
+    if trials.empty or "origin" not in trials:
+        return trials.iloc[0:0]
+    mine = trials[(trials["origin"] == "defaults") & (trials["state"] == "COMPLETE")]
+    return mine.sort_values("number").groupby(["protocol", "model"], sort=True).head(1)
+
+
+def defaults_trials(trials: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(protocol, model) -> the id of its defaults trial (see :func:`defaults_rows`)."""
+    return {
+        (str(t.protocol), str(t.model)): str(t.trial) for t in defaults_rows(trials).itertuples()
+    }
+
+
 def _defaults(trials: pd.DataFrame) -> pd.DataFrame:
     """Per arm, the defaults trial's val and test r (NaN where it did not finish)."""
-    mine = trials[(trials["origin"] == "defaults") & (trials["state"] == "COMPLETE")]
-    mine = mine.sort_values("number").groupby(["protocol", "model"], sort=True).head(1)
+    mine = defaults_rows(trials)
     return mine[["protocol", "model", "val_r", "test_r"]].rename(
         columns={"val_r": "defaults_val_r", "test_r": "defaults_test_r"}
     )

@@ -30,7 +30,13 @@ from eeg2bold.run_folder import PredictionFiles, fold_stem
 from eeg2bold.run_folder.files import write_bytes
 from eeg2bold.study import figures
 from eeg2bold.study.aggregate import Summary, plain_json, search_gain, summarize
-from eeg2bold.study.queries import TRIAL_COLUMNS, SweepRecord, load_sweep, trials_table
+from eeg2bold.study.queries import (
+    TRIAL_COLUMNS,
+    SweepRecord,
+    defaults_trials,
+    load_sweep,
+    trials_table,
+)
 from eeg2bold.training.metrics import fisher_mean
 
 REPORT_FORMAT = "eeg2bold.report/1"
@@ -590,10 +596,9 @@ def build_report(
 def _search_gain(results: pd.DataFrame, summary: Summary, trials: pd.DataFrame) -> dict[str, Any]:
     """Per arm: the selected configurations' test r beside the defaults trial's (trial 0 of
     every arm's search), over the same subjects; and the mean over arms of the difference."""
-    if trials.empty or "origin" not in trials:
+    defaults = defaults_trials(trials)
+    if not defaults:
         return {"arms": [], "mean_bought_r": None}
-    done = trials[(trials["origin"] == "defaults") & (trials["state"] == "COMPLETE")]
-    defaults = {(str(t.protocol), str(t.model)): str(t.trial) for t in done.itertuples()}
     gain = search_gain(results, summary.arms, defaults)
     mean = float(gain["bought_r"].mean()) if len(gain) else None
     return plain_json({"arms": gain.to_dict(orient="records"), "mean_bought_r": mean})

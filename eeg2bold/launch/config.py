@@ -53,7 +53,10 @@ class Budget(_Strict):
 
     num_samples: int = Field(8, ge=1, description="Trials per (protocol, model).")
     time_limit_s: float | None = Field(
-        None, gt=0, description="Wall-clock limit per (protocol, model) search, seconds."
+        None,
+        gt=0,
+        description="Wall-clock limit of the whole search, seconds (the arms run in one Tune "
+        "run, side by side where the cluster has room); trials still running then are ended.",
     )
 
 

@@ -32,7 +32,8 @@ import fsspec
 import ray
 from ray import tune
 from ray.exceptions import RayError, RayTaskError
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.util.scheduling_strategies import (
     NodeAffinitySchedulingStrategy,
@@ -315,17 +316,20 @@ UNDEFINED_SCORE = (
 )
 
 
-def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
-    """Ray Tune function trainable: one configuration on every fold of the arm's protocol, a
-    thin driver of :meth:`~eeg2bold.training.engine.ProtocolRun.run_lockstep`."""
+def run_trial(config: dict[str, Any], contexts: dict[str, dict[str, Any]]) -> None:
+    """Ray Tune function trainable: one configuration on every fold of its arm's protocol
+    (``config["arm"]`` names the arm), a thin driver of
+    :meth:`~eeg2bold.training.engine.ProtocolRun.run_lockstep`."""
     import logging
+    import time
 
     from eeg2bold.launch.optuna_storage import expand_env
     from eeg2bold.search_spaces import experiment_from_sample
 
+    started = time.time()  # when its work began (which trials ran at once: tests, people)
     for name in ("ray.tune", "ray.train"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    ctx = TrialContext(**context)
+    ctx = TrialContext(**contexts[config["arm"]])
     trial_id = str(config.get("trial") or tune.get_context().get_trial_id())
     folder = RunFolder(ctx.results)
     previous = folder.read_failure(trial_id)
@@ -362,7 +366,7 @@ def run_trial(config: dict[str, Any], context: dict[str, Any]) -> None:
             folder.record_failure(trial_id, {"reason": UNDEFINED_SCORE, "kind": "training"})
             tune.report({"failure": UNDEFINED_SCORE, "failure_kind": "training"})
             return
-        tune.report(metrics | {"nodes": nodes, "fold_pids": pids})
+        tune.report(metrics | {"nodes": nodes, "fold_pids": pids, "started_at": started})
 
     healthy = False
     try:
@@ -627,6 +631,62 @@ class _OptunaSearch(OptunaSearch):
         return super().on_trial_complete(trial_id, result=result, error=error)
 
 
+class _ArmsSearch(Searcher):
+    """The sweep's searcher: one :class:`_OptunaSearch` per arm (its own study, sampler and
+    seed stream), each giving exactly its arm's number of trials. A new trial goes to the
+    open arm with the fewest trials in flight (ties: plan order), so with room for several
+    trials the arms run side by side, and with room for one they run in plan order."""
+
+    def __init__(self, arms: dict[str, _OptunaSearch], samples: dict[str, int]) -> None:
+        super().__init__(metric=METRIC, mode="max")
+        self.arms = arms
+        self.left = dict(samples)  # trials each arm has yet to give
+        self.owner: dict[str, str] = {}  # Tune's trial id -> arm key
+        self.live = dict.fromkeys(arms, 0)
+
+    def set_search_properties(self, metric: Any, mode: Any, config: Any, **spec: Any) -> bool:
+        return True  # every arm's searcher was made with its space, metric and mode
+
+    def suggest(self, trial_id: str) -> dict | None:
+        open_arms = [key for key in self.arms if self.left[key] > 0]
+        if not open_arms:
+            return Searcher.FINISHED  # type: ignore[return-value]
+        key = min(open_arms, key=lambda k: self.live[k])
+        config = self.arms[key].suggest(trial_id)
+        if config is None:
+            return None
+        self.left[key] -= 1
+        self.live[key] += 1
+        self.owner[trial_id] = key
+        return {**config, "arm": key}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        key = self.owner.get(trial_id)
+        if key is not None:
+            self.arms[key].on_trial_result(trial_id, result)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        key = self.owner.get(trial_id)
+        if key is None:
+            return
+        self.live[key] = max(0, self.live[key] - 1)
+        self.arms[key].on_trial_complete(trial_id, result=result, error=error)
+
+    def save(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+
 def _report(ot_trial: Any, result: dict[str, Any]) -> None:
     """One intermediate value (step = epoch); a step already there (a resumed trial re-runs
     the epoch it was killed in) keeps its first value."""
@@ -676,6 +736,40 @@ class _ArmASHA(ASHAScheduler):
                 recorded[trial.trial_id] = self._metric_op * value
 
 
+class _ArmsScheduler(FIFOScheduler):
+    """The sweep's scheduler: each arm's trials go to that arm's own scheduler (its ASHA
+    rungs), so a ridge trial is never compared with a beira trial."""
+
+    def __init__(self, arms: dict[str, TrialScheduler]) -> None:
+        super().__init__()
+        self.arms = arms
+        self._supports_buffered_results = all(a.supports_buffered_results for a in arms.values())
+
+    def _of(self, trial: Any) -> TrialScheduler:
+        return self.arms[(trial.config or {})["arm"]]
+
+    def set_search_properties(self, metric: Any, mode: Any, **spec: Any) -> bool:
+        return all(a.set_search_properties(metric, mode, **spec) for a in self.arms.values())
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        self._of(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        self._of(trial).on_trial_error(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        return self._of(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        self._of(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        self._of(trial).on_trial_remove(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return "; ".join(f"{k}: {a.debug_string()}" for k, a in self.arms.items())
+
+
 class _Echo:
     """Progress lines to stderr (picklable: Tune saves its callbacks with the experiment)."""
 
@@ -688,7 +782,8 @@ class _Echo:
 class _Progress(tune.Callback):
     """One line per epoch and per finished trial (Tune's own table is switched off), and one
     line per retry once the retried trial has resumed: which node (or worker) it lost, the
-    epoch checkpoint it resumed from and where it runs now."""
+    epoch checkpoint it resumed from and where it runs now. One per arm (``arm``: the key
+    its trials carry in their config), counting that arm's trials only."""
 
     def __init__(
         self,
@@ -697,9 +792,11 @@ class _Progress(tune.Callback):
         echo: Callable[[str], None],
         results: str,
         record: Callable[[str, dict[str, Any]], None] | None = None,
+        arm: str | None = None,
     ):
         self.label, self.total, self.echo, self.results = label, total, echo, results
         self.record = record
+        self.arm = arm
         self.finished = 0
         self.failed = 0
         self.retried = 0
@@ -708,9 +805,14 @@ class _Progress(tune.Callback):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # a sweep resumed from state an older eeg2bold pickled lacks the newer fields
-        self.__dict__.update({"record": None, "lost_nodes": 0, "_pending": {}} | state)
+        self.__dict__.update({"record": None, "lost_nodes": 0, "_pending": {}, "arm": None} | state)
+
+    def _mine(self, trial: Any) -> bool:
+        return self.arm is None or (trial.config or {}).get("arm", self.arm) == self.arm
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if not self._mine(trial):
+            return
         if trial.trial_id in self._pending:
             self._resumed(trial, result)
         if METRIC in result and not result.get("finished"):
@@ -720,6 +822,8 @@ class _Progress(tune.Callback):
             )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        if not self._mine(trial):
+            return
         self.finished += 1
         last = trial.last_result or {}
         if last.get("failure"):
@@ -737,10 +841,14 @@ class _Progress(tune.Callback):
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         # told once it has resumed (the epoch it resumes from and its new node are known then)
+        if not self._mine(trial):
+            return
         self.retried += 1
         self._pending[trial.trial_id] = _nodes_of(trial.last_result)
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        if not self._mine(trial):
+            return
         self.finished += 1
         self.failed += 1
         before = self._pending.pop(trial.trial_id, None)
@@ -868,18 +976,32 @@ class _SignState(tune.Callback):
 
 
 @dataclass
-class ArmSettings:
-    """Everything the Tuner of one arm needs, as plain data."""
+class ArmSearch:
+    """One arm inside the sweep's Tuner: its own Optuna study, sampler, trial count and
+    scheduler rungs, and the resources of one of its trials."""
 
-    name: str
-    storage_path: str
+    key: str  # the plan's arm key (protocol[@label]/model): trials carry it as config["arm"]
+    name: str  # how progress lines name it
     study_name: str
     study_attrs: dict[str, Any]
-    optuna_storage: Any
     space: Callable[[Any], dict[str, Any]]
     context: TrialContext
     bundles: list[dict[str, float]]
     num_samples: int
+    sampler: Any  # the arm's Optuna sampler (launch.search.make_sampler)
+    start: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass
+class SweepSettings:
+    """Everything the sweep's one Tuner needs, as plain data: the arms it runs side by side
+    and what they share (the cluster, ``max_concurrent`` trials at once, the scheduler's
+    settings, failure retries, the time limit)."""
+
+    name: str
+    storage_path: str
+    optuna_storage: Any
+    arms: list[ArmSearch]
     max_concurrent: int
     scheduler: str
     max_epochs: int
@@ -887,15 +1009,13 @@ class ArmSettings:
     reduction_factor: float
     time_limit_s: float | None
     max_failures: int
-    sampler: Any  # the arm's Optuna sampler (launch.search.make_sampler)
-    start: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     optuna_url: str = ""  # template form, for recording retries (see _RetryRecorder)
     tracking: dict[str, Any] = field(default_factory=dict)  # the study's tracking section
 
 
 @dataclass
 class ArmOutcome:
-    """What one arm's Tuner did: trials that ended, failed, and were retried (after losing
+    """What one arm's trials did: those that ended, failed, and were retried (after losing
     their node, or only a worker process)."""
 
     trials: list[dict[str, Any]]
@@ -913,48 +1033,89 @@ def _identity(trial: Any) -> str:
     return str((trial.config or {}).get("trial") or trial.trial_id)
 
 
-def _trainable(settings: ArmSettings) -> Any:
-    fn = tune.with_parameters(run_trial, context=asdict(settings.context))
-    return tune.with_resources(fn, tune.PlacementGroupFactory(settings.bundles, strategy="PACK"))
+class _ArmResources:
+    """A trial's placement group, by its arm (``tune.with_resources`` with a callable)."""
+
+    def __init__(self, factories: dict[str, Any]) -> None:
+        self.factories = factories
+
+    def __call__(self, config: dict[str, Any]) -> Any:
+        arm = (config or {}).get("arm")
+        if arm in self.factories:
+            return self.factories[arm]
+        # asked before a trial has its arm: the largest, so nothing is under-reserved
+        return max(self.factories.values(), key=lambda f: sum(b.get("CPU", 0) for b in f.bundles))
 
 
-def run_arm(settings: ArmSettings, *, resume: bool, echo: Callable[[str], None]) -> ArmOutcome:
-    """Fit (or resume) one arm's Tuner."""
+def _trainable(settings: SweepSettings) -> Any:
+    contexts = {arm.key: asdict(arm.context) for arm in settings.arms}
+    fn = tune.with_parameters(run_trial, contexts=contexts)
+    factories = {
+        arm.key: tune.PlacementGroupFactory(arm.bundles, strategy="PACK") for arm in settings.arms
+    }
+    return tune.with_resources(fn, _ArmResources(factories))
+
+
+def _scheduler(settings: SweepSettings) -> TrialScheduler:
+    if settings.scheduler != "asha":
+        return FIFOScheduler()
+    return _ArmASHA(
+        time_attr="epoch",  # epochs trained (a resumed trial continues its count)
+        max_t=settings.max_epochs,
+        grace_period=min(settings.grace_period, settings.max_epochs),
+        reduction_factor=settings.reduction_factor,
+        stop_last_trials=False,
+    )
+
+
+def run_arms(
+    settings: SweepSettings, *, resume: bool, echo: Callable[[str], None]
+) -> dict[str, ArmOutcome]:
+    """Fit (or resume) the sweep's one Tuner over all its arms; the outcome of each arm.
+
+    One Tuner, so one trial coordinator process serves trial after trial of every arm
+    (``reuse_actors``), the fold actors come from the sweep's pool, and trials of different
+    arms run at once whenever ``max_concurrent`` and the cluster's room (Ray's placement
+    groups) allow. Each arm keeps its own searcher (:class:`_ArmsSearch`) and its own
+    scheduler rungs (:class:`_ArmsScheduler`)."""
     path = f"{settings.storage_path.rstrip('/')}/{settings.name}"
     trainable = _trainable(settings)
-    record = (
-        _RetryRecorder(settings.optuna_url, settings.study_name) if settings.optuna_url else None
-    )
-    progress = _Progress(
-        settings.name, settings.num_samples, _Echo(), settings.context.results, record
-    )
+    progress = {
+        arm.key: _Progress(
+            arm.name,
+            arm.num_samples,
+            _Echo(),
+            arm.context.results,
+            _RetryRecorder(settings.optuna_url, arm.study_name) if settings.optuna_url else None,
+            arm=arm.key,
+        )
+        for arm in settings.arms
+    }
     if resume and tune.Tuner.can_restore(path):
         StateSigner(path).restore_verified()  # or a one-line refusal: nothing unpickled
         tuner = tune.Tuner.restore(
             path, trainable=trainable, resume_unfinished=True, resume_errored=False
         )
     else:
-        searcher = _OptunaSearch(
-            space=settings.space,
-            metric=METRIC,
-            mode="max",
-            sampler=settings.sampler,
-            storage=settings.optuna_storage,
-            study_name=settings.study_name,
-            results=settings.context.results,
-            study_attrs=settings.study_attrs,
-            start=settings.start,
+        searcher = _ArmsSearch(
+            {
+                arm.key: _OptunaSearch(
+                    space=arm.space,
+                    metric=METRIC,
+                    mode="max",
+                    sampler=arm.sampler,
+                    storage=settings.optuna_storage,
+                    study_name=arm.study_name,
+                    results=arm.context.results,
+                    study_attrs=arm.study_attrs,
+                    start=arm.start,
+                )
+                for arm in settings.arms
+            },
+            {arm.key: arm.num_samples for arm in settings.arms},
         )
-        if settings.scheduler == "asha":
-            scheduler: Any = _ArmASHA(
-                time_attr="epoch",  # epochs trained (a resumed trial continues its count)
-                max_t=settings.max_epochs,
-                grace_period=min(settings.grace_period, settings.max_epochs),
-                reduction_factor=settings.reduction_factor,
-                stop_last_trials=False,
-            )
-        else:
-            scheduler = FIFOScheduler()
+        scheduler = _ArmsScheduler({arm.key: _scheduler(settings) for arm in settings.arms})
+        trackers = [c for arm in settings.arms for c in _trackers(settings, arm)]
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
@@ -962,7 +1123,7 @@ def run_arm(settings: ArmSettings, *, resume: bool, echo: Callable[[str], None])
                 scheduler=scheduler,
                 metric=METRIC,
                 mode="max",
-                num_samples=settings.num_samples,
+                num_samples=sum(arm.num_samples for arm in settings.arms),
                 max_concurrent_trials=settings.max_concurrent,
                 time_budget_s=settings.time_limit_s,
                 trial_dirname_creator=_trial_dirname,
@@ -972,7 +1133,7 @@ def run_arm(settings: ArmSettings, *, resume: bool, echo: Callable[[str], None])
                 name=settings.name,
                 storage_path=settings.storage_path,
                 failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-                callbacks=[progress, _SignState(path), *_trackers(settings)],
+                callbacks=[*progress.values(), _SignState(path), *trackers],
                 verbose=0,
             ),
         )
@@ -981,11 +1142,14 @@ def run_arm(settings: ArmSettings, *, resume: bool, echo: Callable[[str], None])
     # after a resume, trials the killed driver had only started have no result files yet
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     grid = tuner.fit()
-    trials = []
+    trials: dict[str, list[dict[str, Any]]] = {arm.key: [] for arm in settings.arms}
     for index in range(len(grid)):
         result = grid[index]
         metrics = result.metrics or {}
-        trials.append(
+        arm_key = (result.config or {}).get("arm")
+        if arm_key not in trials:
+            continue
+        trials[arm_key].append(
             {
                 "trial": metrics.get("trial") or metrics.get("trial_id"),
                 "val_r": metrics.get(METRIC),
@@ -995,37 +1159,42 @@ def run_arm(settings: ArmSettings, *, resume: bool, echo: Callable[[str], None])
                 or (str(result.error).splitlines()[0] if result.error else None),
             }
         )
-    failed = sum(1 for t in trials if t["failure"])
-    # a restored Tuner runs the callbacks it pickled, not `progress`: count from Optuna too
-    events = _recorded_retries(settings)
-    return ArmOutcome(
-        trials=trials,
-        failed=failed,
-        retried=max(progress.retried, len(events)),
-        lost_nodes=max(progress.lost_nodes, sum(1 for e in events if e.get("lost_node"))),
-    )
+    outcomes = {}
+    for arm in settings.arms:
+        # a restored Tuner runs the callbacks it pickled, not `progress`: count from Optuna too
+        events = _recorded_retries(settings, arm)
+        outcomes[arm.key] = ArmOutcome(
+            trials=trials[arm.key],
+            failed=sum(1 for t in trials[arm.key] if t["failure"]),
+            retried=max(progress[arm.key].retried, len(events)),
+            lost_nodes=max(
+                progress[arm.key].lost_nodes, sum(1 for e in events if e.get("lost_node"))
+            ),
+        )
+    return outcomes
 
 
-def _trackers(settings: ArmSettings) -> list[Any]:
+def _trackers(settings: SweepSettings, arm: ArmSearch) -> list[Any]:
     if not any(settings.tracking.values()):
         return []
     from eeg2bold.launch.tracking import tracking_callbacks  # imports MLflow / W&B
 
-    ctx = settings.context
+    ctx = arm.context
     return tracking_callbacks(
         settings.tracking,
         sweep=ctx.sweep,
         protocol=ctx.protocol,
         model=ctx.model,
         results=ctx.results,
+        arm=arm.key,
     )
 
 
-def _recorded_retries(settings: ArmSettings) -> list[dict[str, Any]]:
+def _recorded_retries(settings: SweepSettings, arm: ArmSearch) -> list[dict[str, Any]]:
     import optuna
 
     try:
-        study = optuna.load_study(study_name=settings.study_name, storage=settings.optuna_storage)
+        study = optuna.load_study(study_name=arm.study_name, storage=settings.optuna_storage)
     except KeyError:
         return []
     return [e for t in study.get_trials(deepcopy=False) for e in t.user_attrs.get("retries", [])]

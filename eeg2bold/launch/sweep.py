@@ -1,9 +1,10 @@
-"""Run a sweep: every arm (protocol × model) in turn, each one Ray Tune search driven by its
-own Optuna study; resumable with ``resume=True`` after the driver is killed.
+"""Run a sweep: every arm (protocol × model) a search driven by its own Optuna study, all
+arms in one Ray Tune run (side by side where the cluster has room); resumable with
+``resume=True`` after the driver is killed.
 
 State lives in ``<results>/sweep.json`` (plan, sweep id, which arms are done), written
-atomically after each change; Tune's experiment folders and the Optuna storage hold the rest.
-On resume, finished arms are skipped, the interrupted arm is restored by Tune (no trial lost
+atomically after each change; Tune's experiment folder and the Optuna storage hold the rest.
+On resume, finished arms are skipped, the interrupted run is restored by Tune (no trial lost
 or repeated) and Optuna trials the killed driver left RUNNING are marked FAIL (``orphaned``).
 """
 
@@ -38,6 +39,7 @@ from eeg2bold.run_folder.files import is_url
 from eeg2bold.search_spaces import space_function
 
 STATE_FILE = "sweep.json"
+TUNE_EXPERIMENT = "arms"  # <results>/ray/arms: the one Tuner's experiment (all arms)
 
 
 @dataclass
@@ -250,66 +252,82 @@ def _run_arms(
     from eeg2bold.launch.search import make_sampler, start_points
 
     budget = config.epoch_budget()
+    pending = []
     for i, arm in enumerate(plan.arms):
         if arm.status == "done":
             echo(f"[{arm.key}] already done")
-            continue
-        was_running = arm.status == "running"
+        else:
+            pending.append((i, arm))
+    if not pending:
+        return
+    # one Tuner runs every arm not yet done: resumed when the killed driver had started it
+    resuming = any(arm.status == "running" for _, arm in pending)
+    searches = []
+    for i, arm in pending:
+        verb = "resuming" if arm.status == "running" else "starting"
+        echo(f"[{arm.key}] {verb} ({arm.study_name})")
         arm.status = "running"
         state["plan"]["arms"][i] = asdict(arm)
-        _write_state(root, state)
-        settings = ray_tune.ArmSettings(
-            name=arm.key.replace("/", "-").replace("@", "-"),
-            storage_path=f"{root.rstrip('/')}/ray",
-            study_name=arm.study_name,
-            study_attrs=study_attributes(plan, config, arm),
-            optuna_storage=storage,
-            space=space_function(model=arm.model, constraints=config.search),
-            context=ray_tune.TrialContext(
-                sweep=plan.name,
-                sweep_id=plan.sweep_id,
-                protocol=arm.protocol,
-                model=arm.model,
-                dataset=config.dataset,
-                results=root,
-                protocol_options=arm.options,
-                data=config.data_settings(),
-                train=config.train_settings(),
-                fold_cpu=config.resources.cpu,
-                fold_gpu=config.resources.gpu,
-                n_folds=len(arm.folds),
-                folds_per_actor=config.resources.folds_per_actor,
-            ),
-            bundles=arm.bundles or plan.bundles,
-            num_samples=config.budget.num_samples,
-            max_concurrent=config.max_concurrent_trials,
-            scheduler=config.scheduler.type,
-            max_epochs=budget.max_epochs,
-            grace_period=budget.grace_period,
-            reduction_factor=config.scheduler.reduction_factor,
-            time_limit_s=config.budget.time_limit_s,
-            max_failures=config.failure.max_failures,
-            sampler=make_sampler(
-                num_samples=config.budget.num_samples,
-                seed=config.seed,
-                concurrent=config.max_concurrent_trials,
-            ),
-            start=[
-                (p.params, p.user_attrs())
-                for p in start_points(
+        searches.append(
+            ray_tune.ArmSearch(
+                key=arm.key,
+                name=arm.key.replace("/", "-").replace("@", "-"),
+                study_name=arm.study_name,
+                study_attrs=study_attributes(plan, config, arm),
+                space=space_function(model=arm.model, constraints=config.search),
+                context=ray_tune.TrialContext(
+                    sweep=plan.name,
+                    sweep_id=plan.sweep_id,
+                    protocol=arm.protocol,
                     model=arm.model,
-                    protocol_label=arm.label or arm.protocol,
-                    constraints=config.search,
-                    warm_start=config.warm_start,
-                    echo=echo,
-                )
-            ],  # enqueued only into a study that has no trial yet
-            optuna_url=config.optuna_url,
-            tracking=config.tracking.model_dump(),
+                    dataset=config.dataset,
+                    results=root,
+                    protocol_options=arm.options,
+                    data=config.data_settings(),
+                    train=config.train_settings(),
+                    fold_cpu=config.resources.cpu,
+                    fold_gpu=config.resources.gpu,
+                    n_folds=len(arm.folds),
+                    folds_per_actor=config.resources.folds_per_actor,
+                ),
+                bundles=arm.bundles or plan.bundles,
+                num_samples=config.budget.num_samples,
+                sampler=make_sampler(
+                    num_samples=config.budget.num_samples,
+                    seed=config.seed,
+                    concurrent=config.max_concurrent_trials,
+                ),
+                start=[
+                    (p.params, p.user_attrs())
+                    for p in start_points(
+                        model=arm.model,
+                        protocol_label=arm.label or arm.protocol,
+                        constraints=config.search,
+                        warm_start=config.warm_start,
+                        echo=echo,
+                    )
+                ],  # enqueued only into a study that has no trial yet
+            )
         )
-        echo(f"[{arm.key}] {'resuming' if was_running else 'starting'} ({arm.study_name})")
-        outcome.arms[arm.key] = ray_tune.run_arm(settings, resume=was_running, echo=echo)
+    _write_state(root, state)
+    settings = ray_tune.SweepSettings(
+        name=TUNE_EXPERIMENT,
+        storage_path=f"{root.rstrip('/')}/ray",
+        optuna_storage=storage,
+        arms=searches,
+        max_concurrent=config.max_concurrent_trials,
+        scheduler=config.scheduler.type,
+        max_epochs=budget.max_epochs,
+        grace_period=budget.grace_period,
+        reduction_factor=config.scheduler.reduction_factor,
+        time_limit_s=config.budget.time_limit_s,
+        max_failures=config.failure.max_failures,
+        optuna_url=config.optuna_url,
+        tracking=config.tracking.model_dump(),
+    )
+    outcome.arms.update(ray_tune.run_arms(settings, resume=resuming, echo=echo))
+    for i, arm in pending:
         outcome.orphans += fail_orphans(storage, arm.study_name)
         arm.status = "done"
         state["plan"]["arms"][i] = asdict(arm)
-        _write_state(root, state)
+    _write_state(root, state)

@@ -24,9 +24,16 @@ from eeg2bold.launch.optuna_storage import expand_env
 
 
 def tracking_callbacks(
-    tracking: dict[str, Any], *, sweep: str, protocol: str, model: str, results: str
+    tracking: dict[str, Any],
+    *,
+    sweep: str,
+    protocol: str,
+    model: str,
+    results: str,
+    arm: str | None = None,
 ) -> list[Any]:
-    """The Tune callbacks the ``tracking`` section asks for (none by default)."""
+    """The Tune callbacks the ``tracking`` section asks for (none by default), for the trials
+    of one arm (``arm``: the key its trials carry as ``config["arm"]``; None: every trial)."""
     callbacks: list[Any] = []
     mlflow = tracking.get("mlflow")
     if mlflow:
@@ -37,6 +44,7 @@ def tracking_callbacks(
                 tags={"eeg2bold.sweep": sweep, "eeg2bold.protocol": protocol}
                 | {"eeg2bold.model": model},
                 results=results,
+                arm=arm,
             )
         )
     wandb = tracking.get("wandb")
@@ -47,7 +55,7 @@ def tracking_callbacks(
             raise ConfigError(f"tracking.wandb needs the wandb package ({exc})") from None
         mode = wandb.get("mode", "offline")
 
-        class _Wandb(WandbLoggerCallback):
+        class _Wandb(_OneArm, WandbLoggerCallback):
             """Offline runs need no API key: Ray looks for WANDB_MODE while it sets up."""
 
             def setup(self, *args: Any, **kwargs: Any) -> None:
@@ -77,15 +85,41 @@ def tracking_callbacks(
                 **local,
             )
         )
+        callbacks[-1].arm = arm
     return callbacks
 
 
-class TrialRuns(MLflowLoggerCallback):
+class _OneArm:
+    """A logger callback that logs the trials of one arm only (the sweep's one Tuner runs
+    every arm; each arm has its own tags and group)."""
+
+    arm: str | None = None
+
+    def _mine(self, trial: Any) -> bool:
+        return self.arm is None or (trial.config or {}).get("arm", self.arm) == self.arm
+
+    def log_trial_start(self, trial: Any) -> None:
+        if self._mine(trial):
+            super().log_trial_start(trial)  # type: ignore[misc]
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
+        if self._mine(trial):
+            super().log_trial_result(iteration, trial, result)  # type: ignore[misc]
+
+    def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        if self._mine(trial):
+            super().log_trial_end(trial, failed)  # type: ignore[misc]
+
+
+class TrialRuns(_OneArm, MLflowLoggerCallback):
     """MLflowLoggerCallback with eeg2bold's trial identity, resolved configs and epoch steps."""
 
-    def __init__(self, *, tracking_uri: str, results: str, **kwargs: Any) -> None:
+    def __init__(
+        self, *, tracking_uri: str, results: str, arm: str | None = None, **kwargs: Any
+    ) -> None:
         self.template_uri = tracking_uri
         self.results = results
+        self.arm = arm
         self._logged_config: set[str] = set()
         super().__init__(tracking_uri=None, **kwargs)
 
@@ -99,7 +133,7 @@ class TrialRuns(MLflowLoggerCallback):
         return state
 
     def log_trial_start(self, trial: Any) -> None:
-        if trial not in self._trial_runs:
+        if self._mine(trial) and trial not in self._trial_runs:
             identity = str((trial.config or {}).get("trial") or trial.trial_id)
             tags = dict(self.tags or {}) | {"trial_name": identity, "eeg2bold.trial": identity}
             run = self.mlflow_util.start_run(tags=tags, run_name=f"trial {identity}")
@@ -111,7 +145,7 @@ class TrialRuns(MLflowLoggerCallback):
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
         run_id = self._trial_runs.get(trial)
-        if run_id is None:
+        if run_id is None or not self._mine(trial):
             return
         config_hash = result.get("config_hash")
         if config_hash and run_id not in self._logged_config:

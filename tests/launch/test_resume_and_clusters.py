@@ -102,53 +102,62 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
 def test_killed_driver_resumes_without_lost_or_duplicate_trials(
     ray_cluster, write_study, tmp_path, planted_model, plugin_env
 ):
-    """SIGKILL the driver right after a trial's first of three epochs; `--resume` finishes
-    that very trial from its saved state (its next epoch is 2, not 1), runs the rest, and no
-    trial, Optuna trial or results row appears twice."""
+    """SIGKILL the driver while two arms' trials run at once (within and LOSO, one Tuner),
+    each after its first of three epochs; `--resume` finishes those very trials from their
+    saved state (their next epoch is 2, not 1), runs the rest, and no trial, Optuna trial or
+    results row appears twice."""
     path = write_study(
         "resume",
+        protocols=["within", "loso"],
         models=["planted"],
-        budget={"num_samples": 3},
-        max_concurrent_trials=1,
+        budget={"num_samples": 2},
+        max_concurrent_trials=2,
         search={"data.window_s": 10.0, "train.steps_per_epoch": 20, "train.patience": 0},
         scheduler={"type": "fifo", "max_epochs": 3},
     )
     address = ["--address", ray_cluster["address"]]  # the suite's one Ray; only drivers die
     first = _start([*EEG2BOLD, "sweep", str(path), *address])
+    killed: dict[str, str] = {}
     try:
         lines = _Lines(first)
-        lines.wait_for(r"finished \(1/3\)", timeout=600)
-        killed = lines.wait_for(r"trial (\S+) epoch 1:", timeout=600).group(1)
+        while len(killed) < 2:  # both arms have a trial past its first epoch
+            match = lines.wait_for(r"\[(\S+)-planted\] trial (\S+) epoch 1:", timeout=600)
+            killed[match.group(1)] = match.group(2)
     finally:
-        _kill_group(first)  # mid-trial: two of its three epochs still to run
+        _kill_group(first)  # mid-trial: two of their three epochs still to run
+    assert set(killed) == {"within", "loso"}
     folder = RunFolder(tmp_path / "sweep-resume")
-    assert folder.load_state(killed, 0) is not None, "the trial saved no state before the kill"
-    assert folder.done(killed, 0) is None, "the trial finished before the kill landed"
-    (before,) = _states(folder.url).values()
-    assert "RUNNING" in before and len(before) == 2
+    for trial in killed.values():
+        assert folder.load_state(trial, 0) is not None, "the trial saved no state before the kill"
+        assert folder.done(trial, 0) is None, "the trial finished before the kill landed"
+    before = _states(folder.url)
+    assert len(before) == 2 and all("RUNNING" in states for states in before.values())
 
     second = _start([*EEG2BOLD, "sweep", str(path), "--resume", *address])
     out = _Lines(second).rest(timeout=900)
     assert second.returncode == 0, out
-    resumed_epochs = re.findall(rf"trial {re.escape(killed)} epoch (\d+):", out)
-    assert resumed_epochs and resumed_epochs[0] == "2", out  # continued, not restarted
-    (states,) = _states(folder.url).values()
-    assert states == ["COMPLETE"] * 3  # exactly the requested trials, none RUNNING
+    for trial in killed.values():
+        resumed_epochs = re.findall(rf"trial {re.escape(trial)} epoch (\d+):", out)
+        assert resumed_epochs and resumed_epochs[0] == "2", out  # continued, not restarted
+    # exactly the requested trials per arm, none RUNNING
+    assert list(_states(folder.url).values()) == [["COMPLETE"] * 2] * 2
     table = trials_table(load_sweep(folder.url))
     assert not table["failure_reason"].astype(bool).any()
-    assert killed in set(table["trial"])
-    # the defaults are trial 0, and queued once, across the kill and --resume
-    assert list(table.sort_values("number")["origin"]) == ["defaults", "sampled", "sampled"]
+    assert set(killed.values()) <= set(table["trial"])
+    # the defaults are trial 0 of each arm, and queued once, across the kill and --resume
+    for _, arm in table.groupby("protocol"):
+        assert list(arm.sort_values("number")["origin"]) == ["defaults", "sampled"]
     results = folder.results()
     assert not results.duplicated(ROW_KEY).any()
     raw = pd.concat([pd.read_parquet(p) for p in (tmp_path / "sweep-resume" / "table").glob("*")])
     assert not raw.duplicated(ROW_KEY).any()  # unique on disk too, not only after reading
     final = results[results["final"]]
-    assert final["trial"].nunique() == 3
+    assert final["trial"].nunique() == 4
     per_trial = final.groupby(["trial", "subject", "roi", "split"]).size()
     assert (per_trial == 1).all()
-    killed_curve = results[(results["trial"] == killed) & ~results["final"]]
-    assert sorted(set(killed_curve["epoch"])) == [1, 2, 3]
+    for trial in killed.values():
+        curve = results[(results["trial"] == trial) & ~results["final"]]
+        assert sorted(set(curve["epoch"])) == [1, 2, 3]
 
 
 def test_journal_file_storage(ray_cluster, write_study, tmp_path):

@@ -247,6 +247,56 @@ def test_asha_never_cuts_a_trial_at_its_last_epoch():
     assert asha.on_trial_result(None, b, {"epoch": 9, "val_r": 0.1}) == asha.CONTINUE
 
 
+def _arm_trial(tid, arm):
+    return SimpleNamespace(trial_id=tid, config={"origin": "sampled", "arm": arm})
+
+
+def test_asha_never_compares_trials_of_different_arms():
+    """One Tuner runs every arm, each arm with its own rungs: a beira trial at 0.1 is cut
+    only by other beira trials, never by a ridge trial's 0.5 (a shared ASHA would cut it)."""
+    from eeg2bold.launch.ray_tune import _ArmsScheduler
+
+    both = _ArmsScheduler({"within/ridge": _asha(), "within/beira": _asha()})
+    both.set_search_properties("val_r", "max")
+    shared = _asha()
+    ridge, beira = _arm_trial("r", "within/ridge"), _arm_trial("b", "within/beira")
+    for scheduler in (both, shared):
+        for t in (ridge, beira):
+            scheduler.on_trial_add(None, t)
+        assert scheduler.on_trial_result(None, ridge, {"epoch": 1, "val_r": 0.5}) == "CONTINUE"
+    assert shared.on_trial_result(None, beira, {"epoch": 1, "val_r": 0.1}) == "STOP"
+    assert both.on_trial_result(None, beira, {"epoch": 1, "val_r": 0.1}) == "CONTINUE"
+    second = _arm_trial("b2", "within/beira")
+    both.on_trial_add(None, second)
+    assert both.on_trial_result(None, second, {"epoch": 1, "val_r": 0.05}) == "STOP"
+
+
+def test_the_sweep_searcher_gives_each_arm_exactly_its_trials_side_by_side(tmp_path):
+    """Each arm keeps its own study and count; with room for two trials, the two arms run
+    one each (the arm with fewer in flight goes next); then FINISHED."""
+    from ray.tune.search import Searcher
+
+    from eeg2bold.launch.ray_tune import _ArmsSearch
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'o.db'}")
+    arms = {k: _searcher(storage, k, [default_point("ridge")]) for k in ("a", "b")}
+    search = _ArmsSearch(arms, {"a": 3, "b": 2})
+    first = [search.suggest(f"t{i}") for i in range(2)]
+    assert [c["arm"] for c in first] == ["a", "b"]  # side by side, not a after b
+    assert [c["origin"] for c in first] == ["defaults", "defaults"]
+    search.on_trial_complete("t1", {"val_r": 0.2, "epoch": 1, "finished": True})
+    rest = [search.suggest(f"t{i}") for i in range(2, 5)]
+    assert [c["arm"] for c in rest] == ["b", "a", "a"]
+    assert search.suggest("t5") == Searcher.FINISHED
+    counts = {k: len(optuna.load_study(study_name=k, storage=storage).trials) for k in arms}
+    assert counts == {"a": 3, "b": 2}
+    # its state survives Tune's save and restore (a resumed sweep)
+    search.save(str(tmp_path / "state.pkl"))
+    again = _ArmsSearch({}, {})
+    again.restore(str(tmp_path / "state.pkl"))
+    assert again.left == {"a": 0, "b": 0} and again.owner["t4"] == "a"
+
+
 def test_progress_lines_say_undefined_not_minus_one():
     """Before any fold has a defined val r the metric is tanh(-inf) = -1: say so in words."""
     from eeg2bold.launch.ray_tune import _Progress

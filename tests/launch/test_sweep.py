@@ -167,15 +167,25 @@ def test_small_sweep_with_asha_through_the_cli(ray_cluster, write_study, capsys,
     _check_one_identity_and_self_describing_studies(folder)
     _check_the_objective_is_val_r(folder)
     _check_fold_actors_live_for_the_sweep(folder)
+    _check_two_arms_ran_at_once(folder)
+
+
+def _trial_rows(folder) -> dict[str, list[dict]]:
+    """Tune's result rows of every trial (one file per trial; its config names its arm)."""
+    out = {}
+    for path in sorted(Path(folder, "ray").glob("*/trial_*/result.json")):
+        out[path.parent.name] = [
+            json.loads(line) for line in path.read_text().splitlines() if line.strip()
+        ]
+    return out
 
 
 def _fold_pids(folder) -> dict[str, set[int]]:
     """Per arm, the process ids of the fold actors that served its trials (Ray's results)."""
     out: dict[str, set[int]] = {}
-    for path in sorted(Path(folder, "ray").glob("*/trial_*/result.json")):
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for rows in _trial_rows(folder).values():
         pids = {int(p) for r in rows for p in str(r.get("fold_pids") or "").split(",") if p}
-        out.setdefault(path.parent.parent.name, set()).update(pids)
+        out.setdefault(rows[-1]["config"]["arm"], set()).update(pids)
     return out
 
 
@@ -183,9 +193,25 @@ def _check_fold_actors_live_for_the_sweep(folder):
     """Both arms' trials ran on the same fold actor processes: 2 trials at once × 2 folds,
     started once for the sweep (issue 23), not once per arm."""
     pids = _fold_pids(folder)
-    assert set(pids) == {"within-ridge", "within-linker"}
-    assert pids["within-ridge"] & pids["within-linker"], pids
-    assert len(pids["within-ridge"] | pids["within-linker"]) <= 4, pids
+    assert set(pids) == {"within/ridge", "within/linker"}
+    assert pids["within/ridge"] & pids["within/linker"], pids
+    assert len(pids["within/ridge"] | pids["within/linker"]) <= 4, pids
+
+
+def _check_two_arms_ran_at_once(folder):
+    """With room for two trials, a ridge and a linker trial ran at the same time (one Tuner
+    for every arm), not one arm after the other."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for rows in _trial_rows(folder).values():
+        last = rows[-1]
+        start = float(last["started_at"])
+        spans.setdefault(last["config"]["arm"], []).append((start, start + last["time_total_s"]))
+    overlap = max(
+        min(a[1], b[1]) - max(a[0], b[0])
+        for a in spans["within/ridge"]
+        for b in spans["within/linker"]
+    )
+    assert overlap > 0, spans
 
 
 def test_a_second_sweep_starts_where_the_first_ended(ray_cluster, write_study, tmp_path, capsys):

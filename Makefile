@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_models.py
 	$(BIN)/python benchmarks/bench_beira.py --steps 60 --eval-every 30
 	$(BIN)/python benchmarks/bench_sweep.py
+	$(BIN)/python benchmarks/bench_arms.py
 	$(BIN)/python benchmarks/bench_search.py --subjects 6 --minutes 8 --channels 16 \
 		--models ridge beira linker --epochs 12 --num-samples 8
 	$(BIN)/python benchmarks/bench_report.py

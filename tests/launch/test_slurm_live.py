@@ -44,13 +44,17 @@ def live_study(tmp_path, tiny_store, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
     def write(
-        name: str, num_samples: int, model: str = "ridge", epochs: int = 1, concurrent: int = 1
+        name: str,
+        num_samples: int,
+        model: str | list[str] = "ridge",
+        epochs: int = 1,
+        concurrent: int = 1,
     ) -> Path:
         study = {
             "name": name,
             "dataset": str(tiny_store),
             "protocols": ["within"],
-            "models": [model],
+            "models": [model] if isinstance(model, str) else model,
             "search": {"data.window_s": 10.0, "train.steps_per_epoch": 10},
             "budget": {"num_samples": num_samples},
             "scheduler": {"type": "fifo", "max_epochs": epochs},
@@ -153,8 +157,9 @@ def test_slurm_live_scancel_then_resume_ends_with_the_requested_trials(slurm, li
 
 def test_slurm_live_two_nodes_run_trials_on_both(slurm, live_study, tmp_path):
     """Two slurmd on this host: one job on both nodes, a Ray head on the first and a worker on
-    the second; each node fits one trial (1 CPU), so two concurrent trials run one per node."""
-    study = live_study("livetwo", num_samples=2, model="linker", epochs=2, concurrent=2)
+    the second; each node fits one trial (1 CPU), so two concurrent trials run one per node:
+    one of each arm (linker, ridge), at the same time (one Tune run for every arm)."""
+    study = live_study("livetwo", num_samples=1, model=["linker", "ridge"], epochs=2, concurrent=2)
     out = study.with_suffix(".sbatch")
     assert main([*_launch_args(study, nodes=2, cpus=1), "-o", str(out)]) == 0
     job = slurm.submit(out)
@@ -169,9 +174,14 @@ def test_slurm_live_two_nodes_run_trials_on_both(slurm, live_study, tmp_path):
     folder = RunFolder(tmp_path / "sweep")
     table = trials_table(load_sweep(folder.url))
     assert len(table) == 2 and set(table["state"]) == {"COMPLETE"}
-    ran_on = set()
+    ran_on, spans = set(), {}
     for result in (tmp_path / "sweep" / "ray").glob("*/trial_*/result.json"):
         rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
         ran_on |= {n for row in rows for n in str(row.get("nodes", "")).split(",") if n}
+        start = float(rows[-1]["started_at"])
+        spans[rows[-1]["config"]["arm"]] = (start, start + rows[-1]["time_total_s"])
     assert len(ran_on) == 2, ran_on  # the two trials ran on the two Ray nodes
+    (a, b) = spans.values()  # one trial of each arm, and they ran at the same time
+    assert set(spans) == {"within/linker", "within/ridge"}
+    assert min(a[1], b[1]) > max(a[0], b[0]), spans
     assert not folder.results().duplicated(ROW_KEY).any()

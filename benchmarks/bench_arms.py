@@ -7,8 +7,9 @@ Three measurements (issue 23):
   time of the `eeg2bold sweep` process, Ray's start included. Target: new ≤ 0.5 × old.
 - ``arms``: a multi-arm sweep (3 models × 2 protocols × 4 trials, one trial at a time, Ray
   already started): the share of wall time outside the trials' own epochs and final scoring
-  (target ≤ 5 %), and the per-trial start-up after the first (target ≤ 0.5 s): from a trial's
-  entry to its fold actors ready, plus its share of the wall time no trial was working.
+  (target ≤ 5 %), and the per-trial start-up after the first (target ≤ 0.5 s): the gap
+  before a trial plus its own time beyond its work, from the trials' clocks (new code only;
+  the old one did not record when a trial started).
 - ``ridge``: five ridge arms with every hyperparameter fixed (within, LOSO, and the calibration
   curve at 0, 1 and 2 minutes; 4 subjects × 8 minutes): the sweep vs the same five
   configurations through `eeg2bold train` (three commands), each a fresh process, Ray's start
@@ -136,10 +137,17 @@ def bench_many_arms(trees: dict[str, Path], tmp: Path, rounds: int) -> dict:
             idle = result["wall_s"] - result["trials_training_s"] - result["trials_final_scoring_s"]
             result["startup_s_per_trial"] = idle / max(result["trials"], 1)
             runs[label].append(result)
+            after = result.get("startup_s_after_first")
             print(
                 f"many arms, {label}: {result['trials']} trials in {result['wall_s']:.1f} s, "
                 f"overhead {100 * result['overhead_share']:.1f}%, "
-                f"{result['startup_s_per_trial']:.2f} s per trial outside its work",
+                f"{result['startup_s_per_trial']:.2f} s per trial outside its work"
+                + (
+                    f" ({after:.2f} s after the first trial; "
+                    f"{100 * result['overhead_share_after_first']:.1f}% of the trials' span)"
+                    if after is not None
+                    else ""
+                ),
                 flush=True,
             )
     best = {label: min(v, key=lambda x: x["wall_s"]) for label, v in runs.items()}
@@ -229,7 +237,7 @@ def main() -> None:
     if "many_arms" in out:
         new = out["many_arms"]["best"]["new"]  # type: ignore[index]
         passed["overhead"] = new["overhead_share"] <= TARGETS["overhead_share"]
-        passed["startup"] = new["startup_s_per_trial"] <= TARGETS["startup_s"]
+        passed["startup"] = new["startup_s_after_first"] <= TARGETS["startup_s"]
     if "ridge" in out:
         ratio = out["ridge"]["ratio_sweep_train"]["new"]  # type: ignore[index]
         passed["ridge"] = ratio <= TARGETS["ridge_ratio"]

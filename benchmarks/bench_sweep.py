@@ -20,6 +20,7 @@ Targets (issue 5): overhead ≤ 15 % of wall time; per-trial start-up ≤ 3 s.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -44,7 +45,7 @@ def _run(config_dict: dict, label: str) -> dict:
     wall = time.perf_counter() - t0
     sweep = load_sweep(outcome.plan.results)
     trial_dirs = sorted(Path(sweep.root, "ray").glob("*/trial_*"))
-    trial_train, trial_finish, setups = [], [], []
+    trial_train, trial_finish, setups, spans = [], [], [], []
     for folder in trial_dirs:
         lines = (folder / "result.json").read_text().splitlines()
         results = [json.loads(line) for line in lines if line.strip()]
@@ -53,6 +54,10 @@ def _run(config_dict: dict, label: str) -> dict:
         trial_finish.append(sum(r.get("finish_seconds", 0.0) for r in results))
         if epochs:
             setups.append(epochs[0]["setup_seconds"])
+        if results and "started_at" in results[-1]:  # recorded since issue 23
+            start = float(results[-1]["started_at"])
+            work = trial_train[-1] + trial_finish[-1]
+            spans.append((start, start + results[-1]["time_total_s"], work))
     n = len(trial_dirs)
     concurrency = config.max_concurrent_trials
     train_total = float(sum(trial_train))
@@ -76,6 +81,26 @@ def _run(config_dict: dict, label: str) -> dict:
         "setup_s_median": float(np.median(setups)) if setups else None,
         "setup_s_max": float(np.max(setups)) if setups else None,
         "non_training_s_per_trial": (concurrency * wall - train_total) / max(n, 1),
+        **_after_the_first(spans, concurrency),
+    }
+
+
+def _after_the_first(spans: list[tuple[float, float, float]], concurrency: int) -> dict:
+    """From the trials' own clocks (start, end, work): the time a trial costs beyond its work
+    once the sweep runs (the gap before it and its own set-up and reports), for every trial
+    after the first, whose start includes the fold actors' (one at a time only); and the
+    sweep's fixed costs (Ray's pool, the Tuner, the state files) apart from the trials'."""
+    if concurrency != 1 or len(spans) < 2:
+        return {}
+    spans = sorted(spans)
+    gaps = [b[0] - a[1] for a, b in itertools.pairwise(spans)]
+    inside = [end - start - work for start, end, work in spans]
+    span = spans[-1][1] - spans[0][0]
+    return {
+        "trials_span_s": span,
+        "startup_s_after_first": (sum(gaps) + sum(inside[1:])) / (len(spans) - 1),
+        "first_trial_extra_s": inside[0],
+        "overhead_share_after_first": (sum(gaps) + sum(inside[1:])) / span,
     }
 
 

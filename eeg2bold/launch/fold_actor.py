@@ -125,6 +125,19 @@ class FoldActorPool:
         self.lent[trial] = out
         return [actor for _, actor in out]
 
+    def prestart(self, wants: list[tuple[str, int]]) -> None:
+        """Start idle actors ahead of the first trials (one per (node id, torch threads)), so
+        their imports overlap Tune's own start instead of delaying the first trial."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        for node, threads in wants:
+            strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+            actor = FoldActor.options(num_cpus=0, scheduling_strategy=strategy).remote(
+                threads=threads, gpu=False
+            )
+            self.idle.setdefault((node, threads), []).append(actor)
+            self.started += 1
+
     def give_back(self, trial: str, *, healthy: bool) -> None:
         for key, actor in self.lent.pop(trial, []):
             if healthy:

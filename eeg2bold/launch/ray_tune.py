@@ -224,9 +224,13 @@ def start_run_stores() -> list[Any]:
     return stores
 
 
-def start_fold_pool(sweep_id: str) -> Any:
+def start_fold_pool(
+    sweep_id: str, *, bundles: Sequence[dict[str, float]] = (), max_concurrent: int = 1
+) -> Any:
     """The sweep's pool of CPU fold actors, on the driver's node (so it lives as long as the
-    driver, whatever node is lost)."""
+    driver, whatever node is lost). With a trial's ``bundles``, the fold actors of as many
+    trials as fit on the driver's node at once (at most ``max_concurrent``) start now, while
+    Tune starts, instead of inside the first trials."""
     here = ray.get_runtime_context().get_node_id()
     pool = FoldActorPool.options(  # type: ignore[attr-defined]
         name=fold_pool_name(sweep_id),
@@ -234,6 +238,15 @@ def start_fold_pool(sweep_id: str) -> Any:
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False),
     ).remote()
     ray.get(pool.stats.remote())
+    per_trial = sum(b.get("CPU", 0.0) for b in bundles)
+    node_cpu = next(
+        (n["Resources"].get("CPU", 0.0) for n in cluster_nodes() if n["NodeID"] == here), 0.0
+    )
+    if bundles and per_trial > 0:
+        trials = min(max_concurrent, int(node_cpu // per_trial + 1e-9))
+        # the lease's key: the bundle's node and its torch threads (see _fold_actors)
+        threads = [max(1, int(b.get("CPU", 0.0))) for b in bundles[1:]]
+        pool.prestart.remote([(here, t) for _ in range(trials) for t in threads])
     return pool
 
 

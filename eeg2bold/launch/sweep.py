@@ -216,7 +216,13 @@ def run_sweep(
         log = _ray_log_path(root, plan.sweep_id)
         stores = ray_tune.start_run_stores()  # one copy of the data per node
         # CPU fold actors live for the sweep: every trial of every arm borrows them
-        pool = ray_tune.start_fold_pool(plan.sweep_id) if config.resources.gpu == 0 else None
+        pool = (
+            ray_tune.start_fold_pool(
+                plan.sweep_id, bundles=plan.bundles, max_concurrent=config.max_concurrent_trials
+            )
+            if config.resources.gpu == 0
+            else None
+        )
         try:
             with ray_tune.ray_messages_to(log, debug=debug):
                 _run_arms(config, plan, state, root, storage, outcome, echo)

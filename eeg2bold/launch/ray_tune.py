@@ -1110,23 +1110,32 @@ def run_arms(
             path, trainable=trainable, resume_unfinished=True, resume_errored=False
         )
     else:
-        searcher = _ArmsSearch(
-            {
-                arm.key: _OptunaSearch(
-                    space=arm.space,
-                    metric=METRIC,
-                    mode="max",
-                    sampler=arm.sampler,
-                    storage=settings.optuna_storage,
-                    study_name=arm.study_name,
-                    results=arm.context.results,
-                    study_attrs=arm.study_attrs,
-                    start=arm.start,
+        searchers = {
+            arm.key: _OptunaSearch(
+                space=arm.space,
+                metric=METRIC,
+                mode="max",
+                sampler=arm.sampler,
+                storage=settings.optuna_storage,
+                study_name=arm.study_name,
+                results=arm.context.results,
+                study_attrs=arm.study_attrs,
+                start=arm.start,
+            )
+            for arm in settings.arms
+        }
+        # a study may hold finished trials already (a resume whose Tune state is gone, or an
+        # older eeg2bold's): only the rest of each arm's trials are asked for
+        left = {arm.key: still_to_run(searchers[arm.key], arm.num_samples) for arm in settings.arms}
+        for arm in settings.arms:
+            if left[arm.key] < arm.num_samples:
+                echo(
+                    f"[{arm.key}] {arm.num_samples - left[arm.key]} trial(s) already finished "
+                    f"in its study; {left[arm.key]} to run"
                 )
-                for arm in settings.arms
-            },
-            {arm.key: arm.num_samples for arm in settings.arms},
-        )
+        if not any(left.values()):
+            return {arm.key: _finished_outcome(settings, arm) for arm in settings.arms}
+        searcher = _ArmsSearch(searchers, left)
         scheduler = _ArmsScheduler({arm.key: _scheduler(settings) for arm in settings.arms})
         trackers = [c for arm in settings.arms for c in _trackers(settings, arm)]
         tuner = tune.Tuner(
@@ -1136,7 +1145,7 @@ def run_arms(
                 scheduler=scheduler,
                 metric=METRIC,
                 mode="max",
-                num_samples=sum(arm.num_samples for arm in settings.arms),
+                num_samples=sum(left.values()),
                 max_concurrent_trials=settings.max_concurrent,
                 time_budget_s=settings.time_limit_s,
                 trial_dirname_creator=_trial_dirname,
@@ -1185,6 +1194,25 @@ def run_arms(
             ),
         )
     return outcomes
+
+
+def still_to_run(searcher: _OptunaSearch, num_samples: int) -> int:
+    """How many of an arm's ``num_samples`` trials its study has not finished (complete,
+    failed or pruned); trials left RUNNING are adopted by the searcher, so they count here."""
+    import optuna
+
+    states = (
+        optuna.trial.TrialState.COMPLETE,
+        optuna.trial.TrialState.FAIL,
+        optuna.trial.TrialState.PRUNED,
+    )
+    assert searcher._ot_study is not None  # made with its space: the study exists
+    return max(0, num_samples - len(searcher._ot_study.get_trials(deepcopy=False, states=states)))
+
+
+def _finished_outcome(settings: SweepSettings, arm: ArmSearch) -> ArmOutcome:
+    """An arm whose study already holds all its trials: nothing ran now."""
+    return ArmOutcome(trials=[], failed=0, retried=len(_recorded_retries(settings, arm)))
 
 
 def _trackers(settings: SweepSettings, arm: ArmSearch) -> list[Any]:

@@ -97,3 +97,31 @@ def test_resume_with_a_replaced_tuner_pickle_is_refused(ray_cluster, write_study
     assert lines[-1].startswith("eeg2bold: error: ") and "--resume refused" in lines[-1]
     assert not any("Traceback" in line for line in lines)
     assert not (tmp_path / "owned").exists()
+
+
+def test_resume_without_tuner_state_unpickles_nothing_and_adds_no_trial(
+    ray_cluster, write_study, tmp_path, capsys
+):
+    """With `tuner.pkl` gone (and its signed copy), `--resume` makes a new Tuner: a planted
+    searcher-state pickle in the experiment folder is never loaded, and an arm whose study
+    holds its trials already runs none again (issue 26.4)."""
+    import optuna
+
+    path = write_study("door", budget={"num_samples": 1})
+    assert main(["sweep", str(path)]) == 0
+    sweep = tmp_path / "sweep-door"
+    state = json.loads((sweep / "sweep.json").read_text())
+    state["plan"]["arms"][0]["status"] = "running"  # as a killed driver leaves it
+    (sweep / "sweep.json").write_text(json.dumps(state))
+    (experiment,) = (sweep / "ray").iterdir()
+    for old in [*experiment.glob("tuner.pkl"), *experiment.glob(f"{SIGNED}/tuner.pkl")]:
+        old.unlink()
+    for name in ("searcher-state-2026-01-01_00-00-00.pkl", "search_gen_state-x.json"):
+        (experiment / name).write_bytes(pickle.dumps(_Payload(tmp_path / "owned")))
+    capsys.readouterr()
+    assert main(["sweep", str(path), "--resume"]) == 0
+    assert "1 trial(s) already finished in its study; 0 to run" in capsys.readouterr().err
+    assert not (tmp_path / "owned").exists()
+    storage = f"sqlite:///{sweep / 'optuna.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    assert summary.n_trials == 1

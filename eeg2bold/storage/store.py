@@ -540,12 +540,49 @@ def _open_array(store: Store, path: str, *, where: str) -> zarr.Array:
     return arr
 
 
+# What zarr's and tensorstore's decoders raise on stored bytes they cannot decode (a damaged
+# chunk: blosc says RuntimeError, tensorstore ValueError).
+DECODE_ERRORS = (ValueError, OSError, RuntimeError)
+
+
+def undecodable(where: str, what: str, exc: BaseException) -> DatasetError:
+    """A chunk that cannot be decoded, as the data error it is (naming the run and array).
+
+    zarr decodes a read's chunks concurrently on its own event loop; the failure of one leaves
+    the others' tasks running, and asyncio reports each one still pending when the process
+    ends (hundreds of lines): they are let finish first."""
+    _drain_zarr_loop()
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return DatasetError(
+        f"{where}: {what} cannot be decoded (a damaged chunk: {reason}); check the store with "
+        "`eeg2bold inspect --verify`"
+    )
+
+
+def _drain_zarr_loop() -> None:
+    """Let zarr's event loop finish the chunk reads a failed read left running (so none is
+    still pending, and reported, when the process ends)."""
+    import asyncio
+
+    with contextlib.suppress(Exception):  # zarr's internals: best effort
+        from zarr.core.sync import sync
+
+        async def settle() -> None:
+            for _ in range(50):
+                others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                if not others:
+                    return
+                await asyncio.wait(others, timeout=0.1)
+
+        sync(settle())
+
+
 def _read_array(store: Store, path: str, *, where: str) -> np.ndarray:
     arr = _open_array(store, path, where=where)
     try:
         return np.asarray(arr[...])
-    except (ValueError, OSError) as exc:
-        raise DatasetError(f"{where}: array {path!r} unreadable ({exc})") from None
+    except DECODE_ERRORS as exc:
+        raise undecodable(where, f"array {path.rsplit('/', 1)[-1]!r}", exc) from None
 
 
 def _load_atlas(store: Store, prefix: str, *, where: str) -> StoredAtlas:

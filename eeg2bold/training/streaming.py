@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from eeg2bold.errors import ConfigError, DatasetError
+from eeg2bold.storage.store import DECODE_ERRORS, undecodable
 
 DataPath = Literal["memory", "stream"]
 DEFAULT_CACHE_MB = 256.0
@@ -158,7 +159,10 @@ class ChunkedRun:
     def _read(self, k0: int, k1: int) -> np.ndarray:
         """Chunks ``k0`` to ``k1 - 1`` in one store read (the store decodes them together)."""
         lo, hi = k0 * self.chunk, min(k1 * self.chunk, self.shape[1])
-        block = np.ascontiguousarray(self.array[:, lo:hi], dtype=np.float32)
+        try:
+            block = np.ascontiguousarray(self.array[:, lo:hi], dtype=np.float32)
+        except DECODE_ERRORS as exc:
+            raise undecodable(self.where, f"eeg samples {lo}-{hi}", exc) from None
         if not np.isfinite(block).all():
             raise DatasetError(
                 f"{self.where}: eeg holds non-finite values in samples {lo}-{hi} (a missing or "

@@ -214,23 +214,30 @@ def run_sweep(
         storage = optuna_storage(config.optuna_url)
         outcome = SweepOutcome(plan=plan)
         log = _ray_log_path(root, plan.sweep_id)
-        stores = ray_tune.start_run_stores()  # one copy of the data per node
-        # CPU fold actors live for the sweep: every trial of every arm borrows them
-        pool = (
-            ray_tune.start_fold_pool(
-                plan.sweep_id, bundles=plan.bundles, max_concurrent=config.max_concurrent_trials
+        # Ray forwards its workers' last lines (a trial process ended by Tune, actors killed)
+        # a moment after they happen: the sweep's end and Ray's shutdown stay inside the log
+        with ray_tune.ray_messages_to(log, debug=debug):
+            stores = ray_tune.start_run_stores()  # one copy of the data per node
+            # CPU fold actors live for the sweep: every trial of every arm borrows them
+            pool = (
+                ray_tune.start_fold_pool(
+                    plan.sweep_id,
+                    bundles=plan.bundles,
+                    max_concurrent=config.max_concurrent_trials,
+                )
+                if config.resources.gpu == 0
+                else None
             )
-            if config.resources.gpu == 0
-            else None
-        )
-        try:
-            with ray_tune.ray_messages_to(log, debug=debug):
+            try:
                 _run_arms(config, plan, state, root, storage, outcome, echo)
-        finally:
-            if pool is not None:
-                ray_tune.stop_fold_pool(pool)
-            for store in stores:
-                ray_tune.ray.kill(store)
+            finally:
+                if pool is not None:
+                    ray_tune.stop_fold_pool(pool)
+                for store in stores:
+                    ray_tune.ray.kill(store)
+                if started_here:
+                    ray_tune.shutdown_ray()
+                    started_here = False
         outcome.ray_log = log if not debug and os.path.exists(log) else None
         return outcome
     finally:

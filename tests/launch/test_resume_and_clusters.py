@@ -136,6 +136,8 @@ def test_killed_driver_resumes_without_lost_or_duplicate_trials(
     second = _start([*EEG2BOLD, "sweep", str(path), "--resume", *address])
     out = _Lines(second).rest(timeout=900)
     assert second.returncode == 0, out
+    # Ray's output (e.g. a worker's `SystemExit` traceback) goes to the log, not the console
+    assert "Traceback" not in out and "SystemExit" not in out, out
     for trial in killed.values():
         resumed_epochs = re.findall(rf"trial {re.escape(trial)} epoch (\d+):", out)
         assert resumed_epochs and resumed_epochs[0] == "2", out  # continued, not restarted

@@ -67,6 +67,54 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+# botocore's exceptions, by name (botocore is optional: eeg2bold[s3])
+_NO_CREDENTIALS = {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"}
+_UNREACHABLE = {"EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"}
+_REFUSED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"}
+
+
+def object_store_error(display: str, exc: BaseException) -> Exception | None:
+    """What an object store's client raised, as a one-line error naming the URL (None: not
+    one of the failures a user's settings cause): no credentials, an endpoint that does not
+    answer, or credentials the store refuses."""
+    from eeg2bold.errors import ConfigError
+
+    seen: BaseException | None = exc
+    while seen is not None:  # s3fs may wrap botocore's error (PermissionError, OSError)
+        name = type(seen).__name__
+        if name in _NO_CREDENTIALS:
+            return ConfigError(
+                f"{display}: no credentials for the object store (set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
+            )
+        if name in _UNREACHABLE:
+            endpoint = urlsplit(str(getattr(seen, "kwargs", {}).get("endpoint_url", "")))
+            where = (
+                f" {mask_url(f'{endpoint.scheme}://{endpoint.netloc}')}" if endpoint.netloc else ""
+            )
+            return ConfigError(
+                f"{display}: the object store's endpoint{where} does not answer (check "
+                "AWS_ENDPOINT_URL and the network)"
+            )
+        code = str(getattr(seen, "response", {}).get("Error", {}).get("Code", ""))
+        if name == "ClientError" and code in _REFUSED:
+            return ConfigError(f"{display}: the object store refused the credentials ({code})")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@contextlib.contextmanager
+def object_store_errors(display: str) -> Any:
+    """Object-store failures caused by the user's settings, named in one line."""
+    try:
+        yield
+    except Exception as exc:
+        mapped = object_store_error(display, exc)
+        if mapped is None:
+            raise
+        raise mapped from None
+
+
 class Location:
     """A store root on some file system, with the operations publishing needs."""
 

@@ -28,7 +28,7 @@ from zarr.abc.store import Store
 
 import eeg2bold
 from eeg2bold.errors import DatasetError, RunValidationError
-from eeg2bold.storage.location import TMP_DIR, Location, writer_alive
+from eeg2bold.storage.location import TMP_DIR, Location, object_store_errors, writer_alive
 from eeg2bold.storage.qc import compute_qc
 from eeg2bold.storage.schema import (
     EEG_CHUNK_S,
@@ -117,7 +117,8 @@ def open_dataset(
 ) -> Dataset:
     """Open an existing dataset read-only; clear :class:`DatasetError` if it is not one."""
     location = Location(url, storage_options=storage_options)
-    return Dataset(location, _read_info(location))
+    with object_store_errors(location.display):
+        return Dataset(location, _read_info(location))
 
 
 def create_dataset(
@@ -133,7 +134,9 @@ def create_dataset(
     its runs could not be mixed with new ones and a :class:`DatasetError` lists the differences.
     """
     location = Location(url, storage_options=storage_options)
-    if location.exists("zarr.json"):
+    with object_store_errors(location.display):
+        exists = location.exists("zarr.json")
+    if exists:
         if not exist_ok:
             raise DatasetError(f"{location.display} already exists")
         existing = _read_info(location)

@@ -141,6 +141,46 @@ def test_cli_reads_s3_with_credentials_from_env_and_never_prints_them(s3_url, ma
     assert proc.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("case", ["no credentials", "no endpoint"])
+@pytest.mark.parametrize("command", ["inspect", "simulate"])
+def test_object_store_settings_that_cannot_work_are_one_line(case, command, tmp_path):
+    """No credentials, or an endpoint nothing answers on: one line naming the URL and the
+    setting, exit 1 (was: "internal error: NoCredentialsError" / "EndpointConnectionError")."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_EC2_METADATA_DISABLED": "true",  # no instance-metadata lookup for credentials
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+    if case == "no endpoint":
+        env |= {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": SECRET}
+    url = "s3://some-bucket/data.zarr"
+    args = [url] if command == "inspect" else [url, "--subjects", "1", "--minutes", "1"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "eeg2bold.cli", command, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"eeg2bold: error: {url}: "), proc.stderr
+    expected = {
+        "no credentials": "no credentials for the object store (set AWS_ACCESS_KEY_ID",
+        "no endpoint": f"endpoint http://127.0.0.1:{port} does not answer (check AWS_ENDPOINT_URL",
+    }[case]
+    assert expected in proc.stderr and "internal error" not in proc.stderr
+    assert SECRET not in proc.stderr
+
+
 def test_mask_url_hides_credentials():
     assert mask_url("postgresql://user:pw@db:5432/x") == "postgresql://***@db:5432/x"
     assert mask_url("s3://bucket/path.zarr") == "s3://bucket/path.zarr"

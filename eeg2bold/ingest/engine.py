@@ -374,14 +374,29 @@ def _open_existing(
     return create_dataset(out, ds.info, storage_options=storage_options)
 
 
+# A run's own timing facts, not options of the store: a manifest gives them per row (and
+# records none), `ingest files` once per call; every run keeps its own in its record.
+PER_RUN_OPTIONS = (("bold", "tr"), ("timing", "start_s"))
+
+
+def _store_options(record: dict[str, Any]) -> dict[str, Any]:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in record.items()}
+    for section, key in PER_RUN_OPTIONS:
+        if isinstance(out.get(section), dict):
+            out[section].pop(key, None)
+    return out
+
+
 def _check_same_options(info: DatasetInfo, *, config: IngestConfig, config_sha: str, out: str):
     stored = info.preprocessing.get("config_sha256")
     if stored == config_sha:
         return
     if stored is None:
         raise IngestError(f"{out}: the store was not made by ingest; write to a new store")
-    old = info.preprocessing.get("config", {})
-    diffs = _dict_diff(old, config.to_record())
+    old = _store_options(info.preprocessing.get("config", {}))
+    diffs = _dict_diff(old, _store_options(config.to_record()))
+    if not diffs:
+        return  # the same processing; only a run's own TR or start differs
     raise IngestError(
         f"{out}: the store was ingested with other options ({'; '.join(diffs[:5]) or 'changed'})"
         "; ingest into a new store"

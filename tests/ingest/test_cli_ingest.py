@@ -230,6 +230,34 @@ def test_ingest_table_many_runs_in_one_call(tmp_path, make, capsys):
     assert open_dataset(out).read_run(ds.runs()[1]).volume_times[0] == pytest.approx(6.0)
 
 
+def test_ingest_files_into_a_store_made_by_ingest_table(tmp_path, make, capsys):
+    """A manifest's per-row TR and start are a run's own values, not the store's options:
+    `ingest files` with its own --tr and --start adds a run to the table's store (issue
+    26.3: refused as `bold.tr: None -> 2`); other processing options still refuse."""
+    data = tmp_path / "data"
+    for sub in ("01", "02"):
+        make.brainvision(data / f"sub-{sub}", "rec", make.eeg(seconds=70, seed=int(sub)))
+        _table(make, data / f"sub-{sub}" / "rois.tsv")
+    manifest = data / "runs.tsv"
+    manifest.write_text(
+        "subject\trun\teeg\tbold\ttr\tstart\nsub-01\trest\tsub-01/rec.vhdr\tsub-01/rois.tsv\t2\t4\n"
+    )
+    out = tmp_path / "mixed.zarr"
+    assert main(["ingest", "table", str(out), str(manifest)]) == 0
+    files = ["ingest", "files", str(out), "--eeg", str(data / "sub-02" / "rec.vhdr")]
+    files += ["--bold", str(data / "sub-02" / "rois.tsv"), "--subject", "sub-02"]
+    files += ["--run", "rest", "--tr", "2", "--start", "5", "-q"]
+    assert main(files) == 0, capsys.readouterr()
+    ds = open_dataset(out)
+    assert [str(k) for k in ds.runs()] == ["sub-01/rest", "sub-02/rest"]
+    assert ds.read_run(ds.runs()[1]).volume_times[0] == pytest.approx(5.0)
+    capsys.readouterr()
+    other = [*files[:-1], "--low-pass", "30", "-q"]
+    other[other.index("sub-02")] = "sub-03"
+    assert main(other) == 1
+    assert "ingested with other options" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -624,7 +624,7 @@ def _common_sets(
             lacks = [n for n in ref if n not in names]
             extra = [n for n in names if n not in ref]
             if lacks or extra:
-                part = f"{item.spec.key}"
+                part = item.spec.named
                 if lacks:
                     part += f" lacks {lacks}"
                 if extra:
@@ -632,7 +632,7 @@ def _common_sets(
                 diffs.append(part)
         if diffs:
             raise IngestError(
-                f"{what} sets differ between runs (compared with {first.spec.key}): "
+                f"{what} sets differ between runs (compared with {first.spec.named}): "
                 + "; ".join(diffs[:5])
                 + (f"; ... ({len(diffs) - 5} more)" if len(diffs) > 5 else "")
                 + f"; use --common intersect to keep the {what}s all runs share"

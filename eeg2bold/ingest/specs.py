@@ -129,7 +129,13 @@ class RunSpec:
     problem: str | None = None
     extra_inputs: tuple[Path, ...] = field(default=())
     settings: tuple[tuple[str, str], ...] = field(default=())
+    where: str | None = None  # where the layout found it (a manifest's row), for messages
 
     @property
     def key(self) -> str:
         return f"{self.subject}/{self.run}"
+
+    @property
+    def named(self) -> str:
+        """The run as messages name it: its key, and where it was listed."""
+        return f"{self.key} ({self.where})" if self.where else self.key

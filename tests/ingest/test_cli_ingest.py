@@ -230,6 +230,27 @@ def test_ingest_table_many_runs_in_one_call(tmp_path, make, capsys):
     assert open_dataset(out).read_run(ds.runs()[1]).volume_times[0] == pytest.approx(6.0)
 
 
+def test_ingest_table_names_the_row_whose_channels_differ(tmp_path, make, capsys):
+    """The manifest is refused (as the README says), and the message names the rows."""
+    data = tmp_path / "data"
+    names = list(make.CHANNELS)
+    for sub, chans in (("01", names), ("02", names[:-1])):
+        eeg = make.eeg(chans, seconds=70, seed=int(sub))
+        make.brainvision(data / f"sub-{sub}", "rec", eeg, names=chans)
+        _table(make, data / f"sub-{sub}" / "rois.tsv")
+    manifest = data / "runs.tsv"
+    manifest.write_text(
+        "subject\trun\teeg\tbold\ttr\tstart\n"
+        + "".join(
+            f"sub-{s}\trest\tsub-{s}/rec.vhdr\tsub-{s}/rois.tsv\t2\t4\n" for s in ("01", "02")
+        )
+    )
+    assert main(["ingest", "table", str(tmp_path / "x.zarr"), str(manifest)]) == 1
+    err = capsys.readouterr().err
+    assert "channel sets differ between runs (compared with sub-01/rest (row 2))" in err, err
+    assert f"sub-02/rest (row 3) lacks ['{names[-1]}']" in err, err
+
+
 def test_ingest_files_into_a_store_made_by_ingest_table(tmp_path, make, capsys):
     """A manifest's per-row TR and start are a run's own values, not the store's options:
     `ingest files` with its own --tr and --start adds a run to the table's store (issue

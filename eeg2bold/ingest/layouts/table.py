@@ -88,6 +88,7 @@ class TableLayout:
                 settings=tuple(
                     (k, row[k]) for k in ("tr", "start", "marker", "format") if row.get(k)
                 ),
+                where=f"row {number}",
             )
 
     def _path(self, text: str) -> Path:

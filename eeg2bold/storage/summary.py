@@ -90,6 +90,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary["preprocessing"]:
         steps = ", ".join(summary["preprocessing"])
         lines.append(f"preproc   {steps}")
+    # runs are published one at a time (atomically), so there is no consolidated metadata to
+    # go stale; xarray's default looks for it first and warns on every open
+    lines.append(
+        f'xarray    xr.open_datatree("{summary["url"]}", engine="zarr", consolidated=False)'
+    )
     lines.append("")
     header = f"{'subject':<12}{'run':<16}{'minutes':>8}{'volumes':>9}  flags"
     lines.append(header)

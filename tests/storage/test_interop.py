@@ -111,3 +111,18 @@ def test_tensorstore_reads_the_data_arrays_with_their_dimension_labels(simulated
     assert eeg.domain.labels == ("channel", "time") and bold.domain.labels == ("roi", "volume")
     np.testing.assert_array_equal(eeg[:, :50].read().result(), data.eeg[:, :50])
     np.testing.assert_array_equal(array("volume_times").read().result(), data.volume_times)
+
+
+def test_inspect_prints_the_xarray_call_that_opens_without_warnings(simulated, capsys):
+    """xarray's default looks for consolidated metadata (which a store of atomically published
+    runs does not keep) and warns on every open: `inspect` prints the call that does not."""
+    from eeg2bold.cli import main
+
+    assert main(["inspect", str(simulated)]) == 0
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("xarray ")]
+    call = line.split(None, 1)[1]
+    assert call == f'xr.open_datatree("{simulated}", engine="zarr", consolidated=False)'
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tree = eval(call, {"xr": xr})  # exactly what a user pastes
+    assert sorted(tree.children) == ["sub-01", "sub-02"]

@@ -78,13 +78,19 @@ def test_key_is_private_and_created_once(tmp_path, monkeypatch):
         load_key()
 
 
-def test_resume_with_a_replaced_tuner_pickle_is_refused(ray_cluster, write_study, tmp_path, capsys):
-    path = write_study("auth", budget={"num_samples": 1})
+def _finished_sweep_marked_running(write_study, tmp_path, name):
+    """A one-trial sweep run to the end, its state then as a killed driver leaves it."""
+    path = write_study(name, budget={"num_samples": 1})
     assert main(["sweep", str(path)]) == 0
-    sweep = tmp_path / "sweep-auth"
+    sweep = tmp_path / f"sweep-{name}"
     state = json.loads((sweep / "sweep.json").read_text())
-    state["plan"]["arms"][0]["status"] = "running"  # as a killed driver leaves it
+    state["plan"]["arms"][0]["status"] = "running"
     (sweep / "sweep.json").write_text(json.dumps(state))
+    return path, sweep, state
+
+
+def test_resume_with_a_replaced_tuner_pickle_is_refused(ray_cluster, write_study, tmp_path, capsys):
+    path, sweep, state = _finished_sweep_marked_running(write_study, tmp_path, "auth")
     # untouched state resumes (nothing left to run)
     assert main(["sweep", str(path), "--resume"]) == 0
     (sweep / "sweep.json").write_text(json.dumps(state))
@@ -107,12 +113,7 @@ def test_resume_without_tuner_state_unpickles_nothing_and_adds_no_trial(
     holds its trials already runs none again (issue 26.4)."""
     import optuna
 
-    path = write_study("door", budget={"num_samples": 1})
-    assert main(["sweep", str(path)]) == 0
-    sweep = tmp_path / "sweep-door"
-    state = json.loads((sweep / "sweep.json").read_text())
-    state["plan"]["arms"][0]["status"] = "running"  # as a killed driver leaves it
-    (sweep / "sweep.json").write_text(json.dumps(state))
+    path, sweep, _ = _finished_sweep_marked_running(write_study, tmp_path, "door")
     (experiment,) = (sweep / "ray").iterdir()
     for old in [*experiment.glob("tuner.pkl"), *experiment.glob(f"{SIGNED}/tuner.pkl")]:
         old.unlink()

@@ -106,37 +106,30 @@ class FoldActorPool:
         """One actor per (node id, torch threads) in ``wants``, in order. A trial that
         borrows again without giving back (a retry after its worker or node died) has its
         earlier actors ended first."""
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         self.give_back(trial, healthy=False)
         out = []
         for key in wants:
             free = self.idle.get(key) or []
-            if free:
-                actor = free.pop()
-            else:
-                node, threads = key
-                strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
-                actor = FoldActor.options(num_cpus=0, scheduling_strategy=strategy).remote(
-                    threads=threads, gpu=False
-                )
-                self.started += 1
-            out.append((key, actor))
+            out.append((key, free.pop() if free else self._start(key)))
         self.lent[trial] = out
         return [actor for _, actor in out]
 
     def prestart(self, wants: list[tuple[str, int]]) -> None:
         """Start idle actors ahead of the first trials (one per (node id, torch threads)), so
         their imports overlap Tune's own start instead of delaying the first trial."""
+        for key in wants:
+            self.idle.setdefault(key, []).append(self._start(key))
+
+    def _start(self, key: tuple[str, int]) -> Any:
+        """A new CPU fold actor on node ``key[0]`` with ``key[1]`` torch threads."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        for node, threads in wants:
-            strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
-            actor = FoldActor.options(num_cpus=0, scheduling_strategy=strategy).remote(
-                threads=threads, gpu=False
-            )
-            self.idle.setdefault((node, threads), []).append(actor)
-            self.started += 1
+        node, threads = key
+        strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+        self.started += 1
+        return FoldActor.options(num_cpus=0, scheduling_strategy=strategy).remote(
+            threads=threads, gpu=False
+        )
 
     def give_back(self, trial: str, *, healthy: bool) -> None:
         for key, actor in self.lent.pop(trial, []):

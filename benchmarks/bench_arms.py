@@ -79,11 +79,11 @@ def bench_demo(trees: dict[str, Path], tmp: Path, rounds: int) -> dict:
     walls: dict[str, list[float]] = {label: [] for label in trees}
     for r in range(rounds):
         for label, tree in trees.items():
-            results = tmp / f"demo-{label}-{r}"
-            study = _study(tmp / f"demo-{label}-{r}.yaml", demo | {"dataset": str(store)})
-            config = yaml.safe_load(study.read_text())
-            config["storage"] = {"results": str(results)}
-            _study(study, config)
+            config = demo | {
+                "dataset": str(store),
+                "storage": {"results": str(tmp / f"demo-{label}-{r}")},
+            }
+            study = _study(tmp / f"demo-{label}-{r}.yaml", config)
             walls[label].append(_cli(tree, ["sweep", str(study)], tmp))
             print(f"demo sweep, {label}: {walls[label][-1]:.1f} s", flush=True)
     best = {label: min(v) for label, v in walls.items()}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from eeg2bold.predict.apply import Prediction, apply_models, predict, prediction_times
 from eeg2bold.predict.models import (
-    FoldModel,
     ModelSet,
     PredictError,
     load_fold_model,
@@ -31,13 +30,14 @@ from eeg2bold.predict.output import (
     write_tsv,
 )
 from eeg2bold.predict.recording import Recording, read_recording
+from eeg2bold.training.trained import TrainedFold
 
 __all__ = [
-    "FoldModel",
     "ModelSet",
     "PredictError",
     "Prediction",
     "Recording",
+    "TrainedFold",
     "apply_models",
     "load_fold_model",
     "load_models",

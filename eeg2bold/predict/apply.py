@@ -24,12 +24,13 @@ from tqdm.auto import tqdm
 
 from eeg2bold.geometry import WindowGeometry
 from eeg2bold.ingest.specs import EEGFormat, MatOptions
-from eeg2bold.predict.models import FoldModel, ModelSet, PredictError, load_models
+from eeg2bold.predict.models import ModelSet, PredictError, load_models
 from eeg2bold.predict.recording import Recording, read_recording
-from eeg2bold.training.alignment import coverage, euclidean_alignment
+from eeg2bold.training.alignment import Alignment
 from eeg2bold.training.data import COMMON_MODE
 from eeg2bold.training.fit import resolve_device
 from eeg2bold.training.metrics import stitch
+from eeg2bold.training.trained import TrainedFold
 
 DEFAULT_STEP_S = 1.0
 DEFAULT_BATCH = 256
@@ -91,9 +92,10 @@ def _output_times(times: np.ndarray, models: ModelSet) -> np.ndarray:
 
 @torch.no_grad()
 def _member_line(
-    member: FoldModel,
+    member: TrainedFold,
     eeg: np.ndarray,
     *,
+    alignment: Alignment | None,
     ends: np.ndarray,
     times: np.ndarray,
     models: ModelSet,
@@ -103,11 +105,9 @@ def _member_line(
 ) -> np.ndarray:
     """One fold model's stitched prediction [R, T] in BOLD units."""
     norm = member.normaliser
-    x = (eeg - norm.eeg_mean[:, None].astype(np.float32)) / norm.eeg_scale[:, None].astype(
-        np.float32
-    )  # the same float32 arithmetic as training (FoldData)
-    n_window = member.module.spec.n_times
-    signal = torch.as_tensor(x, dtype=torch.float32, device=device)
+    n_window = member.n_window
+    raw = torch.as_tensor(eeg, dtype=torch.float32, device=device)
+    signal = member.input_map(alignment).to(device)(raw)  # as training's batches are made
     windows = signal.unfold(1, n_window, 1)  # [C, N - n + 1, n] view
     starts = torch.as_tensor(ends - n_window, device=device)
     parts = []
@@ -179,13 +179,8 @@ def apply_models(
     for m in models.members:
         m.module.to(target)
     ends = _window_ends(grid, models=models, sfreq=models.sfreq)
-    alignment = None
-    if models.sample.align == "euclidean":  # as in training: this recording's own EEG
-        n_window = models.first.module.spec.n_times
-        alignment = euclidean_alignment(
-            [(eeg, coverage(ends - n_window, n_window, n_samples))], source="recording"
-        )
-        eeg = alignment.apply(eeg)
+    # as training aligned a subject without labels: this recording's own EEG, under its windows
+    alignment = models.first.recording_alignment(eeg, ends - models.first.n_window)
     n_batches = -(-grid.size // batch_size) * len(models.members)
     with tqdm(
         total=n_batches,
@@ -200,6 +195,7 @@ def apply_models(
                 _member_line(
                     m,
                     eeg,
+                    alignment=alignment,
                     ends=ends,
                     times=grid,
                     models=models,

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from eeg2bold.errors import Eeg2BoldError
-from eeg2bold.models import BoldModel, DataSpec, build_model
 from eeg2bold.run_folder import RunFolder, cards
-from eeg2bold.training.data import Normaliser, SampleConfig
+from eeg2bold.training.data import SampleConfig
+from eeg2bold.training.trained import TrainedFold
 
 
 class PredictError(Eeg2BoldError):
@@ -30,42 +30,16 @@ class PredictError(Eeg2BoldError):
 
 
 @dataclass
-class FoldModel:
-    """One trained fold model, built and loaded, with the card it came from."""
-
-    path: str
-    card: dict[str, Any]
-    module: BoldModel
-    normaliser: Normaliser
-    sample: SampleConfig
-
-    @property
-    def fold_subject(self) -> str:
-        return str(self.card.get("fold", {}).get("subject", ""))
-
-    def describe(self) -> dict[str, Any]:
-        fold = self.card.get("fold", {})
-        return {
-            "file": self.path,
-            "model": self.card["model"],
-            "protocol": self.card.get("protocol"),
-            "fold": fold.get("index"),
-            "fold_subject": fold.get("subject"),
-            "best_epoch": self.card.get("best_epoch"),
-        }
-
-
-@dataclass
 class ModelSet:
     """Fold models applied together (their predictions averaged in BOLD units)."""
 
-    members: list[FoldModel]
+    members: list[TrainedFold]
     source: str
     description: str
     selection: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def first(self) -> FoldModel:
+    def first(self) -> TrainedFold:
         return self.members[0]
 
     @property
@@ -123,11 +97,6 @@ def _json_field(value: Any) -> dict[str, Any]:
     return out if isinstance(out, dict) else {}
 
 
-def _one_line(exc: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def read_card(path: str) -> dict[str, Any]:
     """A model card (format ``eeg2bold.model/1``), loaded with ``weights_only=True``."""
     try:
@@ -136,21 +105,12 @@ def read_card(path: str) -> dict[str, Any]:
         raise PredictError(str(exc)) from None
 
 
-def load_fold_model(path: str, *, device: torch.device | str = "cpu") -> FoldModel:
-    """Build the model a card describes and load its weights (in eval mode, on ``device``)."""
-    card = read_card(path)
+def load_fold_model(path: str, *, device: torch.device | str = "cpu") -> TrainedFold:
+    """:meth:`TrainedFold.load`, refusing as prediction does."""
     try:
-        spec = DataSpec(**card["spec"])
-        module = build_model(card["model"], spec, card["model_params"])
-        module.load_state_dict(card["state_dict"])
-        normaliser = Normaliser.from_state(card["normaliser"])
-        sample = SampleConfig(**card["sample_config"])
-    except Eeg2BoldError as exc:
-        raise PredictError(f"{path}: {exc}") from None
-    except Exception as exc:
-        raise PredictError(f"{path}: cannot rebuild the model ({_one_line(exc)})") from None
-    module.eval().to(device)
-    return FoldModel(path=path, card=card, module=module, normaliser=normaliser, sample=sample)
+        return TrainedFold.load(path, device=device)
+    except cards.ModelFileError as exc:
+        raise PredictError(str(exc)) from None
 
 
 _SHARED = ("channels", "units", "outputs", "spec", "sample_config")
@@ -250,7 +210,7 @@ def _config_key(card: dict[str, Any]) -> str:
     return text
 
 
-def _describe_file(member: FoldModel) -> str:
+def _describe_file(member: TrainedFold) -> str:
     card = member.card
     fold = card.get("fold", {})
     where = f", fold {fold.get('subject')}" if fold.get("subject") else ""

@@ -472,22 +472,21 @@ def _spectra_figure(interp: Any) -> Any:
 
 def _interpret_file(file: str, sweep: SweepRecord, *, subject: str) -> tuple[Any, float]:
     """Haufe patterns of a fold model, with the covariance of its held-out subject's EEG as the
-    model sees it (normalised with the training statistics)."""
+    model sees it (:meth:`TrainedFold.model_input`: aligned where the model aligns, normalised
+    with the training statistics)."""
     from eeg2bold.launch.optuna_storage import expand_env
     from eeg2bold.models.interpret import eeg_covariance, interpret
-    from eeg2bold.predict.models import load_fold_model
     from eeg2bold.storage import open_dataset
+    from eeg2bold.training.trained import TrainedFold
 
-    fold = load_fold_model(file)
+    fold = TrainedFold.load(file)
     dataset = open_dataset(expand_env(str(sweep.config.get("dataset", ""))))
     channels = list(fold.card["channels"])
     keys = [k for k in dataset.runs() if k.subject == subject] or list(dataset.runs())[:1]
     run = dataset.read_run(keys[0])
     have = list(dataset.info.eeg.channels)
-    eeg = np.asarray(run.eeg, dtype=np.float64)[[have.index(c) for c in channels]]
-    norm = fold.normaliser
-    x = (eeg - norm.eeg_mean[:, None]) / norm.eeg_scale[:, None]
-    cov = eeg_covariance([x])
+    eeg = np.asarray(run.eeg, dtype=np.float32)[[have.index(c) for c in channels]]
+    cov = eeg_covariance([fold.model_input(eeg)])
     return interpret(fold.module, covariance=cov, channels=channels), float(
         fold.card["spec"]["sfreq"]
     )

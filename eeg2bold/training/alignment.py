@@ -96,7 +96,8 @@ class Alignment:
     source: str  # which EEG the statistics came from ("train", "unlabelled", "recording")
 
     def apply(self, eeg: np.ndarray) -> np.ndarray:
-        """The aligned EEG as float32 [C, N] (float64 arithmetic chunk by chunk)."""
+        """The aligned EEG as float32 [C, N] (float64 arithmetic chunk by chunk): the reference
+        definition; model input is made by :class:`~eeg2bold.training.inputs.InputMap`."""
         out = np.empty(eeg.shape, dtype=np.float32)
         for lo in range(0, eeg.shape[1], CHUNK):
             x = eeg[:, lo : lo + CHUNK].astype(np.float64) - self.mean[:, None]

@@ -9,7 +9,6 @@ is computed from the fold's *training* samples only and stored with the model.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -23,6 +22,7 @@ from eeg2bold.models import DataSpec
 from eeg2bold.protocols import Fold, SampleTable
 from eeg2bold.storage import Dataset, RunData, RunKey
 from eeg2bold.training.alignment import Alignment, Moments, coverage, euclidean_alignment
+from eeg2bold.training.inputs import InputMap, Normaliser
 from eeg2bold.training.streaming import (
     DEFAULT_CACHE_MB,
     SPAN_BATCHES,
@@ -80,23 +80,6 @@ class SampleConfig(BaseModel):
     def output_names(self, dataset_rois: tuple[str, ...]) -> tuple[str, ...]:
         rois = self.rois or dataset_rois
         return (*rois, COMMON_MODE) if self.common_mode else tuple(rois)
-
-
-@dataclass(frozen=True)
-class Normaliser:
-    """Affine maps fitted on training data: EEG per channel, targets per output."""
-
-    eeg_mean: np.ndarray
-    eeg_scale: np.ndarray
-    target_mean: np.ndarray
-    target_scale: np.ndarray
-
-    def state(self) -> dict[str, Tensor]:
-        return {k: torch.as_tensor(v, dtype=torch.float64) for k, v in self.__dict__.items()}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Tensor]) -> Normaliser:
-        return cls(**{k: np.asarray(v.cpu().numpy(), dtype=np.float64) for k, v in state.items()})
 
 
 def _targets(
@@ -200,9 +183,7 @@ class FoldData:
         norm = self.normaliser
         targets = (targets - norm.target_mean[None, :, None]) / norm.target_scale[None, :, None]
         self.targets = torch.as_tensor(targets, dtype=torch.float32, device=self.device)
-        self._mean = torch.as_tensor(norm.eeg_mean[:, None].astype(np.float32))
-        self._scale = torch.as_tensor(norm.eeg_scale[:, None].astype(np.float32))
-        self._affine = self._alignment_affine()
+        self._maps = self._input_maps()
         self._resident = self._to_device(device_budget_mb)
         self._prefetch = Prefetcher(self._runs, self.n_window, self._cache) if self._cache else None
 
@@ -267,21 +248,16 @@ class FoldData:
         t_scale = np.where(t_scale > 0, t_scale, 1.0)
         return Normaliser(eeg_mean=mean, eeg_scale=scale, target_mean=t_mean, target_scale=t_scale)
 
-    def _alignment_affine(self) -> dict[int, tuple[Tensor, Tensor]] | None:
-        """Per run: (A, b) with normalised aligned EEG = A @ x + b (alignment and normaliser
-        in one map), or None without alignment."""
+    def _input_maps(self) -> dict[int, InputMap] | InputMap:
+        """The model-input map: one for every run, or per run its subject's alignment."""
         if not self.alignment:
-            return None
-        norm, out = self.normaliser, {}
-        for r in self._runs:
-            a = self.alignment[self.samples.subjects[self.samples.run_subject[r]]]
-            matrix = a.matrix / norm.eeg_scale[:, None]
-            offset = -(a.matrix @ a.mean + norm.eeg_mean) / norm.eeg_scale
-            out[r] = (
-                torch.as_tensor(matrix, dtype=torch.float32),
-                torch.as_tensor(offset[:, None], dtype=torch.float32),
+            return InputMap(self.normaliser)
+        return {
+            r: InputMap(
+                self.normaliser, self.alignment[self.samples.subjects[self.samples.run_subject[r]]]
             )
-        return out
+            for r in self._runs
+        }
 
     def _to_device(self, budget_mb: float | None) -> dict[int, Tensor] | None:
         """The runs copied to an accelerator if they fit the budget (None: on the CPU, or too
@@ -293,11 +269,9 @@ class FoldData:
             budget_mb = _free_device_mb(self.device) / 4
         if size_mb > budget_mb:
             return None
-        self._mean, self._scale = self._mean.to(self.device), self._scale.to(self.device)
-        if self._affine is not None:
-            self._affine = {
-                r: (a.to(self.device), b.to(self.device)) for r, (a, b) in self._affine.items()
-            }
+        maps = self._maps.values() if isinstance(self._maps, dict) else [self._maps]
+        for m in maps:
+            m.to(self.device)
         return {r: torch.as_tensor(np.array(x), device=self.device) for r, x in self._runs.items()}
 
     @property
@@ -330,13 +304,12 @@ class FoldData:
         runs = self.samples.run[index]
         starts = self.samples.start_sample[index]
         eeg = self._cut(index, runs, starts)
-        if self._affine is None:
-            eeg.sub_(self._mean.to(eeg.device)).div_(self._scale.to(eeg.device))  # a fresh batch
+        if not isinstance(self._maps, dict):
+            eeg = self._maps(eeg, inplace=True)  # a fresh batch
         else:
             for r in np.unique(runs):
                 sel = torch.as_tensor(np.flatnonzero(runs == r), device=eeg.device)
-                a, b = self._affine[int(r)]
-                eeg[sel] = torch.matmul(a.to(eeg.device), eeg[sel]) + b.to(eeg.device)
+                eeg[sel] = self._maps[int(r)](eeg[sel])
         return eeg, self.targets[torch.as_tensor(index, device=self.device)]
 
     def _cut(self, index: np.ndarray, runs: np.ndarray, starts: np.ndarray) -> Tensor:

@@ -19,7 +19,7 @@ from eeg2bold.predict import (
     read_tsv,
     write_outputs,
 )
-from eeg2bold.training.data import Normaliser
+from eeg2bold.training.inputs import Normaliser
 from eeg2bold.training.metrics import pearson_r
 
 

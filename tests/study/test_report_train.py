@@ -7,15 +7,18 @@ import os
 
 import numpy as np
 import pytest
+import scipy.linalg
 from report_tables import Tables, check_rows, chromium_check, table_with
 
 from eeg2bold.cli import main
 from eeg2bold.geometry import COMMON_MODE, with_common_mode
+from eeg2bold.models.interpret import interpret
 from eeg2bold.run_folder import RunFolder
 from eeg2bold.simulate import SimulationConfig
 from eeg2bold.simulate.write import simulate_to_store
 from eeg2bold.storage import open_dataset
 from eeg2bold.training.metrics import fisher_mean
+from eeg2bold.training.trained import TrainedFold
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +28,9 @@ def trained(tmp_path_factory):
     config = SimulationConfig(subjects=3, minutes=5, channels=8, sfreq=100, rois=3, seed=9)
     simulate_to_store(store, config, progress=False)
     out = root / "run"
-    sets = ["window_s=10", "epochs=2", "steps_per_epoch=3"]
+    # aligned, fewer branches than channels: the interpretation must see the input the model
+    # saw (with as many branches as channels, Haufe patterns do not depend on the covariance)
+    sets = ["window_s=10", "epochs=2", "steps_per_epoch=3", "align=euclidean", "n_branches=4"]
     # relative paths, as a user types them: the run folder must record them absolute
     args = ["train", "sim.zarr", "--model", "beira", "--protocol", "loso", "--out", "run"]
     here = os.getcwd()
@@ -37,15 +42,26 @@ def trained(tmp_path_factory):
     return out
 
 
-def test_report_of_a_train_folder(trained, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # another working folder than the one train ran in
-    html_path, json_path = tmp_path / "r.html", tmp_path / "r.json"
-    code = main(
-        ["report", str(trained), "-o", str(html_path), "--json", str(json_path)]
-        + ["--n-boot", "200", "--n-surrogates", "40", "-q"]
-    )
-    assert code == 0, capsys.readouterr().err
-    data = json.loads(json_path.read_text())
+@pytest.fixture(scope="module")
+def train_report(trained, tmp_path_factory):
+    """The report of the train folder, made from another working folder than train's."""
+    where = tmp_path_factory.mktemp("report-elsewhere")
+    html_path, json_path = where / "r.html", where / "r.json"
+    here = os.getcwd()
+    os.chdir(where)
+    try:
+        code = main(
+            ["report", str(trained), "-o", str(html_path), "--json", str(json_path)]
+            + ["--n-boot", "200", "--n-surrogates", "40", "-q"]
+        )
+    finally:
+        os.chdir(here)
+    assert code == 0
+    return html_path, json.loads(json_path.read_text())
+
+
+def test_report_of_a_train_folder(trained, train_report):
+    html_path, data = train_report
     assert data["sweep"]["arms"] == [] and "no search" in html_path.read_text()
     assert data["dataset"]["n_subjects"] == 3  # found through the model files' cards
     results = RunFolder(trained).results()
@@ -57,6 +73,29 @@ def test_report_of_a_train_folder(trained, tmp_path, capsys, monkeypatch):
     assert data["traces"]["protocol"] == "loso" and len(data["traces"]["rois"]) == 3
     assert data["interpretation"]["model"] == "beira"
     assert len(data["interpretation"]["peak_hz"]) > 0 and np.isfinite(data["summary"][0]["mean_r"])
+
+
+def test_the_interpretation_of_an_aligned_model_uses_the_aligned_covariance(trained, train_report):
+    """Haufe patterns need the covariance of the model's input. For an aligned model that is
+    the aligned EEG, whose covariance is the identity on the EEG's own directions (computed
+    here with scipy), scaled by the normaliser: not the raw EEG's covariance."""
+    _, data = train_report
+    entry = data["interpretation"]
+    fold = TrainedFold.load(str(trained / entry["file"]))
+    assert fold.sample.align == "euclidean"
+    dataset = open_dataset(str(trained.parent / "sim.zarr"))
+    key = next(k for k in dataset.runs() if k.subject == entry["subject"])
+    have = list(dataset.info.eeg.channels)
+    eeg = dataset.read_run(key).eeg.astype(np.float64)[[have.index(c) for c in entry["channels"]]]
+    values, vectors = scipy.linalg.eigh(np.cov(eeg))
+    kept = values > 1e-10 * values.max()
+    aligned = (vectors[:, kept] @ vectors[:, kept].T) / fold.normaliser.eeg_scale
+    covariance = aligned / fold.normaliser.eeg_scale[:, None]
+    expected = interpret(fold.module, covariance=covariance, channels=entry["channels"])
+    np.testing.assert_allclose(np.array(entry["patterns"]), expected.patterns, atol=2e-3)
+    raw = np.cov(eeg) / np.outer(fold.normaliser.eeg_scale, fold.normaliser.eeg_scale)
+    unaligned = interpret(fold.module, covariance=raw, channels=entry["channels"])
+    assert np.abs(unaligned.patterns - expected.patterns).max() > 0.1  # the test can tell
 
 
 def test_a_leave_one_run_out_report_keeps_subjects_the_unit_and_tells_the_alignment(

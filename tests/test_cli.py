@@ -147,7 +147,7 @@ def test_ingest_and_simulate_options_come_from_the_configs(capsys, monkeypatch):
     """Each generated option names its field's default and help; unset options stay unset,
     so the config's own default applies (one place for each default)."""
     from eeg2bold.cli import INGEST_FLAGS, SIMULATE_FLAGS, build_parser
-    from eeg2bold.cli_options import OFF, field_at, given
+    from eeg2bold.cli.options import OFF, field_at, given
     from eeg2bold.ingest.config import IngestConfig
     from eeg2bold.simulate.config import SimulationConfig
 
@@ -189,7 +189,7 @@ def test_ingest_and_simulate_options_come_from_the_configs(capsys, monkeypatch):
 
 def test_launch_options_come_from_the_renderers_option_models(capsys, monkeypatch):
     from eeg2bold.cli import K8S_FLAGS, SLURM_FLAGS, build_parser
-    from eeg2bold.cli_options import given
+    from eeg2bold.cli.options import given
     from eeg2bold.launch.cluster import K8sOptions, SlurmOptions
 
     monkeypatch.setenv("COLUMNS", "2000")

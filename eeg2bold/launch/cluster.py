@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from eeg2bold import __version__
 from eeg2bold.errors import ConfigError
 from eeg2bold.launch.config import StudyConfig
-from eeg2bold.launch.optuna_storage import display_url
+from eeg2bold.storage.location import ENV_VAR, display_url
 
 RAY_PORT = 6379
 CONFIG_MOUNT = "/config"
@@ -37,7 +37,6 @@ CONFIG_KEY = "study.yaml"
 NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 NETWORK_DATABASES = ("postgresql://", "postgresql+psycopg2://", "mysql://")
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 _SLURM_TIME = re.compile(r"(\d+-)?\d+(:\d+){0,2}")
@@ -224,7 +223,7 @@ def check_cluster_storage(config: StudyConfig) -> None:
 def credential_names(config: StudyConfig, extra: Iterable[str] = ()) -> list[str]:
     """Environment variables the sweep needs at run time (``${NAME}`` in its storage URLs)."""
     urls = [config.dataset, config.storage.results or "", config.storage.optuna or ""]
-    names = [n for url in urls for n in _VAR.findall(url)]
+    names = [n for url in urls for n in ENV_VAR.findall(url)]
     for name in extra:
         if not _ENV_NAME.fullmatch(name):
             raise ConfigError(f"{name!r} is not an environment variable name")
@@ -253,7 +252,7 @@ def _require_shared(what: str, location: str) -> None:
 
 def _expand_known(url: str) -> str:
     """``${NAME}`` replaced where the variable is set (the dataset path is expanded at run time)."""
-    return _VAR.sub(lambda m: os.environ.get(m.group(1), m.group(0)), url)
+    return ENV_VAR.sub(lambda m: os.environ.get(m.group(1), m.group(0)), url)
 
 
 def _check_fits(config: StudyConfig, *, cpus: float, gpus: float, where: str) -> None:

@@ -34,8 +34,8 @@ class RunStore:
 
     def get(self, url: str, subject: str, run: str) -> list[ray.ObjectRef]:
         """[a reference to the run] (in a list, so the caller receives the reference)."""
-        from eeg2bold.launch.optuna_storage import expand_env
         from eeg2bold.storage import RunKey, open_dataset
+        from eeg2bold.storage.location import expand_env
 
         key = (url, subject, run)
         if key not in self.refs:

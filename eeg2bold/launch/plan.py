@@ -14,9 +14,8 @@ from typing import Any
 
 from eeg2bold.errors import Eeg2BoldWarning
 from eeg2bold.launch.config import StudyConfig
-from eeg2bold.launch.optuna_storage import display_url, expand_env
 from eeg2bold.storage import Dataset, open_dataset
-from eeg2bold.storage.location import mask_url
+from eeg2bold.storage.location import display_url, expand_env, mask_url
 
 
 def fold_groups(n_folds: int, folds_per_actor: int) -> list[list[int]]:

@@ -336,8 +336,8 @@ def run_trial(config: dict[str, Any], contexts: dict[str, dict[str, Any]]) -> No
     import logging
     import time
 
-    from eeg2bold.launch.optuna_storage import expand_env
     from eeg2bold.search_spaces import experiment_from_sample
+    from eeg2bold.storage.location import expand_env
 
     started = time.time()  # when its work began (which trials ran at once: tests, people)
     for name in ("ray.tune", "ray.train"):
@@ -958,7 +958,7 @@ class _RetryRecorder:
     def __call__(self, identity: str, event: dict[str, Any]) -> None:
         import optuna
 
-        from eeg2bold.launch.optuna_storage import optuna_storage
+        from eeg2bold.storage.optuna_db import optuna_storage
 
         storage = optuna_storage(self.optuna_url)
         study = optuna.load_study(study_name=self.study_name, storage=storage)

@@ -104,8 +104,8 @@ def warm_start_points(
     import optuna
 
     from eeg2bold.launch.config import load_study_config, parse_study_config
-    from eeg2bold.launch.optuna_storage import optuna_storage
     from eeg2bold.run_folder import RunFolder
+    from eeg2bold.storage.optuna_db import optuna_storage
 
     if sweep.endswith((".yaml", ".yml")):
         sweep = load_study_config(sweep).results_url

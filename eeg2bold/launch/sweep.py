@@ -28,15 +28,11 @@ from eeg2bold.launch.config import (
     parse_study_config,
     validate_study,
 )
-from eeg2bold.launch.optuna_storage import (
-    display_url,
-    expand_env,
-    fail_orphans,
-    optuna_storage,
-)
 from eeg2bold.launch.plan import Arm, SweepPlan, format_plan, largest_arm, make_plan
 from eeg2bold.run_folder.files import is_url
 from eeg2bold.search_spaces import space_function
+from eeg2bold.storage.location import display_url, expand_env
+from eeg2bold.storage.optuna_db import fail_orphans, optuna_storage
 
 STATE_FILE = "sweep.json"
 TUNE_EXPERIMENT = "arms"  # <results>/ray/arms: the one Tuner's experiment (all arms)

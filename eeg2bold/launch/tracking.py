@@ -20,7 +20,7 @@ from typing import Any
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
 from eeg2bold.errors import ConfigError
-from eeg2bold.launch.optuna_storage import expand_env
+from eeg2bold.storage.location import expand_env
 
 
 def tracking_callbacks(

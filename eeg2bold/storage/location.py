@@ -27,6 +27,8 @@ from fsspec.implementations.local import LocalFileSystem
 from zarr.abc.store import Store
 from zarr.storage import FsspecStore, LocalStore
 
+from eeg2bold.errors import ConfigError
+
 TMP_DIR = ".eeg2bold-tmp"
 _SECRET_QUERY = re.compile(r"(?i)(password|secret|token|key|signature|credential)[^=&]*=[^&]*")
 
@@ -67,6 +69,29 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+# ``${NAME}`` in a URL template: expanded when connecting, kept as written everywhere else
+ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(url: str) -> str:
+    """Replace ``${NAME}`` by the environment's value (an unset variable is an error)."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"environment variable {name} (used in a storage URL) is not set")
+        return os.environ[name]
+
+    return ENV_VAR.sub(value, url)
+
+
+def display_url(url: str) -> str:
+    """A storage URL safe to print (variables unexpanded, credentials masked)."""
+    if url.startswith(("sqlite:", "journal:")):  # file paths: nothing secret
+        return url
+    return mask_url(url)
+
+
 # botocore's exceptions, by name (botocore is optional: eeg2bold[s3])
 _NO_CREDENTIALS = {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"}
 _UNREACHABLE = {"EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"}
@@ -77,7 +102,6 @@ def object_store_error(display: str, exc: BaseException) -> Exception | None:
     """What an object store's client raised, as a one-line error naming the URL (None: not
     one of the failures a user's settings cause): no credentials, an endpoint that does not
     answer, or credentials the store refuses."""
-    from eeg2bold.errors import ConfigError
 
     seen: BaseException | None = exc
     while seen is not None:  # s3fs may wrap botocore's error (PermissionError, OSError)

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from eeg2bold.launch.optuna_storage import optuna_storage
 from eeg2bold.run_folder import RunFolder
+from eeg2bold.storage.optuna_db import optuna_storage
 
 
 @dataclass(frozen=True)
@@ -69,13 +69,9 @@ class SweepRecord:
 
 
 def load_sweep(path: str | os.PathLike[str]) -> SweepRecord:
-    """Open a run folder (a sweep's, a train run's) or a study config YAML pointing at one."""
-    path = os.fspath(path)
-    if path.endswith((".yaml", ".yml")) and Path(path).is_file():
-        from eeg2bold.launch.config import load_study_config
-
-        path = load_study_config(path).results_url
-    folder = RunFolder(path)
+    """Open a run folder (a sweep's, a train run's); the CLI turns a study config into its
+    results folder first (``launch`` owns the study config)."""
+    folder = RunFolder(os.fspath(path))
     manifest = folder.read_manifest()  # a one-line error when it is not a run folder
     if manifest["kind"] == "train":
         experiment = manifest["config"]

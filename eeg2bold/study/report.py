@@ -101,8 +101,8 @@ class Report:
 
 # -- numbers -------------------------------------------------------------------------------
 def _dataset_section(sweep: SweepRecord) -> dict[str, Any]:
-    from eeg2bold.launch.optuna_storage import expand_env
     from eeg2bold.storage import open_dataset
+    from eeg2bold.storage.location import expand_env
     from eeg2bold.storage.summary import summarize as summarize_dataset
 
     url = str(sweep.config.get("dataset", ""))
@@ -159,7 +159,7 @@ def _importances(sweep: SweepRecord, arm: Mapping[str, Any]) -> dict[str, Any]:
     """Optuna's fANOVA importances of one arm (needs completed trials with varied params)."""
     import optuna
 
-    from eeg2bold.launch.optuna_storage import optuna_storage
+    from eeg2bold.storage.optuna_db import optuna_storage
 
     try:
         study = optuna.load_study(
@@ -474,9 +474,9 @@ def _interpret_file(file: str, sweep: SweepRecord, *, subject: str) -> tuple[Any
     """Haufe patterns of a fold model, with the covariance of its held-out subject's EEG as the
     model sees it (:meth:`TrainedFold.model_input`: aligned where the model aligns, normalised
     with the training statistics)."""
-    from eeg2bold.launch.optuna_storage import expand_env
     from eeg2bold.models.interpret import eeg_covariance, interpret
     from eeg2bold.storage import open_dataset
+    from eeg2bold.storage.location import expand_env
     from eeg2bold.training.trained import TrainedFold
 
     fold = TrainedFold.load(file)

@@ -145,7 +145,7 @@ class RunCache:
         self.runs: dict[tuple[str, RunKey], RunData] = {}
 
     def dataset(self, url: str) -> Dataset:
-        from eeg2bold.launch.optuna_storage import expand_env
+        from eeg2bold.storage.location import expand_env
 
         if url not in self.datasets:
             self.datasets[url] = open_dataset(expand_env(url))

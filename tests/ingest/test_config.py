@@ -6,8 +6,9 @@ import argparse
 
 import pytest
 
+from eeg2bold.cli.ingest_options import build_config
+from eeg2bold.cli.options import OFF, float_or_none, split_names
 from eeg2bold.ingest import IngestConfig, IngestError
-from eeg2bold.ingest.options import OFF, build_config, float_or_none, split_names
 
 
 def test_defaults_are_documented_and_hash_is_stable():

@@ -12,14 +12,14 @@ import uuid
 import optuna
 import pytest
 
-from eeg2bold.launch.optuna_storage import optuna_storage
+from eeg2bold.storage.optuna_db import optuna_storage
 
 # Each child waits for the same wall-clock moment, then opens the storage and uses it: the
 # table creation of all of them overlaps (without the lock: UniqueViolation on pg_type).
 _CHILD = """
 import sys, time
 import optuna
-from eeg2bold.launch.optuna_storage import optuna_storage
+from eeg2bold.storage.optuna_db import optuna_storage
 go = float(sys.argv[2])
 while time.time() < go:
     time.sleep(0.001)

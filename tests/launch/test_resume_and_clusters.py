@@ -21,8 +21,8 @@ import optuna
 import pandas as pd
 import pytest
 
-from eeg2bold.launch.optuna_storage import optuna_storage
 from eeg2bold.run_folder import ROW_KEY, RunFolder
+from eeg2bold.storage.optuna_db import optuna_storage
 from eeg2bold.study.queries import load_sweep, trials_table
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

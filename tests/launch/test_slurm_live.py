@@ -23,8 +23,8 @@ import yaml
 from loopback_slurm import VENV, Slurm, free_port, loopback_slurm, missing
 
 from eeg2bold.cli import main
-from eeg2bold.launch.optuna_storage import optuna_storage
 from eeg2bold.run_folder import ROW_KEY, RunFolder
+from eeg2bold.storage.optuna_db import optuna_storage
 from eeg2bold.study.queries import load_sweep, trials_table
 
 

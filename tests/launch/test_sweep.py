@@ -14,9 +14,9 @@ import pytest
 from eeg2bold.cli import main
 from eeg2bold.errors import ConfigError
 from eeg2bold.launch.config import load_study_config, parse_study_config, validate_study
-from eeg2bold.launch.optuna_storage import optuna_storage
 from eeg2bold.run_folder import ROW_KEY, RunFolder, read_results
 from eeg2bold.search_spaces import default_point
+from eeg2bold.storage.optuna_db import optuna_storage
 from eeg2bold.study.queries import best_trials, format_trials, load_sweep, trials_table
 from eeg2bold.training.metrics import fisher_mean
 

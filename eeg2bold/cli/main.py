@@ -11,10 +11,11 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from eeg2bold import __version__
-from eeg2bold.cli_options import add_options, given
+from eeg2bold.cli.options import add_options, given
 from eeg2bold.errors import ConfigError, Eeg2BoldError, Eeg2BoldWarning
 
 EXIT_ERROR = 1
@@ -167,10 +168,19 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_folder(path: str) -> str:
+    """A run folder as given, or the results folder a study config names."""
+    if path.endswith((".yaml", ".yml")) and Path(path).is_file():
+        from eeg2bold.launch.config import load_study_config
+
+        return load_study_config(path).results_url
+    return path
+
+
 def _cmd_trials(args: argparse.Namespace) -> int:
     from eeg2bold.study.queries import format_trials, load_sweep, trial_records, trials_table
 
-    frame = trials_table(load_sweep(args.study))
+    frame = trials_table(load_sweep(_run_folder(args.study)))
     if args.json:
         print(json.dumps(trial_records(frame), indent=2, default=str))
     else:
@@ -188,7 +198,7 @@ def _cmd_best(args: argparse.Namespace) -> int:
     )
 
     frame = best_trials(
-        load_sweep(args.study),
+        load_sweep(_run_folder(args.study)),
         protocol=args.protocol,
         model=args.model,
         top=args.top,
@@ -255,7 +265,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
             print(msg, file=sys.stderr)
 
     report = build_report(
-        args.study, n_boot=args.n_boot, n_surrogates=args.n_surrogates, seed=args.seed, echo=say
+        _run_folder(args.study),
+        n_boot=args.n_boot,
+        n_surrogates=args.n_surrogates,
+        seed=args.seed,
+        echo=say,
     )
     written = write_report(report, args.out, args.json)
     if not args.quiet:
@@ -448,9 +462,9 @@ def _pydantic_one_line(exc: Any) -> str:
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
     """Shared tail of the ``ingest`` subcommands: resolve the config, run, print the report."""
+    from eeg2bold.cli.ingest_options import build_config
     from eeg2bold.ingest import ingest
     from eeg2bold.ingest.layouts import CONFIG_DEFAULTS, make_layout
-    from eeg2bold.ingest.options import build_config
 
     options = {k: v for k, v in vars(args).items() if not k.startswith("cfg:")}
     mat = _mat_options(args) if "mat_variable" in options else None
@@ -489,7 +503,7 @@ def _mat_options(args: argparse.Namespace) -> Any:
 
 
 def _add_mat_arguments(q: Any) -> None:
-    from eeg2bold.ingest.options import split_names
+    from eeg2bold.cli.options import split_names
 
     q.add_argument(
         "--mat-variable",
@@ -945,7 +959,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_ERROR
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,7 @@ Two defects of a plain :class:`optuna.storages.RDBStorage` matter here:
   folder; a plain storage pickles its expanded URL, password included. This one pickles the
   URL *template* (``${VAR}`` unexpanded) and re-expands it from the environment when loaded.
 
-Imported lazily by :func:`eeg2bold.launch.optuna_storage.optuna_storage` (it imports Optuna).
+Imported lazily by :func:`eeg2bold.storage.optuna_db.optuna_storage` (it imports Optuna).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class SafeRDBStorage(optuna.storages.RDBStorage):
         engine_kwargs: dict[str, Any] | None = None,
         heartbeat_interval: int | None = None,
     ) -> None:
-        from eeg2bold.launch.optuna_storage import expand_env
+        from eeg2bold.storage.location import expand_env
 
         self.template = template
         url = expand_env(template)

@@ -9,36 +9,14 @@ Credentials come from the environment: ``${NAME}`` in a URL is expanded when con
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eeg2bold.errors import ConfigError
-from eeg2bold.storage.location import mask_url
+from eeg2bold.storage.location import ENV_VAR, display_url
 
 if TYPE_CHECKING:
     import optuna
-
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def expand_env(url: str) -> str:
-    """Replace ``${NAME}`` by the environment's value (an unset variable is an error)."""
-
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise ConfigError(f"environment variable {name} (used in a storage URL) is not set")
-        return os.environ[name]
-
-    return _VAR.sub(value, url)
-
-
-def display_url(url: str) -> str:
-    """A storage URL safe to print (variables unexpanded, credentials masked)."""
-    if url.startswith(("sqlite:", "journal:")):  # file paths: nothing secret
-        return url
-    return mask_url(url)
 
 
 def _postgres_driver(url: str) -> str:
@@ -56,7 +34,7 @@ def _postgres_driver(url: str) -> str:
 def optuna_storage(url: str) -> optuna.storages.BaseStorage:
     """An Optuna storage object (Ray's OptunaSearch needs an object, not a URL string).
 
-    Relational storages are :class:`~eeg2bold.launch.optuna_rdb.SafeRDBStorage`: several
+    Relational storages are :class:`~eeg2bold.storage.optuna_rdb.SafeRDBStorage`: several
     processes may open one empty database at once, and pickles keep ``${VAR}`` unexpanded.
     """
     import optuna
@@ -68,15 +46,15 @@ def optuna_storage(url: str) -> optuna.storages.BaseStorage:
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     if url.startswith("sqlite:///"):
-        from eeg2bold.launch.optuna_rdb import SafeRDBStorage
+        from eeg2bold.storage.optuna_rdb import SafeRDBStorage
 
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         return SafeRDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
     if url.startswith(("postgresql://", "postgresql+psycopg2://", "mysql://")):
-        from eeg2bold.launch.optuna_rdb import SafeRDBStorage
+        from eeg2bold.storage.optuna_rdb import SafeRDBStorage
 
         url = _postgres_driver(url)
-        secrets = [os.environ[n] for n in _VAR.findall(url) if os.environ.get(n)]
+        secrets = [os.environ[n] for n in ENV_VAR.findall(url) if os.environ.get(n)]
         secrets += [os.environ["PGPASSWORD"]] if os.environ.get("PGPASSWORD") else []
         try:
             return SafeRDBStorage(url, engine_kwargs={"pool_pre_ping": True})

@@ -1,7 +1,6 @@
 """Command-line options to :class:`IngestConfig`: merge layout defaults, a config file, flags.
 
-(``OFF``, ``float_or_none`` and ``split_names`` are re-exported from
-:mod:`eeg2bold.cli_options`, where the options are generated from the config's fields.)
+The options themselves are generated from the config's fields (:mod:`eeg2bold.cli.options`).
 
 Flags are keyed by their config path (``"eeg.sfreq"``); ``None`` means "not given". Later
 sources win: layout defaults < ``--config`` file (YAML or JSON) < flags.
@@ -14,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from eeg2bold.cli_options import OFF, float_or_none, split_names
+from eeg2bold.cli.options import OFF
 from eeg2bold.ingest.config import IngestConfig
 from eeg2bold.ingest.errors import IngestError
 
@@ -92,6 +91,3 @@ def _merge(into: dict[str, Any], other: Mapping[str, Any]) -> None:
 
 def _deep_copy(value: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in value.items()}
-
-
-__all__ = ["OFF", "build_config", "float_or_none", "read_config_file", "split_names"]

@@ -1,0 +1,97 @@
+"""Imports run one way: each subpackage may import only the ones DESIGN.md puts below it.
+
+The test reads every module's import statements (module level and inside functions) with
+``ast``, so a lazy import inside a function cannot hide an upward dependency.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "eeg2bold"
+# modules every layer may use: errors, the one sample geometry, names, provenance
+BASE = {"errors", "geometry", "model_names", "provenance", "__init__", "__main__"}
+# what each subpackage may import besides BASE and itself (DESIGN.md's table, read bottom-up)
+ALLOWED: dict[str, set[str]] = {
+    "storage": set(),
+    "run_folder": {"storage"},
+    "simulate": {"storage"},
+    "ingest": {"storage"},
+    "models": set(),
+    "protocols": {"storage"},
+    "training": {"storage", "run_folder", "models", "protocols"},
+    "search_spaces": {"models", "training"},
+    "launch": {
+        "storage",
+        "run_folder",
+        "models",
+        "protocols",
+        "training",
+        "search_spaces",
+        "simulate",
+    },
+    "study": {"storage", "run_folder", "models", "protocols", "training", "simulate"},
+    # predict applies the trial `eeg2bold best` selects: it asks study's one query for it (study
+    # never imports predict; the report rebuilds models through training.trained.TrainedFold)
+    "predict": {"storage", "run_folder", "models", "training", "ingest", "study"},
+}
+# Ray's API changes across 2.x: one subpackage adapts it (DESIGN.md)
+RAY_OWNER = "launch"
+
+
+def _unit(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return parts[0]
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+    return found
+
+
+def _modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_the_table_names_every_subpackage():
+    units = {_unit(p) for p in _modules()}
+    subpackages = {u for u in units if (PACKAGE / u).is_dir()}
+    assert subpackages - {"cli"} <= set(ALLOWED), "a new subpackage needs its row in ALLOWED"
+
+
+@pytest.mark.parametrize("unit", sorted(ALLOWED))
+def test_no_subpackage_imports_upward(unit):
+    may = ALLOWED[unit] | BASE | {unit}
+    wrong = []
+    for path in sorted((PACKAGE / unit).rglob("*.py")):
+        for line, module in _imports(path):
+            parts = module.split(".")
+            if parts[0] == "eeg2bold" and len(parts) > 1 and parts[1] not in may:
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}")
+            if parts[0] == "ray" and unit != RAY_OWNER:
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {module}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_allowed_directions_have_no_circle():
+    """With no circle in the table, no chain of allowed imports comes back to where it began."""
+    done: set[str] = set()
+
+    def visit(unit: str, path: tuple[str, ...]) -> None:
+        assert unit not in path, " -> ".join((*path, unit))
+        if unit not in done:
+            for below in ALLOWED.get(unit, set()):
+                visit(below, (*path, unit))
+            done.add(unit)
+
+    for unit in ALLOWED:
+        visit(unit, ())

@@ -146,7 +146,13 @@ def test_summary_numbers_per_protocol_model_roi(study):
         if roi == "noise":
             assert abs(row["chance_r"]) < 0.03
         assert row["chance_observed_r"] == pytest.approx(row["r"], abs=1e-9)
-        assert 1 / 201 <= row["surrogate_p"] <= 1
+        # (1 + #{null ≥ r}) / (1 + 200): a count, which the chance band must agree with
+        count = row["surrogate_p"] * 201
+        assert count == pytest.approx(round(count)) and 1 <= round(count) <= 201
+        if row["chance_observed_r"] > row["chance_high"]:  # above the band's 97.5 % point
+            assert round(count) <= 1 + 0.025 * 200 + 1
+        if row["chance_observed_r"] < row["chance_high"]:
+            assert round(count) >= 1 + 0.025 * 200 - 1
     strong = rois.set_index(["protocol", "roi"]).loc[("within", "thalamus")]
     assert strong["r"] > strong["chance_high"]
     assert strong["sign_flip_p"] == pytest.approx(1 / 64)  # 6 subjects all positive: exact

@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 import pytest
+import scipy.stats
 import yaml
 from report_tables import Tables, check_rows, chromium_check, numbers_not_in_json, table_with
 
@@ -240,8 +241,12 @@ def test_roi_numbers_equal_a_direct_nested_selection(study):
         assert (h["mean_gap"] is None) == (protocol == "within")
     trace = study["json"]["traces"]
     assert trace["protocol"] == "loso"  # the cross-subject claim is what the traces show
-    for roi in trace["rois"]:
-        assert -1 <= roi["r"] <= 1
+    arrays = np.load(study["sweep"] / trace["file"])  # the r shown is the file's, by scipy
+    assert [r["roi"] for r in trace["rois"]] == [str(o) for o in arrays["outputs"]]
+    for roi, truth, pred in zip(
+        trace["rois"], arrays["test_truth"], arrays["test_pred"], strict=True
+    ):
+        assert roi["r"] == pytest.approx(scipy.stats.pearsonr(truth, pred)[0], abs=1e-9)
 
 
 def test_unwritable_output_is_one_line(study, tmp_path, capsys):

@@ -4,8 +4,9 @@ minutes, LOSO (trained on every other subject) wins; and a new subject's own dat
 accuracy along the calibration curve. Ridge on small simulated sets, seconds each.
 
 Measured over seeds 3, 5, 7 and 11 (6 subjects, 16 channels): at 20 min within / LOSO was
-1.29-1.57 for every seed; at 4 min LOSO won for three of the four (seed 11: within by 0.02),
-so the small-amount test pins seed 5, where the margin is wide (0.06 vs 0.22).
+1.29-1.57 for every seed. At 4 min the claim depends on the draw of subjects, so the test states
+it over those four seeds: LOSO − within was +0.017, +0.164, +0.163 and −0.021 (2026-12-07), so
+LOSO wins on average by 0.08 and in three of four simulated cohorts, not in every one.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from eeg2bold.training.run import train_calibration_curve, train_protocol
 RIDGE = {"window_s": "20", "bin_s": "4"}  # 16 ch × 5 bands × 5 lags: fast, data-hungry enough
 
 
-def _store(tmp_path_factory, minutes: float, **overrides):
-    path = tmp_path_factory.mktemp("gap") / f"sim-{minutes:g}.zarr"
-    config = SimulationConfig(subjects=6, minutes=minutes, channels=16, sfreq=100, rois=4, seed=5)
+def _store(tmp_path_factory, minutes: float, seed: int = 5, **overrides):
+    path = tmp_path_factory.mktemp("gap") / f"sim-{minutes:g}-{seed}.zarr"
+    config = SimulationConfig(
+        subjects=6, minutes=minutes, channels=16, sfreq=100, rois=4, seed=seed
+    )
     simulate_to_store(path, config.model_copy(update=overrides), progress=False)
     return open_dataset(path)
 
@@ -41,9 +44,13 @@ def test_within_subject_beats_loso_with_20_minutes_per_subject(tmp_path_factory)
 
 
 def test_loso_beats_within_subject_with_4_minutes_per_subject(tmp_path_factory):
-    dataset = _store(tmp_path_factory, 4)
-    within, loso = _test_r(dataset, "within"), _test_r(dataset, "loso")
-    assert loso > within + 0.05, (within, loso)
+    """On average over four simulated cohorts, and in most of them: not in every one."""
+    margins = []
+    for seed in (3, 5, 7, 11):
+        dataset = _store(tmp_path_factory, 4, seed=seed)
+        margins.append(_test_r(dataset, "loso") - _test_r(dataset, "within"))
+    assert np.mean(margins) > 0.05, margins
+    assert sum(m > 0 for m in margins) >= 3, margins
 
 
 def test_calibration_curve_rises_with_the_new_subjects_data(tmp_path_factory):

@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "models": set(),
     "protocols": {"storage"},
     "training": {"storage", "run_folder", "models", "protocols"},
-    "search_spaces": {"models", "training"},
+    "search_spaces": {"models", "training", "run_folder"},
     "launch": {
         "storage",
         "run_folder",
@@ -95,3 +95,17 @@ def test_the_allowed_directions_have_no_circle():
 
     for unit in ALLOWED:
         visit(unit, ())
+
+
+def test_the_report_and_its_tracker_load_no_ray():
+    """`eeg2bold report` runs where no cluster does: its modules (and MLflow's attachment)
+    import no Ray, lazily or not (the static rule above keeps study off launch)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import eeg2bold.cli.main, eeg2bold.study.report, eeg2bold.study.tracking; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -64,6 +64,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from eeg2bold.run_folder.folder import default_train_folder
     from eeg2bold.storage import open_dataset
     from eeg2bold.training.config import build_config
     from eeg2bold.training.display import format_curve, format_epoch, format_fold, format_result
@@ -73,7 +74,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     protocol = "loso_calibrated" if args.calibration_minutes else args.protocol
     config = build_config(model=args.model, protocol=protocol, sets=_parse_sets(args.set))
     kind = "calibration" if args.calibration_minutes else config.protocol
-    out = args.out or f"eeg2bold_runs/{config.model}-{kind}-{config.config_hash()}"
+    out = args.out or default_train_folder(config.model, kind, config.config_hash())
     quiet = args.quiet
 
     def on_epoch(epoch: Any) -> None:
@@ -278,7 +279,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             print(f"numbers: {written['json'].resolve()}")
     sweep_config = report.data.get("reproducibility", {}).get("study_config") or {}
     if (sweep_config.get("tracking") or {}).get("mlflow"):
-        from eeg2bold.launch.tracking import attach_report
+        from eeg2bold.study.tracking import attach_report
 
         run = attach_report(sweep_config, list(written.values()))
         if not args.quiet:

@@ -319,7 +319,10 @@ def staged_study_path(config: StudyConfig, stage_dir: str | None = None) -> str:
                 f"location {display_url(results)} is not a file system: give --stage-dir "
                 "/shared/folder"
             )
-        stage_dir = f"{results.removeprefix('file://')}/launch"
+        from eeg2bold.run_folder import RunFolder
+
+        known = _expand_known(results.removeprefix("file://"))  # unset ${VAR}: refused below
+        stage_dir = known if "${" in known else RunFolder(known).stage_dir
     folder = _expand_known(stage_dir)
     if "${" in folder:
         raise ConfigError(

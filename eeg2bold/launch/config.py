@@ -377,7 +377,9 @@ class StudyConfig(_Strict):
     @property
     def results_url(self) -> str:
         """The run folder of the sweep (local paths absolute)."""
-        return _absolute(self.storage.results or f"sweeps/{self.name}")
+        from eeg2bold.run_folder.folder import default_sweep_folder
+
+        return _absolute(self.storage.results or default_sweep_folder(self.name))
 
     @property
     def optuna_url(self) -> str:
@@ -389,7 +391,9 @@ class StudyConfig(_Strict):
                 "storage.optuna must be given when results live in an object store "
                 "(SQLite cannot live there): use postgresql://… or journal:///shared/path"
             )
-        return f"sqlite:///{Path(results).resolve() / 'optuna.db'}"
+        from eeg2bold.run_folder import RunFolder
+
+        return RunFolder(results).optuna_url
 
     def inline_credentials(self) -> list[str]:
         """Locations holding a literal password or secret query value (not ``${NAME}``):

@@ -50,7 +50,7 @@ from eeg2bold.launch.fold_actor import (
 )
 from eeg2bold.launch.plan import fold_groups
 from eeg2bold.launch.resume_auth import StateSigner
-from eeg2bold.run_folder import RunFolder
+from eeg2bold.run_folder import RunFolder, optuna_attrs
 from eeg2bold.storage import open_dataset
 from eeg2bold.training.engine import METRIC, ProtocolRun
 
@@ -582,17 +582,21 @@ class _OptunaSearch(OptunaSearch):
                     study_id, orphans[0].number
                 )
                 self._ot_trials[trial_id] = optuna.trial.Trial(self._ot_study, internal)
-                identity = str(orphans[0].user_attrs.get("trial_id") or trial_id)
+                identity = str(orphans[0].user_attrs.get(optuna_attrs.TRIAL_ID) or trial_id)
         config = super().suggest(trial_id)
         if config is None or trial_id not in self._ot_trials:
             return config
         self._identity[trial_id] = identity
         ot_trial = self._ot_trials[trial_id]
-        ot_trial.set_user_attr("trial_id", identity)
+        ot_trial.set_user_attr(optuna_attrs.TRIAL_ID, identity)
         if identity != trial_id:
-            ot_trial.set_user_attr("tune_trial_id", trial_id)  # Ray's own id for it this time
-        origin = ot_trial.user_attrs.get("origin", "sampled")  # set where it was enqueued
-        ot_trial.set_user_attr("origin", origin)
+            ot_trial.set_user_attr(
+                optuna_attrs.TUNE_TRIAL_ID, trial_id
+            )  # Ray's own id for it this time
+        origin = ot_trial.user_attrs.get(
+            optuna_attrs.ORIGIN, optuna_attrs.SAMPLED
+        )  # set where it was enqueued
+        ot_trial.set_user_attr(optuna_attrs.ORIGIN, origin)
         return {**config, "trial": identity, "origin": origin}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -627,8 +631,8 @@ class _OptunaSearch(OptunaSearch):
             failure = RunFolder(self._results).read_failure(identity)
             if failure is None:
                 failure = {"reason": WORKER_DIED, "kind": "worker"}
-            ot_trial.set_user_attr("failure_reason", failure["reason"])
-            ot_trial.set_user_attr("failure_kind", failure.get("kind", "worker"))
+            ot_trial.set_user_attr(optuna_attrs.FAILURE_REASON, failure["reason"])
+            ot_trial.set_user_attr(optuna_attrs.FAILURE_KIND, failure.get("kind", "worker"))
             assert self._ot_study is not None  # a trial exists only once the study does
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
             self._completed_trials.add(trial_id)
@@ -637,8 +641,8 @@ class _OptunaSearch(OptunaSearch):
             # Tune does not pass the result that made the scheduler stop a trial to
             # on_trial_result: record it as the trial's last intermediate value here
             _report(ot_trial, result)
-        ot_trial.set_user_attr("finished", bool(result.get("finished")))
-        for key in ("config_hash", "test_r", "epochs_trained", "best_epoch"):
+        ot_trial.set_user_attr(optuna_attrs.FINISHED, bool(result.get("finished")))
+        for key in optuna_attrs.FROM_RESULT:
             if result.get(key) is not None:
                 ot_trial.set_user_attr(key, result[key])
         return super().on_trial_complete(trial_id, result=result, error=error)
@@ -963,9 +967,9 @@ class _RetryRecorder:
         storage = optuna_storage(self.optuna_url)
         study = optuna.load_study(study_name=self.study_name, storage=storage)
         for t in study.get_trials(deepcopy=False):
-            if str(t.user_attrs.get("trial_id")) == identity:
-                retries = [*t.user_attrs.get("retries", []), event]
-                storage.set_trial_user_attr(t._trial_id, "retries", retries)
+            if str(t.user_attrs.get(optuna_attrs.TRIAL_ID)) == identity:
+                retries = [*t.user_attrs.get(optuna_attrs.RETRIES, []), event]
+                storage.set_trial_user_attr(t._trial_id, optuna_attrs.RETRIES, retries)
                 return
 
 
@@ -1238,4 +1242,8 @@ def _recorded_retries(settings: SweepSettings, arm: ArmSearch) -> list[dict[str,
         study = optuna.load_study(study_name=arm.study_name, storage=settings.optuna_storage)
     except KeyError:
         return []
-    return [e for t in study.get_trials(deepcopy=False) for e in t.user_attrs.get("retries", [])]
+    return [
+        e
+        for t in study.get_trials(deepcopy=False)
+        for e in t.user_attrs.get(optuna_attrs.RETRIES, [])
+    ]

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from eeg2bold.errors import ConfigError
+from eeg2bold.run_folder import optuna_attrs
 from eeg2bold.search_spaces import StartPoint, default_point, project_point
 
 # the random start-up share of an arm's budget, and its bounds (in trials, counting the
@@ -133,14 +134,20 @@ def warm_start_points(
         if t.value is not None and math.isfinite(t.value)
     ]
     # trials that ran to the end first (as `eeg2bold best` ranks), then by val r
-    done.sort(key=lambda t: (not t.user_attrs.get("finished", False), -float(t.value or 0.0)))
+    done.sort(
+        key=lambda t: (not t.user_attrs.get(optuna_attrs.FINISHED, False), -float(t.value or 0.0))
+    )
     name = earlier.name
     return [
         project_point(
             dict(t.params),
             model=model,
             constraints=constraints,
-            source=f"{name} trial {t.user_attrs.get('trial_id', t.number)} (val r {t.value:.3f})",
+            source=f"{name} trial {_trial_id(t)} (val r {t.value:.3f})",
         )
         for t in done[:top_k]
     ]
+
+
+def _trial_id(trial: Any) -> str:
+    return str(trial.user_attrs.get(optuna_attrs.TRIAL_ID, trial.number))

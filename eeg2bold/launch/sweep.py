@@ -10,16 +10,12 @@ or repeated) and Optuna trials the killed driver left RUNNING are marked FAIL (`
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-import fsspec
 
 from eeg2bold.errors import ConfigError
 from eeg2bold.launch.config import (
@@ -29,12 +25,12 @@ from eeg2bold.launch.config import (
     validate_study,
 )
 from eeg2bold.launch.plan import Arm, SweepPlan, format_plan, largest_arm, make_plan
+from eeg2bold.run_folder import RunFolder, optuna_attrs
 from eeg2bold.run_folder.files import is_url
 from eeg2bold.search_spaces import space_function
 from eeg2bold.storage.location import display_url, expand_env
-from eeg2bold.storage.optuna_db import fail_orphans, optuna_storage
+from eeg2bold.storage.optuna_db import optuna_storage
 
-STATE_FILE = "sweep.json"
 TUNE_EXPERIMENT = "arms"  # <results>/ray/arms: the one Tuner's experiment (all arms)
 
 
@@ -91,24 +87,12 @@ def results_root(config: StudyConfig) -> str:
 
 
 def _read_state(root: str) -> dict[str, Any] | None:
-    fs, path = fsspec.core.url_to_fs(f"{root.rstrip('/')}/{STATE_FILE}")
-    if not fs.exists(path):
-        return None
-    with fs.open(path, "r") as f:
-        return json.load(f)
+    folder = RunFolder(root)
+    return folder.read_manifest() if folder.kind == "sweep" else None
 
 
 def _write_state(root: str, state: dict[str, Any]) -> None:
-    fs, path = fsspec.core.url_to_fs(f"{root.rstrip('/')}/{STATE_FILE}")
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    if "://" in root:
-        with fs.open(path, "w") as f:
-            json.dump(state, f, indent=2)
-        return
-    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(state, f, indent=2)
-    os.replace(tmp, path)
+    RunFolder(root).write_manifest("sweep", state)
 
 
 def _plan_state(plan: SweepPlan, config: StudyConfig) -> dict[str, Any]:
@@ -133,13 +117,13 @@ def prepare(config: StudyConfig, *, resume: bool) -> tuple[SweepPlan, dict[str, 
         )
     if state is None:  # with resume: nothing to resume yet (e.g. a requeued job), so start
         return make_plan(config), None
-    stored = parse_study_config(state["config"], where=f"{root}/{STATE_FILE}")
+    stored = parse_study_config(state["config"], where=RunFolder(root).manifest_path)
     # a warm start only matters when an arm's study is made: the one the sweep began with
     # holds, whether or not --warm-start is passed again
     if stored.model_dump(exclude={"warm_start"}) != config.model_dump(exclude={"warm_start"}):
         raise ConfigError(
             "the study config differs from the one the sweep was started with; resume with the "
-            f"original config (a copy is in {display_url(config.results_url)}/{STATE_FILE})"
+            f"original config (a copy is in {display_url(RunFolder(root).manifest_path)})"
         )
     plan_dict = state["plan"]
     plan = SweepPlan(**{**plan_dict, "arms": [Arm(**a) for a in plan_dict["arms"]]})
@@ -245,7 +229,7 @@ def _ray_log_path(root: str, sweep_id: str) -> str:
     """A local file beside the run folder's other files (a temporary one for object stores)."""
     if is_url(root):
         return os.path.join(tempfile.gettempdir(), f"eeg2bold-{sweep_id}-ray.log")
-    return os.path.join(root, "logs", "ray.log")
+    return RunFolder(root).ray_log
 
 
 def _run_arms(
@@ -321,7 +305,7 @@ def _run_arms(
     _write_state(root, state)
     settings = ray_tune.SweepSettings(
         name=TUNE_EXPERIMENT,
-        storage_path=f"{root.rstrip('/')}/ray",
+        storage_path=RunFolder(root).ray_dir,
         optuna_storage=storage,
         arms=searches,
         max_concurrent=config.max_concurrent_trials,
@@ -336,7 +320,22 @@ def _run_arms(
     )
     outcome.arms.update(ray_tune.run_arms(settings, resume=resuming, echo=echo))
     for i, arm in pending:
-        outcome.orphans += fail_orphans(storage, arm.study_name)
+        outcome.orphans += _fail_orphans(storage, arm.study_name)
         arm.status = "done"
         state["plan"]["arms"][i] = asdict(arm)
     _write_state(root, state)
+
+
+def _fail_orphans(storage: Any, study_name: str) -> int:
+    """Mark trials left RUNNING by a killed driver as FAIL (attribute ``orphaned``)."""
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    study_id = storage.get_study_id_from_name(study_name)
+    count = 0
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_user_attr(trial_id, optuna_attrs.ORPHANED, True)
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+        count += 1
+    return count

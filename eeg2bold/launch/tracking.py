@@ -5,8 +5,9 @@ MLflow gets one run per trial, named after the trial's one identity, tagged with
 protocol and model; its parameters are the sampled values and the trial's resolved
 configuration (``config.*``, read from the run folder by its hash); its metrics are every
 epoch's val r (step = epoch, so a resumed trial continues its curve) and, at the end, the
-trial's test r and each fold's val and test r (``fold.<subject>.val_r``). ``eeg2bold report``
-attaches the report to a run named ``report``. Tracking URIs may hold ``${NAME}``: expanded
+trial's test r and each fold's val and test r (``fold.<subject>.val_r``); ``eeg2bold report``
+attaches the report to a run named ``report`` (:mod:`eeg2bold.study.tracking`, without Ray).
+Tracking URIs may hold ``${NAME}``: expanded
 only when connecting, so Tune's saved state never holds a token.
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from typing import Any
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
@@ -181,26 +181,3 @@ def _resolved(results: str, config_hash: str) -> dict[str, Any]:
 
     walk("config", config)
     return flat
-
-
-def attach_report(config: dict[str, Any], files: list[Path]) -> str | None:
-    """Log the report's files to the sweep's MLflow experiment (a run named ``report``);
-    returns the run id, or None when the sweep has no MLflow tracking."""
-    mlflow_config = (config.get("tracking") or {}).get("mlflow")
-    if not mlflow_config:
-        return None
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=expand_env(mlflow_config["tracking_uri"]))
-    name = mlflow_config.get("experiment") or config.get("name") or "eeg2bold"
-    experiment = client.get_experiment_by_name(name)
-    experiment_id = (
-        experiment.experiment_id if experiment is not None else client.create_experiment(name)
-    )
-    run = client.create_run(
-        experiment_id, run_name="report", tags={"eeg2bold.sweep": str(config.get("name"))}
-    )
-    for path in files:
-        client.log_artifact(run.info.run_id, str(path))
-    client.set_terminated(run.info.run_id)
-    return str(run.info.run_id)

@@ -11,7 +11,9 @@ through :class:`RunFolder` (nobody builds these paths by hand).
   checkpoints/<trial>-fold<k>.pt    resume state, rewritten after every epoch
   done/<trial>-fold<k>.json   resume marker: the fold finished (written last)
   failures/<trial>.json       why a trial failed (configuration, training, data)
-  ray/                        Ray Tune's experiment folders (sweeps only)
+  ray/                        Ray Tune's experiment folder (sweeps only)
+  logs/ray.log                Ray's own console output (sweeps only)
+  launch/                     the staged study config of `launch slurm|k8s` (its default place)
   optuna.db                   the default Optuna storage (sweeps only)
 ```
 
@@ -36,6 +38,22 @@ from eeg2bold.run_folder.files import absolute, read_bytes, read_json, write_byt
 from eeg2bold.run_folder.table import ResultsWriter, part_name, read_results
 
 MANIFESTS = {"sweep": "sweep.json", "train": "run.json"}
+OPTUNA_DB = "optuna.db"
+
+
+def default_train_folder(model: str, kind: str, config_hash: str) -> str:
+    """Where ``eeg2bold train`` writes without ``--out`` (relative to the working folder)."""
+    return f"eeg2bold_runs/{model}-{kind}-{config_hash}"
+
+
+def default_sweep_folder(name: str) -> str:
+    """Where a sweep writes without ``storage.results`` (relative to the working folder)."""
+    return f"sweeps/{name}"
+
+
+def train_trial_id(config_hash: str) -> str:
+    """The trial id of an ``eeg2bold train`` run (sweeps use Ray Tune's trial id)."""
+    return f"train-{config_hash}"
 
 
 def fold_stem(trial: str, fold: int) -> str:
@@ -85,6 +103,31 @@ class RunFolder:
     def write_manifest(self, kind: str, manifest: Mapping[str, Any]) -> str:
         body = {k: v for k, v in manifest.items() if k != "kind"}
         return write_json(self.path(MANIFESTS[kind]), body, what="the run manifest")
+
+    @property
+    def manifest_path(self) -> str:
+        """Where this folder's manifest is (``sweep.json`` unless it is a train run's)."""
+        return self.path(MANIFESTS[self.kind or "sweep"])
+
+    # -- what a sweep's tools keep here ----------------------------------------------------
+    @property
+    def optuna_url(self) -> str:
+        """The default Optuna storage: SQLite in the folder (local folders only)."""
+        return f"sqlite:///{self.path(OPTUNA_DB)}"
+
+    @property
+    def ray_dir(self) -> str:
+        """Ray Tune's ``storage_path``."""
+        return self.path("ray")
+
+    @property
+    def ray_log(self) -> str:
+        return self.path("logs", "ray.log")
+
+    @property
+    def stage_dir(self) -> str:
+        """Where ``launch slurm|k8s`` stages the study config by default."""
+        return self.path("launch")
 
     # -- the results table -----------------------------------------------------------------
     @property

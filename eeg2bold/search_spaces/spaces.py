@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from eeg2bold.errors import ConfigError
 from eeg2bold.models import get_model_class
+from eeg2bold.run_folder import optuna_attrs
 
 if TYPE_CHECKING:
     import optuna
@@ -279,10 +280,10 @@ class StartPoint:
     changes: list[str] = field(default_factory=list)
 
     def user_attrs(self) -> dict[str, Any]:
-        attrs: dict[str, Any] = {"origin": self.origin}
+        out: dict[str, Any] = {optuna_attrs.ORIGIN: self.origin}
         if self.source:
-            attrs["origin_source"] = self.source
-        return attrs
+            out[optuna_attrs.ORIGIN_SOURCE] = self.source
+        return out
 
 
 def default_point(model: str, constraints: Mapping[str, Constraint] | None = None) -> StartPoint:

@@ -69,18 +69,3 @@ def optuna_storage(url: str) -> optuna.storages.BaseStorage:
         f"unsupported Optuna storage {display_url(url)}: use sqlite:///…, journal:///… "
         "or postgresql://…"
     )
-
-
-def fail_orphans(storage: optuna.storages.BaseStorage, study_name: str) -> int:
-    """Mark trials left RUNNING by a killed driver as FAIL (attribute ``orphaned``)."""
-    import optuna
-
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    study_id = storage.get_study_id_from_name(study_name)
-    count = 0
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-        storage.set_trial_user_attr(trial_id, "orphaned", True)
-        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
-        count += 1
-    return count

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from eeg2bold.run_folder import RunFolder
+from eeg2bold.run_folder import RunFolder, optuna_attrs
 from eeg2bold.storage.optuna_db import optuna_storage
 
 
@@ -39,7 +39,7 @@ class SweepRecord:
     @property
     def optuna_url(self) -> str:
         url = self.config.get("storage", {}).get("optuna")
-        return url or f"sqlite:///{self.folder.path('optuna.db')}"
+        return url or self.folder.optuna_url
 
     @property
     def table(self) -> str:
@@ -133,7 +133,7 @@ def trials_table(sweep: SweepRecord) -> pd.DataFrame:
         except KeyError:  # the arm has not started yet
             continue
         for t in study.get_trials(deepcopy=False):
-            attrs = t.user_attrs
+            a = t.user_attrs
             duration = (
                 (t.datetime_complete - t.datetime_start).total_seconds()
                 if t.datetime_complete and t.datetime_start
@@ -142,23 +142,23 @@ def trials_table(sweep: SweepRecord) -> pd.DataFrame:
             row = {
                 "protocol": arm["protocol"],
                 "model": arm["model"],
-                "trial": attrs.get("trial_id") or attrs.get("tune_trial_id"),
+                "trial": a.get(optuna_attrs.TRIAL_ID) or a.get(optuna_attrs.TUNE_TRIAL_ID),
                 "number": t.number,
                 # defaults (trial 0 of every arm), warm_start or sampled
-                "origin": attrs.get("origin", "sampled"),
+                "origin": a.get(optuna_attrs.ORIGIN, optuna_attrs.SAMPLED),
                 "state": t.state.name,
                 "val_r": t.value,
-                "test_r": attrs.get("test_r"),
-                "epochs": attrs.get("epochs_trained", attrs.get("epochs")),
-                "best_epoch": attrs.get("best_epoch"),
-                "finished": attrs.get("finished", False),
-                "config_hash": attrs.get("config_hash"),
-                "failure_reason": attrs.get("failure_reason")
-                or ("orphaned by a killed driver" if attrs.get("orphaned") else None),
+                "test_r": a.get(optuna_attrs.TEST_R),
+                "epochs": a.get(optuna_attrs.EPOCHS_TRAINED, a.get("epochs")),
+                "best_epoch": a.get(optuna_attrs.BEST_EPOCH),
+                "finished": a.get(optuna_attrs.FINISHED, False),
+                "config_hash": a.get(optuna_attrs.CONFIG_HASH),
+                "failure_reason": a.get(optuna_attrs.FAILURE_REASON)
+                or ("orphaned by a killed driver" if a.get(optuna_attrs.ORPHANED) else None),
                 "duration_s": duration,
                 # resumptions after a dead worker or node (each also says which; see the report)
-                "retries": len(attrs.get("retries", [])),
-                "lost_nodes": sum(1 for e in attrs.get("retries", []) if e.get("lost_node")),
+                "retries": len(a.get(optuna_attrs.RETRIES, [])),
+                "lost_nodes": sum(1 for e in a.get(optuna_attrs.RETRIES, []) if e.get("lost_node")),
             }
             row.update({f"param.{k}": v for k, v in t.params.items()})
             row["params"] = dict(t.params)  # native types, this trial's own parameters only

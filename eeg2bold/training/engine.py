@@ -37,6 +37,7 @@ from eeg2bold.protocols import (
 )
 from eeg2bold.run_folder import RunFolder
 from eeg2bold.run_folder.files import json_safe
+from eeg2bold.run_folder.folder import train_trial_id
 from eeg2bold.run_folder.table import score_rows
 from eeg2bold.storage import Dataset, RunData, RunKey, open_dataset
 from eeg2bold.training import checkpoint
@@ -47,11 +48,6 @@ from eeg2bold.training.metrics import fisher_mean
 from eeg2bold.training.outputs import model_card, prediction_arrays
 
 METRIC = "val_r"  # what selects, everywhere: the Fisher-z mean over folds of each fold's best
-
-
-def train_trial_id(config_hash: str) -> str:
-    """The trial id of an ``eeg2bold train`` run (sweeps use Ray Tune's trial id)."""
-    return f"train-{config_hash}"
 
 
 @dataclass(frozen=True)
@@ -201,7 +197,7 @@ class FoldRunner:
         fold: int,
         folder: str | None = None,
         sweep: str = "",
-        trial: str = "",
+        trial: str,
         resume: bool = True,
     ) -> FoldSetup:
         """Build the fold's data and trainer; continue from the run folder's state if there is
@@ -212,7 +208,7 @@ class FoldRunner:
         self.config_hash = self.config.config_hash()
         self.dataset = self.cache.dataset(dataset) if isinstance(dataset, str) else dataset
         self.folder = RunFolder(folder) if folder is not None else None
-        self.sweep, self.trial = sweep, trial or train_trial_id(self.config_hash)
+        self.sweep, self.trial = sweep, trial  # the ProtocolRun's: one identity per run
         self.trainer, self._rng = None, None
         samples, folds = protocol_folds(self.dataset, self.config)
         if not 0 <= fold < len(folds):

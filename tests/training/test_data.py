@@ -165,3 +165,15 @@ def test_leave_one_run_out_statistics_never_see_the_held_out_run(two_run_store):
     np.testing.assert_array_equal(np.unique(samples.run[fold.train]), [1])
     np.testing.assert_allclose(plain.normaliser.eeg_mean, 0, atol=1e-4)
     np.testing.assert_allclose(plain.normaliser.eeg_scale, 1, atol=1e-4)
+
+
+def test_a_fold_holds_the_runs_as_read_not_a_copy(store):
+    """`train` keeps each run once (its RunCache) and every fold's data points into it: the
+    EEG a fold batches from shares memory with the run as read, aligned or not."""
+    from eeg2bold.training.engine import RunCache
+
+    cache = RunCache()
+    for align in ("none", "euclidean"):
+        data = _fold_data(store, "loso", read_run=cache.reader(store), align=align)
+        for r, eeg in data._runs.items():
+            assert np.shares_memory(eeg, cache.runs[(store.url, data.samples.runs[r])].eeg)

@@ -93,7 +93,7 @@ def bench_demo(trees: dict[str, Path], tmp: Path, rounds: int) -> dict:
 # -- many arms: what a sweep costs beyond its trials' work -----------------------------------
 _ARMS_CHILD = """
 import json, sys
-from eeg2bold.launch.ray_tune import init_ray, shutdown_ray
+from eeg2bold.launch.tune.runtime import init_ray, shutdown_ray
 from bench_sweep import _run
 init_ray(num_cpus=2)  # started once: ray.init itself is not sweep overhead
 try:

@@ -111,12 +111,17 @@ def child(store: str, k: int) -> dict[str, Any]:
     """One measurement in a fresh Ray: k fold actors, one LOSO fold each."""
     import ray
 
-    from eeg2bold.launch import ray_tune
+    from eeg2bold.launch.tune.fold_actor import FoldActor
     from eeg2bold.training.config import build_config
 
-    ray_tune.init_ray(num_cpus=k + 1)
-    stores = ray_tune.start_run_stores() if hasattr(ray_tune, "start_run_stores") else []
-    actors = [ray_tune.FoldActor.options(num_cpus=1).remote(threads=1) for _ in range(k)]
+    try:  # the runtime's own module since 2026-12-07; older revisions kept it in ray_tune
+        from eeg2bold.launch.tune import runtime
+    except ImportError:
+        from eeg2bold.launch import ray_tune as runtime  # type: ignore[no-redef]
+
+    runtime.init_ray(num_cpus=k + 1)
+    stores = runtime.start_run_stores() if hasattr(runtime, "start_run_stores") else []
+    actors = [FoldActor.options(num_cpus=1).remote(threads=1) for _ in range(k)]
     pids = ray.get([a.__ray_call__.remote(lambda self: os.getpid()) for a in actors])
     time.sleep(1.0)
     idle = Sampler(pids)

@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
 
-    from eeg2bold.launch.ray_tune import init_ray, shutdown_ray
+    from eeg2bold.launch.tune.runtime import init_ray, shutdown_ray
     from eeg2bold.simulate import SimulationConfig
     from eeg2bold.simulate.write import simulate_to_store
 

@@ -137,7 +137,7 @@ def ray_cluster():
     os.environ["EEG2BOLD_PLUGINS"] = PLUGIN
     paths = (str(PLUGIN_DIR), saved["PYTHONPATH"])
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
-    from eeg2bold.launch.ray_tune import init_ray
+    from eeg2bold.launch.tune.runtime import init_ray
 
     try:
         resources = init_ray(num_cpus=2)

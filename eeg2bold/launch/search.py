@@ -1,5 +1,5 @@
 """How each arm's Optuna search starts and samples (no Ray here: the adapter in
-:mod:`eeg2bold.launch.ray_tune` hands these to ``OptunaSearch``).
+:mod:`eeg2bold.launch.tune.tuner` hands these to ``OptunaSearch``).
 
 A sweep must buy something over ``eeg2bold train`` with the models' defaults, at the budgets
 people run (8–64 trials per arm). So every arm's study:

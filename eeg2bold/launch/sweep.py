@@ -37,7 +37,7 @@ TUNE_EXPERIMENT = "arms"  # <results>/ray/arms: the one Tuner's experiment (all 
 @dataclass
 class SweepOutcome:
     plan: SweepPlan
-    arms: dict[str, Any] = field(default_factory=dict)  # arm key -> ray_tune.ArmOutcome
+    arms: dict[str, Any] = field(default_factory=dict)  # arm key -> tuner.ArmOutcome
     orphans: int = 0
     ray_log: str | None = None  # where Ray's own console output went (None: nothing, or --debug)
 
@@ -153,11 +153,12 @@ def run_sweep(
         stored = state["config"].get("warm_start")
         config = config.model_copy(update={"warm_start": WarmStart(**stored) if stored else None})
 
-    from eeg2bold.launch import ray_tune  # the only Ray import, deferred for fast dry runs
+    # Ray's modules, imported here only: a dry run never loads Ray
+    from eeg2bold.launch.tune import runtime
 
     root = results_root(config)
-    started_here = not ray_tune.ray.is_initialized()
-    resources = ray_tune.init_ray(address=address, num_cpus=num_cpus)
+    started_here = not runtime.ray.is_initialized()
+    resources = runtime.init_ray(address=address, num_cpus=num_cpus)
     try:
         per_trial = sum(b.get("CPU", 0.0) for b in plan.bundles)
         per_trial_gpu = sum(b.get("GPU", 0.0) for b in plan.bundles)
@@ -171,7 +172,7 @@ def run_sweep(
                 f"{resources.get('CPU', 0):g} CPU / {resources.get('GPU', 0):g} GPU: lower "
                 "resources.cpu or resources.gpu"
             )
-        nodes = ray_tune.cluster_nodes()
+        nodes = runtime.cluster_nodes()
         if len(nodes) > 1:
             if config.optuna_url.startswith("sqlite:"):
                 raise ConfigError(
@@ -180,7 +181,7 @@ def run_sweep(
                     "journal:///shared/path/optuna.log"
                 )
             for what, url in (("results", root), ("dataset", expand_env(config.dataset))):
-                missing = ray_tune.check_shared_path(url)
+                missing = runtime.check_shared_path(url)
                 if missing:
                     raise ConfigError(
                         f"multi-node sweep: the {what} location {display_url(url)} is not visible "
@@ -196,11 +197,11 @@ def run_sweep(
         log = _ray_log_path(root, plan.sweep_id)
         # Ray forwards its workers' last lines (a trial process ended by Tune, actors killed)
         # a moment after they happen: the sweep's end and Ray's shutdown stay inside the log
-        with ray_tune.ray_messages_to(log, debug=debug):
-            stores = ray_tune.start_run_stores()  # one copy of the data per node
+        with runtime.ray_messages_to(log, debug=debug):
+            stores = runtime.start_run_stores()  # one copy of the data per node
             # CPU fold actors live for the sweep: every trial of every arm borrows them
             pool = (
-                ray_tune.start_fold_pool(
+                runtime.start_fold_pool(
                     plan.sweep_id,
                     bundles=plan.bundles,
                     max_concurrent=config.max_concurrent_trials,
@@ -212,17 +213,17 @@ def run_sweep(
                 _run_arms(config, plan, state, root, storage, outcome, echo)
             finally:
                 if pool is not None:
-                    ray_tune.stop_fold_pool(pool)
+                    runtime.stop_fold_pool(pool)
                 for store in stores:
-                    ray_tune.ray.kill(store)
+                    runtime.ray.kill(store)
                 if started_here:
-                    ray_tune.shutdown_ray()
+                    runtime.shutdown_ray()
                     started_here = False
         outcome.ray_log = log if not debug and os.path.exists(log) else None
         return outcome
     finally:
         if started_here:
-            ray_tune.shutdown_ray()
+            runtime.shutdown_ray()
 
 
 def _ray_log_path(root: str, sweep_id: str) -> str:
@@ -241,8 +242,9 @@ def _run_arms(
     outcome: SweepOutcome,
     echo: Callable[[str], None],
 ) -> None:
-    from eeg2bold.launch import ray_tune
     from eeg2bold.launch.search import make_sampler, start_points
+    from eeg2bold.launch.tune import tuner
+    from eeg2bold.launch.tune.trial import TrialContext
 
     budget = config.epoch_budget()
     pending = []
@@ -262,13 +264,13 @@ def _run_arms(
         arm.status = "running"
         state["plan"]["arms"][i] = asdict(arm)
         searches.append(
-            ray_tune.ArmSearch(
+            tuner.ArmSearch(
                 key=arm.key,
                 name=arm.key.replace("/", "-").replace("@", "-"),
                 study_name=arm.study_name,
                 study_attrs=study_attributes(plan, config, arm),
                 space=space_function(model=arm.model, constraints=config.search),
-                context=ray_tune.TrialContext(
+                context=TrialContext(
                     sweep=plan.name,
                     sweep_id=plan.sweep_id,
                     protocol=arm.protocol,
@@ -303,7 +305,7 @@ def _run_arms(
             )
         )
     _write_state(root, state)
-    settings = ray_tune.SweepSettings(
+    settings = tuner.SweepSettings(
         name=TUNE_EXPERIMENT,
         storage_path=RunFolder(root).ray_dir,
         optuna_storage=storage,
@@ -318,7 +320,7 @@ def _run_arms(
         optuna_url=config.optuna_url,
         tracking=config.tracking.model_dump(),
     )
-    outcome.arms.update(ray_tune.run_arms(settings, resume=resuming, echo=echo))
+    outcome.arms.update(tuner.run_arms(settings, resume=resuming, echo=echo))
     for i, arm in pending:
         outcome.orphans += _fail_orphans(storage, arm.study_name)
         arm.status = "done"

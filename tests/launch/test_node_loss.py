@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from eeg2bold.launch import ray_tune
+from eeg2bold.launch.tune import progress as tune_callbacks
+from eeg2bold.launch.tune import runtime as ray_runtime
 
 HEAD, WORKER, SPARE = "a1" * 28, "b2" * 28, "c3" * 28
 
@@ -18,7 +19,7 @@ def nodes(monkeypatch):
     """A fake cluster view: node id -> alive."""
     state = {HEAD: True, WORKER: True, SPARE: True}
     monkeypatch.setattr(
-        ray_tune.ray,
+        tune_callbacks.ray,
         "nodes",
         lambda: [
             {"NodeID": n, "Alive": alive, "NodeManagerAddress": f"10.0.0.{i}"}
@@ -34,7 +35,7 @@ def _trial(tune_id: str, identity: str, last: dict) -> SimpleNamespace:
 
 def _progress():
     lines, recorded = [], []
-    progress = ray_tune._Progress(
+    progress = tune_callbacks._Progress(
         "within-ridge", 4, lines.append, "/tmp/x", lambda t, e: recorded.append((t, e))
     )
     return progress, lines, recorded
@@ -42,12 +43,12 @@ def _progress():
 
 def test_a_lost_node_is_told_once_with_the_checkpoint_and_the_new_node(nodes):
     progress, lines, recorded = _progress()
-    trial = _trial("t1", "abc12345", {"epoch": 2, "nodes": WORKER, ray_tune.METRIC: 0.1})
+    trial = _trial("t1", "abc12345", {"epoch": 2, "nodes": WORKER, tune_callbacks.METRIC: 0.1})
     nodes[WORKER] = False
     progress.on_trial_recover(0, [], trial)
     assert lines == []  # told once it has resumed, not before
     progress.on_trial_result(
-        0, [], trial, {"epoch": 3, "resumed_from": 2, "nodes": SPARE, ray_tune.METRIC: 0.2}
+        0, [], trial, {"epoch": 3, "resumed_from": 2, "nodes": SPARE, tune_callbacks.METRIC: 0.2}
     )
     assert lines[0] == (
         f"[within-ridge] trial abc12345 lost its node {WORKER[:8]} (10.0.0.2); resumed from "
@@ -55,7 +56,7 @@ def test_a_lost_node_is_told_once_with_the_checkpoint_and_the_new_node(nodes):
     )
     assert lines[1].startswith("[within-ridge] trial abc12345 epoch 3:")
     progress.on_trial_result(
-        0, [], trial, {"epoch": 4, "resumed_from": 2, "nodes": SPARE, ray_tune.METRIC: 0.2}
+        0, [], trial, {"epoch": 4, "resumed_from": 2, "nodes": SPARE, tune_callbacks.METRIC: 0.2}
     )
     assert len(lines) == 3  # the retry line is not repeated
     assert (progress.retried, progress.lost_nodes) == (1, 1)
@@ -86,7 +87,7 @@ def test_retries_exhausted_name_the_lost_node(nodes):
     progress.on_trial_error(0, [], trial)
     assert lines == [
         f"[within-ridge] trial abc12345 FAILED (1/4): lost its node {WORKER[:8]} (10.0.0.2); "
-        + ray_tune.WORKER_DIED
+        + tune_callbacks.WORKER_DIED
     ]
 
 
@@ -95,7 +96,7 @@ def test_a_failing_record_never_stops_the_sweep(nodes):
         raise RuntimeError("database gone")
 
     lines: list[str] = []
-    progress = ray_tune._Progress("arm", 1, lines.append, "/tmp/x", broken)
+    progress = tune_callbacks._Progress("arm", 1, lines.append, "/tmp/x", broken)
     trial = _trial("t1", "abc12345", {"nodes": HEAD})
     progress.on_trial_recover(0, [], trial)
     progress.on_trial_result(0, [], trial, {"nodes": HEAD, "resumed_from": 0})
@@ -105,7 +106,7 @@ def test_a_failing_record_never_stops_the_sweep(nodes):
 def test_progress_pickled_by_an_older_version_still_resumes():
     """Tune restores callbacks from its pickle: one saved before retries were recorded lacks
     the new fields."""
-    old = ray_tune._Progress.__new__(ray_tune._Progress)
+    old = tune_callbacks._Progress.__new__(tune_callbacks._Progress)
     old.__setstate__({"label": "arm", "total": 1, "echo": print, "results": "", "retried": 0})
     assert (old.record, old.lost_nodes, old._pending) == (None, 0, {})
 
@@ -122,7 +123,7 @@ def test_ray_messages_go_to_the_log_file_not_the_console(tmp_path, capfd):
     log = tmp_path / "logs" / "ray.log"
     raylet = {"pid": "raylet", "ip": "10.0.0.2", "is_err": False}
     try:
-        with ray_tune.ray_messages_to(str(log)) as where:
+        with ray_runtime.ray_messages_to(str(log)) as where:
             assert where == str(log)
             logging.getLogger("ray.tune.execution.tune_controller").error("Trial task failed X")
             # as Ray's error listener and log dispatcher print them
@@ -144,10 +145,10 @@ def test_ray_messages_go_to_the_log_file_not_the_console(tmp_path, capfd):
 
 def test_debug_leaves_ray_on_the_console_and_an_empty_log_is_removed(tmp_path):
     log = tmp_path / "ray.log"
-    with ray_tune.ray_messages_to(str(log), debug=True) as where:
+    with ray_runtime.ray_messages_to(str(log), debug=True) as where:
         assert where is None
     assert not log.exists()
-    with ray_tune.ray_messages_to(str(log)):
+    with ray_runtime.ray_messages_to(str(log)):
         pass
     assert not log.exists()  # nothing written: no file to point the user at
 
@@ -170,9 +171,9 @@ def test_a_node_whose_raylet_no_longer_answers_is_lost_before_ray_marks_it(monke
             {"NodeID": HEAD, "Alive": True, "NodeManagerAddress": "127.0.0.1"}
             | {"NodeManagerPort": live},
         ]
-        monkeypatch.setattr(ray_tune.ray, "nodes", lambda: view)
-        assert ray_tune._dead([WORKER, HEAD]) == [WORKER]
-        assert ray_tune._dead([SPARE]) == [SPARE]  # no longer listed at all
+        monkeypatch.setattr(tune_callbacks.ray, "nodes", lambda: view)
+        assert tune_callbacks._dead([WORKER, HEAD]) == [WORKER]
+        assert tune_callbacks._dead([SPARE]) == [SPARE]  # no longer listed at all
 
 
 def test_a_trial_lost_before_its_first_report_says_so(nodes):

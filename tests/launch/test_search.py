@@ -81,7 +81,7 @@ def test_two_owners_of_the_epoch_budget_are_refused():
 
 # -- the searcher: defaults first, then warm starts, once ------------------------------------
 def _searcher(storage, name, start):
-    from eeg2bold.launch.ray_tune import _OptunaSearch
+    from eeg2bold.launch.tune.arms import _OptunaSearch
 
     searcher = _OptunaSearch(
         space=space_function(model="ridge"),
@@ -188,7 +188,7 @@ def test_a_warm_start_from_nowhere_fails_before_anything_runs(tmp_path):
 
 # -- ASHA: the reference is never cut, a finished trial stays in later rungs ------------------
 def _asha():
-    from eeg2bold.launch.ray_tune import _ArmASHA
+    from eeg2bold.launch.tune.arms import _ArmASHA
 
     return _ArmASHA(
         time_attr="epoch",
@@ -254,7 +254,7 @@ def _arm_trial(tid, arm):
 def test_asha_never_compares_trials_of_different_arms():
     """One Tuner runs every arm, each arm with its own rungs: a beira trial at 0.1 is cut
     only by other beira trials, never by a ridge trial's 0.5 (a shared ASHA would cut it)."""
-    from eeg2bold.launch.ray_tune import _ArmsScheduler
+    from eeg2bold.launch.tune.arms import _ArmsScheduler
 
     both = _ArmsScheduler({"within/ridge": _asha(), "within/beira": _asha()})
     both.set_search_properties("val_r", "max")
@@ -276,7 +276,7 @@ def test_the_sweep_searcher_gives_each_arm_exactly_its_trials_side_by_side(tmp_p
     one each (the arm with fewer in flight goes next); then FINISHED."""
     from ray.tune.search import Searcher
 
-    from eeg2bold.launch.ray_tune import _ArmsSearch
+    from eeg2bold.launch.tune.arms import _ArmsSearch
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'o.db'}")
     arms = {k: _searcher(storage, k, [default_point("ridge")]) for k in ("a", "b")}
@@ -299,7 +299,7 @@ def test_the_sweep_searcher_gives_each_arm_exactly_its_trials_side_by_side(tmp_p
 
 def test_progress_lines_say_undefined_not_minus_one():
     """Before any fold has a defined val r the metric is tanh(-inf) = -1: say so in words."""
-    from eeg2bold.launch.ray_tune import _Progress
+    from eeg2bold.launch.tune.progress import _Progress
 
     said: list[str] = []
     progress = _Progress("arm", 2, said.append, "/nowhere")

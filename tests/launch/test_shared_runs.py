@@ -27,7 +27,8 @@ def test_the_fold_actors_of_a_node_read_one_shared_copy_of_each_run(ray_cluster,
     an actor reads the run itself."""
     import ray
 
-    from eeg2bold.launch import fold_actor, ray_tune
+    from eeg2bold.launch.tune import fold_actor
+    from eeg2bold.launch.tune import runtime as ray_runtime
     from eeg2bold.storage import open_dataset
 
     @ray.remote(num_cpus=0)
@@ -46,7 +47,7 @@ def test_the_fold_actors_of_a_node_read_one_shared_copy_of_each_run(ray_cluster,
             }
 
     url = str(tiny_store)
-    stores = ray_tune.start_run_stores()
+    stores = ray_runtime.start_run_stores()
     try:
         probes = [Probe.remote() for _ in range(2)]
         first, second = ray.get([p.read.remote(url, "sub-01", "run-1") for p in probes])

@@ -67,7 +67,7 @@ def test_an_undecodable_chunk_names_the_run_in_one_line(
 
 def test_verify_gives_an_undecodable_run_its_verdict_without_noise(undecodable_store):
     """In a process of its own: asyncio's report of the reads left pending comes at exit."""
-    from eeg2bold.launch.ray_tune import failure_kind
+    from eeg2bold.launch.tune.trial import failure_kind
     from eeg2bold.storage.store import undecodable
 
     done = subprocess.run(

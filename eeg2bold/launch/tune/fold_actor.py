@@ -1,6 +1,6 @@
 """The actors a sweep starts on its nodes: the fold actor and the node's run store.
 
-Kept apart from :mod:`eeg2bold.launch.ray_tune` so that their processes import Ray's core and
+Kept apart from :mod:`eeg2bold.launch.tune.tuner` so that their processes import Ray's core and
 the fold engine only, not Ray Tune and the search: every fold actor imports its class's module,
 and a sweep starts a few per arm.
 """

@@ -6,6 +6,8 @@ unless ``--debug``): the message must name the file or run and the problem.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class Eeg2BoldError(Exception):
     """Base class for errors caused by input or configuration, not by a bug."""
@@ -26,3 +28,14 @@ class ConfigError(Eeg2BoldError):
 class Eeg2BoldWarning(UserWarning):
     """Something a user should know that does not stop the work; the CLI prints it as one
     ``eeg2bold: warning: …`` line."""
+
+
+def invalid_options(exc: Any) -> str:
+    """A pydantic ``ValidationError`` as one line: 'invalid option(s): section.option: problem;
+    ...'."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "invalid option(s): " + "; ".join(parts)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from eeg2bold.errors import invalid_options
 from eeg2bold.ingest.errors import IngestError
 
 AuxType = Literal["eog", "ecg", "emg", "cwl", "misc"]
@@ -263,14 +264,4 @@ class IngestConfig(_Section):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise IngestError(f"{where}: {one_line(exc)}") from None
-
-
-def one_line(exc: ValidationError) -> str:
-    """A pydantic error as one line: 'section.option: problem; ...'."""
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "invalid option(s): " + "; ".join(parts)
+            raise IngestError(f"{where}: {invalid_options(exc)}") from None

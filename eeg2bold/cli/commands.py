@@ -1,0 +1,387 @@
+"""The commands: each turns parsed arguments into a call into the subpackages and prints the
+outcome (no logic of their own beyond parsing and printing)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from eeg2bold.cli.options import given
+from eeg2bold.errors import ConfigError, invalid_options
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from eeg2bold.simulate import SimulationConfig
+    from eeg2bold.simulate.write import simulate_to_store
+
+    values: dict[str, Any] = given(args)  # the options generated from SimulationConfig
+    values.update(_parse_sets(args.set))
+    try:
+        config = SimulationConfig(**values)
+    except ValidationError as exc:
+        raise ConfigError(invalid_options(exc)) from None
+    dataset = simulate_to_store(args.out, config, overwrite=args.overwrite, progress=not args.quiet)
+    if not args.quiet:
+        from eeg2bold.storage.summary import format_summary, summarize
+
+        print(format_summary(summarize(dataset)))
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from eeg2bold.storage import open_dataset
+    from eeg2bold.storage.summary import format_summary, summarize
+
+    dataset = open_dataset(args.dataset)
+    if args.repair:
+        removed = dataset.remove_stale_temporaries()
+        print(
+            f"repair: removed {len(removed)} temporary write(s) of crashed writers"
+            + (f" ({', '.join(removed)})" if removed else ""),
+            file=sys.stderr,
+        )
+    summary = summarize(dataset, verify=args.verify)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_summary(summary))
+    problems = [p for r in summary["runs"] for p in r.get("problems", [])]
+    return EXIT_ERROR if problems else 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from eeg2bold.run_folder.folder import default_train_folder
+    from eeg2bold.storage import open_dataset
+    from eeg2bold.training.config import build_config
+    from eeg2bold.training.display import format_curve, format_epoch, format_fold, format_result
+    from eeg2bold.training.run import train_calibration_curve, train_protocol
+
+    dataset = open_dataset(args.dataset)
+    protocol = "loso_calibrated" if args.calibration_minutes else args.protocol
+    config = build_config(model=args.model, protocol=protocol, sets=_parse_sets(args.set))
+    kind = "calibration" if args.calibration_minutes else config.protocol
+    out = args.out or default_train_folder(config.model, kind, config.config_hash())
+    quiet = args.quiet
+
+    def on_epoch(epoch: Any) -> None:
+        if not quiet:
+            line = format_epoch(config.protocol, epoch, max_epochs=config.train.epochs)
+            print(line, file=sys.stderr)
+
+    def on_fold(outcome: Any) -> None:
+        if not quiet:
+            print(format_fold(config.protocol, outcome), file=sys.stderr)
+
+    common = {"out_dir": out, "subjects": args.subjects, "resume": args.resume}
+    if args.calibration_minutes:
+        curve = train_calibration_curve(
+            dataset,
+            config,
+            minutes=args.calibration_minutes,
+            on_epoch=on_epoch,
+            on_fold=on_fold,
+            **common,
+        )
+        print(format_curve(curve))
+        print(f"\nresults, model files and configs in {out}")
+        if args.json:
+            with open(args.json, "w") as f:
+                from eeg2bold.run_folder.files import json_safe
+
+                json.dump(json_safe([r.summary() for r in curve]), f, indent=2)
+        return 0
+    result = train_protocol(dataset, config, on_epoch=on_epoch, on_fold=on_fold, **common)
+    print(format_result(result))
+    print(f"\nresults, model files and config in {out}")
+    if args.json:
+        with open(args.json, "w") as f:
+            from eeg2bold.run_folder.files import json_safe
+
+            json.dump(json_safe(result.summary()), f, indent=2)
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from eeg2bold.models.catalog import describe_models, format_models
+
+    models = describe_models()
+    print(json.dumps(models, indent=2, default=str) if args.json else format_models(models))
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from eeg2bold.launch.config import load_study_config
+    from eeg2bold.launch.sweep import run_sweep
+    from eeg2bold.study.queries import best_trials, format_gain, format_trials, load_sweep
+
+    config = load_study_config(args.config)
+    if args.warm_start:
+        config = config.with_warm_start(args.warm_start, top_k=args.warm_start_k)
+    outcome = run_sweep(
+        config,
+        address=args.address,
+        resume=args.resume,
+        dry_run=args.dry_run,
+        num_cpus=args.num_cpus,
+        echo=lambda line: print(line, file=sys.stderr, flush=True),
+        debug=args.debug,
+    )
+    if isinstance(outcome, str):
+        print(outcome)
+        return 0
+    sweep = load_sweep(outcome.plan.results)
+    print("best configuration per protocol and model (ranked by mean validation r):")
+    best = best_trials(sweep)
+    print(format_trials(best))
+    if gain := format_gain(best):
+        print(gain)
+    if outcome.orphans:
+        print(f"({outcome.orphans} Optuna trial(s) left RUNNING by a killed driver marked FAIL)")
+    if outcome.n_retried:
+        print(
+            f"({outcome.n_retried} trial(s) retried, each from its last epoch checkpoint; "
+            f"{outcome.n_lost_nodes} of them had lost their node)"
+        )
+    if outcome.ray_log:
+        print(f"(Ray's own messages — tracebacks, node dumps — are in {outcome.ray_log})")
+    print(f"\nsweep folder: {outcome.plan.results}  (eeg2bold trials / best / report)")
+    if outcome.n_trials and outcome.n_failed == outcome.n_trials:
+        print(
+            f"eeg2bold: error: all {outcome.n_trials} trial(s) failed; see `eeg2bold trials "
+            f"{outcome.plan.results}` for the reasons",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    return 0
+
+
+def _run_folder(path: str) -> str:
+    """A run folder as given, or the results folder a study config names."""
+    if path.endswith((".yaml", ".yml")) and Path(path).is_file():
+        from eeg2bold.launch.config import load_study_config
+
+        return load_study_config(path).results_url
+    return path
+
+
+def _cmd_trials(args: argparse.Namespace) -> int:
+    from eeg2bold.study.queries import format_trials, load_sweep, trial_records, trials_table
+
+    frame = trials_table(load_sweep(_run_folder(args.study)))
+    if args.json:
+        print(json.dumps(trial_records(frame), indent=2, default=str))
+    else:
+        print(format_trials(frame, params=args.params))
+    return 0
+
+
+def _cmd_best(args: argparse.Namespace) -> int:
+    from eeg2bold.study.queries import (
+        best_trials,
+        format_gain,
+        format_trials,
+        load_sweep,
+        trial_records,
+    )
+
+    frame = best_trials(
+        load_sweep(_run_folder(args.study)),
+        protocol=args.protocol,
+        model=args.model,
+        top=args.top,
+        overall=args.overall,
+    )
+    if args.json:
+        print(json.dumps(trial_records(frame), indent=2, default=str))
+    else:
+        print(format_trials(frame, params=True))
+        if gain := format_gain(frame):
+            print(gain)
+    return 0
+
+
+def _cmd_spaces(args: argparse.Namespace) -> int:
+    from eeg2bold.models import model_names
+    from eeg2bold.search_spaces import describe_space
+
+    models = args.models or model_names()
+    spaces = {m: describe_space(m) for m in models}
+    if args.json:
+        print(json.dumps({m: [p.__dict__ for p in ps] for m, ps in spaces.items()}, indent=2))
+        return 0
+    for m, params in spaces.items():
+        print(m)
+        for p in params:
+            print(f"    {p.name:<28} {p.describe()}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from eeg2bold.predict import predict, summary_lines, write_outputs
+
+    def say(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr)
+
+    prediction = predict(
+        args.model,
+        args.recording,
+        protocol=args.protocol,
+        model=args.model_name,
+        fmt=args.eeg_format,
+        mat=_mat_options(args),
+        bad_channels=args.bad or (),
+        preprocess=not args.no_preprocess,
+        check_amplitude=not args.no_amplitude_check,
+        step_s=args.step,
+        device=args.device,
+        progress=not args.quiet,
+        echo=say,
+    )
+    written = write_outputs(prediction, args.out, plot=not args.no_plot)
+    if not args.quiet:
+        print("\n".join(summary_lines(prediction, written)))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from eeg2bold.study.report import build_report, write_report
+
+    def say(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr)
+
+    report = build_report(
+        _run_folder(args.study),
+        n_boot=args.n_boot,
+        n_surrogates=args.n_surrogates,
+        seed=args.seed,
+        echo=say,
+    )
+    written = write_report(report, args.out, args.json)
+    if not args.quiet:
+        print(f"report: {written['html'].resolve()}")
+        if "json" in written:
+            print(f"numbers: {written['json'].resolve()}")
+    sweep_config = report.data.get("reproducibility", {}).get("study_config") or {}
+    if (sweep_config.get("tracking") or {}).get("mlflow"):
+        from eeg2bold.study.tracking import attach_report
+
+        run = attach_report(sweep_config, list(written.values()))
+        if not args.quiet:
+            print(f"attached to MLflow: run {run} ('report') of the sweep's experiment")
+    return 0
+
+
+def _cmd_launch(args: argparse.Namespace) -> int:
+    import os
+
+    from eeg2bold.launch.cluster import render_k8s, render_slurm, stage_study, staged_study_path
+    from eeg2bold.launch.config import load_study_config
+    from eeg2bold.run_folder.files import write_bytes
+
+    config = load_study_config(args.config)
+    render = render_slurm if args.target == "slurm" else render_k8s
+    options = given(args)
+    text = render(args.config, config=config, **options)
+    if args.target == "slurm":  # the job reads a copy every node sees, not the file given
+        staged = staged_study_path(config, options.get("stage_dir"))
+        stage_study(config, staged)
+        print(f"staged the study config for the job: {staged}", file=sys.stderr)
+    submit = getattr(args, "submit", False)
+    if submit and args.output in (None, "-"):
+        args.output = os.path.splitext(staged)[0] + ".sbatch"
+    if args.output is None or args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    write_bytes(args.output, text.encode(), what="the job file")
+    if args.target == "slurm":
+        os.chmod(args.output, 0o755)
+    print(f"wrote {args.output}", file=sys.stderr)
+    if submit:
+        from eeg2bold.launch.cluster import submit_slurm
+
+        job = submit_slurm(args.output)
+        print(job)  # the job id alone on stdout, for scripts
+        print(
+            f"submitted Slurm job {job}: `squeue -j {job}` while it runs, `sacct -j {job}` "
+            f"after; its log is {options.get('job_name') or 'eeg2bold-' + config.name}-{job}.log "
+            "in the folder sbatch ran in",
+            file=sys.stderr,
+        )
+    return 0
+
+
+# Launch flags: flag -> option field of the renderer (type, help and default from there).
+
+
+def _minutes(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected minutes like 0,1,2,4, got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected minutes >= 0 like 0,1,2,4, got {text!r}")
+    return values
+
+
+def _parse_sets(items: Sequence[str] | None) -> dict[str, str]:
+    """``KEY=VALUE`` pairs from repeated ``--set`` options (values are validated downstream)."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    """Shared tail of the ``ingest`` subcommands: resolve the config, run, print the report."""
+    from eeg2bold.cli.ingest_options import build_config
+    from eeg2bold.ingest import ingest
+    from eeg2bold.ingest.layouts import CONFIG_DEFAULTS, make_layout
+
+    options = {k: v for k, v in vars(args).items() if not k.startswith("cfg:")}
+    mat = _mat_options(args) if "mat_variable" in options else None
+    layout = make_layout(options.pop("layout_name"), mat=mat, **options)
+    defaults = CONFIG_DEFAULTS[args.layout_name]
+    if args.layout_name == "table":  # timed as the manifest's marker/start columns say
+        defaults = layout.timing_defaults()  # type: ignore[attr-defined]
+    config = build_config(
+        given(args),
+        config_file=args.config,
+        defaults=defaults,
+        require_timing=args.layout_name == "files"
+        or (args.layout_name == "table" and not defaults),
+    )
+    report = ingest(
+        layout,
+        args.out,
+        config=config,
+        on_error=args.on_error,
+        common=args.common,
+        overwrite=args.overwrite,
+        name=args.name,
+        progress=not args.quiet,
+    )
+    if not args.quiet:
+        print("\n".join(report.lines()))
+    return EXIT_ERROR if report.failed else 0
+
+
+def _mat_options(args: argparse.Namespace) -> Any:
+    from eeg2bold.ingest.specs import mat_options
+
+    return mat_options(
+        args.mat_variable, args.mat_sfreq, units=args.mat_units, channels=args.mat_channels
+    )

@@ -112,13 +112,22 @@ def _z(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(axis=1, keepdims=True)) / x.std(axis=1, keepdims=True)
 
 
-def arm_scores(results: Any, *, trials: dict[tuple[str, str], str] | None = None) -> dict:
+def arm_scores(
+    results: Any,
+    *,
+    trials: dict[tuple[str, str], str] | None = None,
+    defaults: dict[tuple[str, str], str] | None = None,
+) -> dict:
     """Per (protocol, model): val and test r as the report's arm table computes them, after
-    nested selection (``trials``: one given trial instead) and the fold-epochs trained."""
+    nested selection (with ``defaults``: the report's one-standard-error rule; ``trials``:
+    one given trial instead) and the fold-epochs trained."""
     from eeg2bold.study.selection import fixed_choice, nested_selection
     from eeg2bold.training.metrics import fisher_mean
 
-    chosen = fixed_choice(results, trials) if trials else nested_selection(results)
+    if trials:
+        chosen = fixed_choice(results, trials)
+    else:
+        chosen = nested_selection(results, defaults=defaults)
     curve = results[(results["split"] == "val") & ~results["final"].astype(bool)]
     out = {}
     for (protocol, model), frame in chosen.groupby(["protocol", "model"]):
@@ -134,16 +143,15 @@ def arm_scores(results: Any, *, trials: dict[tuple[str, str], str] | None = None
         closed_form = len(mine) == 0  # ridge: one closed-form pass per fold
         if closed_form:
             epochs = len(finals[finals["final"].astype(bool)].drop_duplicates(["trial", "fold"]))
-        out[(protocol, model)] = scores | {"fold_epochs": epochs}
+        kept = frame.drop_duplicates("fold")["chosen_by"] == "defaults"
+        out[(protocol, model)] = scores | {"fold_epochs": epochs, "defaults_kept": int(kept.sum())}
     return out
 
 
 def run_defaults(store: Path, model: str, protocol: str, out: Path, epochs: int | None) -> dict:
     sets = ["--set", f"train.epochs={epochs}"] if epochs else []
     command = [*EEG2BOLD, "train", str(store), "--model", model, "--protocol", protocol, "-q"]
-    t0 = time.perf_counter()
-    subprocess.run([*command, *sets, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
-    seconds = time.perf_counter() - t0
+    seconds = _timed(out, [*command, *sets, "--out", str(out)])
     from eeg2bold.run_folder import RunFolder
 
     ((_, scores),) = arm_scores(RunFolder(out).results()).items()
@@ -170,18 +178,34 @@ def run_sweep(store: Path, args: argparse.Namespace, root: Path, label: str) -> 
         study["search"] = {"train.epochs": args.epochs}
     path = root / f"study-{label}.yaml"
     path.write_text(yaml.safe_dump(study))
-    t0 = time.perf_counter()
-    subprocess.run([*EEG2BOLD, "sweep", str(path)], check=True, stdout=subprocess.DEVNULL)
-    seconds = time.perf_counter() - t0
+    seconds = _timed(root / f"sweep-{label}", [*EEG2BOLD, "sweep", str(path)])
     folder = RunFolder(root / f"sweep-{label}")
     results = folder.results()
     defaults = defaults_trials(trials_table(load_sweep(folder.url)))
-    selected = arm_scores(results)
+    selected = arm_scores(results, defaults=defaults)
+    plain = arm_scores(results)
     in_sweep = arm_scores(results, trials=defaults)
     return {
         "seconds": seconds,
-        "arms": {key: selected[key] | {"defaults_in_sweep": in_sweep.get(key)} for key in selected},
+        "arms": {
+            key: selected[key]
+            | {"defaults_in_sweep": in_sweep.get(key), "plain_best": plain.get(key)}
+            for key in selected
+        },
     }
+
+
+def _timed(folder: Path, command: list[str]) -> float | None:
+    """Run ``command`` (which writes ``folder``) and time it; with ``--work`` a folder an
+    earlier run of this script finished is scored again instead (seconds: that run's)."""
+    done = folder / "bench-seconds.json"
+    if done.exists():
+        return json.loads(done.read_text())["seconds"]
+    t0 = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - t0
+    done.write_text(json.dumps({"seconds": seconds}))
+    return seconds
 
 
 def main() -> int:
@@ -199,7 +223,11 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, help="train.epochs for both (default: 30)")
     parser.add_argument("--stores", nargs="+", default=["sim", "hybrid"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work", help="keep stores and run folders here (default: temporary)")
+    parser.add_argument(
+        "--work",
+        help="keep stores and run folders here (default: temporary); run again with the same "
+        "folder and settings to score the finished runs again without training",
+    )
     args = parser.parse_args()
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-search-"))
@@ -207,7 +235,12 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     for kind in args.stores:
         store = work / f"{kind}.zarr"
-        made = simulated_store(store, args) if kind == "sim" else hybrid_store(store, args)
+        if store.exists():
+            made: Path | None = store
+        elif kind == "sim":
+            made = simulated_store(store, args)
+        else:
+            made = hybrid_store(store, args)
         if made is None:
             print(f"{kind}: skipped (no real recordings in {REAL})", file=sys.stderr)
             continue
@@ -240,30 +273,46 @@ def main() -> int:
                     else searched["fold_epochs"] / max(1, defaults["fold_epochs"]),
                 }
                 rows.append(row)
+                if searched:
+                    row["plain_best_bought_test_r"] = (
+                        searched["plain_best"]["test_r"] - defaults["test_r"]
+                    )
                 print(
                     f"  {kind:<6} {protocol:<7} {model:<10} defaults val/test "
                     f"{defaults['val_r']:.3f}/{defaults['test_r']:.3f}  sweep "
                     + (
                         f"{searched['val_r']:.3f}/{searched['test_r']:.3f}  bought "
-                        f"{row['bought_test_r']:+.3f}  compute {row['compute_ratio']:.1f}×"
+                        f"{row['bought_test_r']:+.3f} (plain best "
+                        f"{row['plain_best_bought_test_r']:+.3f}, defaults kept on "
+                        f"{searched['defaults_kept']} folds)  compute "
+                        f"{row['compute_ratio']:.1f}×"
                         if searched
                         else "(no finished trial)"
                     ),
                     file=sys.stderr,
                 )
-    deep = [r["bought_test_r"] for r in rows if r["model"] != "ridge" and r["sweep"]]
-    every = [r["bought_test_r"] for r in rows if r["sweep"]]
+    deep, every = _gains(rows, "bought_test_r")
+    plain_deep, plain_every = _gains(rows, "plain_best_bought_test_r")
     summary = {
         "deep_mean_bought_test_r": float(np.mean(deep)) if deep else None,
         "worst_arm_bought_test_r": float(min(every)) if every else None,
         "target_deep_mean": DEEP_GAIN_TARGET,
         "target_worst_arm": ARM_LOSS_LIMIT,
         "met": bool(deep and np.mean(deep) >= DEEP_GAIN_TARGET and min(every) >= ARM_LOSS_LIMIT),
+        # the same trials chosen by plain best val r (no one-standard-error rule), for contrast
+        "plain_best_deep_mean_bought_test_r": float(np.mean(plain_deep)) if plain_deep else None,
+        "plain_best_worst_arm_bought_test_r": float(min(plain_every)) if plain_every else None,
     }
     print(json.dumps(summary, indent=2), file=sys.stderr)
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "work")}
     write_result({"settings": settings, "summary": summary, "rows": _plain(rows)}, args.out)
     return 0
+
+
+def _gains(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    """The deep models' and every arm's ``key`` over the rows whose sweep finished."""
+    finished = [r for r in rows if r["sweep"]]
+    return [r[key] for r in finished if r["model"] != "ridge"], [r[key] for r in finished]
 
 
 def _plain(value: Any) -> Any:

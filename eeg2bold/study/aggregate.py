@@ -422,6 +422,7 @@ def summarize(
     alternative: Alternative = "greater",
     reference: str = "within",
     seed: int = 0,
+    defaults: Mapping[tuple[str, str], str] | None = None,
 ) -> Summary:
     """The study's statistics from its results table (and, optionally, its predictions).
 
@@ -444,8 +445,12 @@ def summarize(
     subject: ``gap`` = reference r − protocol r (Fisher means) with a paired bootstrap CI, the
     Wilcoxon signed-rank test and the paired sign-flip test on z differences, one-sided
     (reference > protocol, "greater") and two-sided, each with BH q across ROIs.
+
+    ``defaults`` ((protocol, model) -> the arm's defaults trial) makes selection keep the
+    defaults unless a configuration beats them by more than one standard error on val
+    (:func:`~eeg2bold.study.selection.nested_selection`).
     """
-    selection = nested_selection(results)
+    selection = nested_selection(results, defaults=defaults)
     selection, nulls = _add_fold_chance(
         selection,
         predictions,
@@ -470,7 +475,9 @@ def summarize(
     arms = _arm_table(selection, nulls, n_boot=n_boot, level=level, seed=seed)
     settings = {
         "metric": "Pearson r per ROI at volume times; summaries through Fisher z",
-        "selection": "nested: per fold, best Fisher-mean val r over ROIs; test never selects",
+        "selection": "nested: per fold, best Fisher-mean val r over ROIs"
+        + ("; the defaults unless beaten by more than one standard error" if defaults else "")
+        + "; test never selects",
         "n_boot": n_boot,
         "n_surrogates": n_surrogates,
         "min_shift_s": min_shift_s,
@@ -486,17 +493,29 @@ def summarize(
     )
 
 
-GAIN_COLUMNS = ["protocol", "model", "defaults_trial", "n_subjects", "defaults_r", "r", "bought_r"]
+GAIN_COLUMNS = [
+    "protocol",
+    "model",
+    "defaults_trial",
+    "n_subjects",
+    "n_folds",
+    "defaults_kept",
+    "defaults_r",
+    "r",
+    "bought_r",
+]
 
 
 def search_gain(
     results: pd.DataFrame, arms: pd.DataFrame, defaults: Mapping[tuple[str, str], str]
 ) -> pd.DataFrame:
     """What a sweep's search bought, per protocol × model: the arm's mean test r after nested
-    selection (``r``, from :func:`summarize`'s ``arms``) beside the same mean of its defaults
+    selection (``r``, selected as :func:`summarize` selects with ``defaults``; ``arms``
+    names the arms reported) beside the same mean of its defaults
     trial on every fold (``defaults_r``: trial 0, what ``eeg2bold train`` would have given),
-    over the subjects both have, and ``bought_r`` = r − defaults_r."""
-    chosen = nested_selection(results).dropna(subset=["test_r"])
+    over the subjects both have, and ``bought_r`` = r − defaults_r; ``defaults_kept``: of the
+    arm's ``n_folds``, those whose selection is the defaults trial."""
+    chosen = nested_selection(results, defaults=defaults).dropna(subset=["test_r"])
     fixed = fixed_choice(results, defaults).dropna(subset=["test_r"])
     rows = []
     for (protocol, model), frame in fixed.groupby(["protocol", "model"], sort=True):
@@ -511,12 +530,16 @@ def search_gain(
             continue
         r = float(fisher_mean(selected[both].to_numpy()))
         defaults_r = float(fisher_mean(base[both].to_numpy()))
+        folds = chosen[(chosen["protocol"] == protocol) & (chosen["model"] == model)]
+        folds = folds.drop_duplicates("fold")
         rows.append(
             {
                 "protocol": protocol,
                 "model": model,
                 "defaults_trial": defaults[(protocol, model)],
                 "n_subjects": int(both.size),
+                "n_folds": len(folds),
+                "defaults_kept": int((folds["trial"] == defaults[(protocol, model)]).sum()),
                 "defaults_r": defaults_r,
                 "r": r,
                 "bought_r": r - defaults_r,

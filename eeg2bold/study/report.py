@@ -395,7 +395,12 @@ def build_report(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         summary = summarize(
-            results, predictions=predictions, n_boot=n_boot, n_surrogates=n_surrogates, seed=seed
+            results,
+            predictions=predictions,
+            n_boot=n_boot,
+            n_surrogates=n_surrogates,
+            seed=seed,
+            defaults=defaults_trials(trials),
         )
     data["notes"] = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     for note in data["notes"]:

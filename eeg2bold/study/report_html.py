@@ -163,13 +163,23 @@ def _html_gain(report: Report) -> str:
         f"test r is {section['mean_bought_r']:+.3f} from the models' defaults on average "
         f"(from {min(bought):+.3f} to {max(bought):+.3f}). The defaults are trial 0 of every "
         "arm's search (what eeg2bold train gives), trained to the end and scored on the same "
-        "subjects; selection is nested and never sees test."
+        "subjects; selection is nested and never sees test, and a fold keeps the defaults "
+        "unless a configuration beats them on val by more than one standard error."
     )
     rows = [
-        [g["protocol"], g["model"], g["n_subjects"], g["defaults_r"], g["r"], g["bought_r"]]
+        [
+            g["protocol"],
+            g["model"],
+            g["n_subjects"],
+            f"{g['defaults_kept']} of {g['n_folds']}",
+            g["defaults_r"],
+            g["r"],
+            g["bought_r"],
+        ]
         for g in gain
     ]
-    headers = ["protocol", "model", "subjects", "defaults r", "selected r", "bought"]
+    headers = ["protocol", "model", "subjects", "defaults kept", "defaults r", "selected r"]
+    headers.append("bought")
     return out + _table(headers, rows)
 
 

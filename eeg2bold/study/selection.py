@@ -24,6 +24,7 @@ SELECTION_COLUMNS = [
     *CANDIDATE_KEYS,
     "epoch",
     "n_candidates",
+    "chosen_by",
     "val_score",
     "val_r",
     "test_r",
@@ -51,9 +52,10 @@ def _final_rows(results: pd.DataFrame, protocol: str | None, model: str | None) 
     return frame
 
 
-def _choose(val: pd.DataFrame) -> pd.DataFrame:
+def _choose(val: pd.DataFrame, defaults: Mapping[tuple[str, str], str]) -> pd.DataFrame:
     """One configuration per fold from val rows only: best Fisher mean over ROIs of val r,
-    pooled over folds where the protocol allows (:func:`_pooled`).
+    pooled over folds where the protocol allows (:func:`_pooled`), unless that arm's defaults
+    trial is within one standard error of it (:func:`_keep_defaults`).
 
     Ties go to the smallest candidate key (sweep, trial, config_hash, seed), so the choice is
     deterministic and still independent of test. Candidates whose own fold score is
@@ -81,8 +83,94 @@ def _choose(val: pd.DataFrame) -> pd.DataFrame:
         ascending=[True] * len(FOLD_KEYS) + [False] + [True] * len(CANDIDATE_KEYS),
         kind="mergesort",
     )
-    chosen = ranked.groupby(FOLD_KEYS, sort=False).head(1).drop(columns="fold_score")
-    return chosen.merge(counts, on=FOLD_KEYS, how="left")
+    ranked = ranked.assign(chosen_by="val")
+    if defaults:
+        chosen = _keep_defaults(ranked, val, defaults)
+    else:
+        chosen = ranked.groupby(FOLD_KEYS, sort=False).head(1)
+    return chosen.drop(columns="fold_score").merge(counts, on=FOLD_KEYS, how="left")
+
+
+def _keep_defaults(
+    ranked: pd.DataFrame, val: pd.DataFrame, defaults: Mapping[tuple[str, str], str]
+) -> pd.DataFrame:
+    """The one-standard-error rule, anchored at the defaults: per fold, the best-ranked
+    configuration whose val advantage over the arm's defaults trial is more than one standard
+    error of their paired differences; the defaults where none is.
+
+    Why: the best of many configurations on a few minutes of val is partly the luckiest (the
+    winner's curse); ``bench_search.py`` measured selected configurations whose higher val r
+    did not carry to test. The defaults are chosen before any data are seen, so preferring
+    them unless the evidence is clear costs little where the search finds a real gain and
+    guards the arms where it does not. The paired units are the folds of the fold's pool
+    where the protocol pools (their fold scores, as :func:`_pooled` combines them) and
+    otherwise the ROIs of the fold's own val (LOSO). One unit gives no error: the plain
+    comparison stands.
+    """
+    from eeg2bold.protocols import pools_selection
+
+    rows = []
+    for (protocol, model, _, _), candidates in ranked.groupby(FOLD_KEYS, sort=False):
+        anchor = defaults.get((str(protocol), str(model)))
+        mine = candidates[candidates["trial"] == anchor]
+        if anchor is None or mine.empty:  # no defaults trial, or no defined score here
+            rows.append(candidates.iloc[0])
+            continue
+        arm = ranked[(ranked["protocol"] == protocol) & (ranked["model"] == model)]
+        pooled = pools_selection(str(protocol))
+        pick = _as_defaults(mine.iloc[0])
+        for _, best in candidates.iterrows():
+            if best["trial"] == anchor:
+                break  # nothing ranked above the defaults passed: keep them
+            diff = _paired_folds(arm, best, anchor) if pooled else _paired_rois(val, best, anchor)
+            error = float(np.std(diff, ddof=1) / np.sqrt(diff.size)) if diff.size > 1 else 0.0
+            if diff.size and float(np.mean(diff)) > error:
+                pick = best
+                break
+        rows.append(pick)
+    return pd.DataFrame(rows).reset_index(drop=True)
+
+
+def _as_defaults(row: pd.Series) -> pd.Series:
+    out = row.copy()
+    out["chosen_by"] = "defaults"
+    return out
+
+
+def _paired_folds(arm: pd.DataFrame, best: pd.Series, anchor: str) -> np.ndarray:
+    """Fisher-z differences best − defaults over the folds of ``best``'s fold's pool."""
+    subject = arm.loc[arm["fold"] == best["fold"], "subject"].iloc[0]
+    pool = arm[(arm["subject"] != subject) | (arm["fold"] == best["fold"])]
+    key = ["fold"]
+    a = pool[_same_candidate(pool, best)].set_index(key)["fold_score"]
+    b = pool[pool["trial"] == anchor].set_index(key)["fold_score"]
+    both = a.index.intersection(b.index)
+    return _z(a[both].to_numpy()) - _z(b[both].to_numpy())
+
+
+def _paired_rois(val: pd.DataFrame, best: pd.Series, anchor: str) -> np.ndarray:
+    """Fisher-z differences best − defaults over the ROIs of ``best``'s fold's own val."""
+    fold = val[
+        (val["protocol"] == best["protocol"])
+        & (val["model"] == best["model"])
+        & (val["fold"] == best["fold"])
+    ]
+    a = fold[_same_candidate(fold, best)].set_index("roi")["r"]
+    b = fold[fold["trial"] == anchor].set_index("roi")["r"]
+    both = a.index.intersection(b.index)
+    diff = _z(a[both].to_numpy(dtype=float)) - _z(b[both].to_numpy(dtype=float))
+    return diff[~np.isnan(diff)]
+
+
+def _same_candidate(frame: pd.DataFrame, row: pd.Series) -> pd.Series:
+    mask = pd.Series(True, index=frame.index)
+    for key in CANDIDATE_KEYS:
+        mask &= frame[key] == row[key]
+    return mask
+
+
+def _z(r: np.ndarray) -> np.ndarray:
+    return np.arctanh(np.clip(r, -0.999999, 0.999999))
 
 
 def _pooled(scores: pd.DataFrame) -> pd.DataFrame:
@@ -105,7 +193,7 @@ def _pooled(scores: pd.DataFrame) -> pd.DataFrame:
         # candidates × folds of Fisher z; fold k pools the folds j of other subjects and itself
         z = frame.pivot_table(
             index=CANDIDATE_KEYS, columns="fold", values="fold_score", aggfunc="first"
-        ).apply(lambda col: np.arctanh(np.clip(col, -0.999999, 0.999999)))
+        ).apply(_z)
         folds = frame.drop_duplicates("fold").set_index("fold")["subject"].reindex(z.columns)
         subjects = folds.to_numpy()
         pools = (subjects[:, None] != subjects[None, :]) | np.eye(len(subjects), dtype=bool)
@@ -122,22 +210,29 @@ def _pooled(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def nested_selection(
-    results: pd.DataFrame, *, protocol: str | None = None, model: str | None = None
+    results: pd.DataFrame,
+    *,
+    protocol: str | None = None,
+    model: str | None = None,
+    defaults: Mapping[tuple[str, str], str] | None = None,
 ) -> pd.DataFrame:
     """Per (protocol, model, fold): the configuration best on that fold's val, with its test r.
 
     From the ``final=True`` rows of the results table, each candidate configuration (sweep,
     trial, config_hash, seed) is scored on each fold by the Fisher-z mean over ROIs of its val
     r at its best epoch; the highest score wins (see :func:`_choose`, which sees val rows
-    only). Test rows are joined to the winners afterwards. Returns one row per (protocol,
-    model, fold, subject, ROI) with the winner, its best ``epoch``, ``n_candidates`` ranked,
+    only), except that with ``defaults`` ((protocol, model) -> the arm's defaults trial id) a
+    fold keeps the defaults unless the winner beats them by more than one standard error
+    (:func:`_keep_defaults`). Test rows are joined to the winners afterwards. Returns one row
+    per (protocol, model, fold, subject, ROI) with the winner, its best ``epoch``,
+    ``n_candidates`` ranked, ``chosen_by`` ("val", or "defaults" where the rule kept them),
     ``val_score``, ``val_r``, ``test_r`` and ``n_test`` (NaN where the winner has no test row).
     """
     final = _final_rows(results, protocol, model)
     if final.empty:
         return pd.DataFrame(columns=SELECTION_COLUMNS)
     val = final[final["split"] == "val"]
-    chosen = _choose(val)
+    chosen = _choose(val, defaults or {})
     keys = [*FOLD_KEYS, *CANDIDATE_KEYS]
     per_roi = chosen.merge(val[[*keys, "roi", "epoch", "r"]], on=keys, how="left").rename(
         columns={"r": "val_r"}
@@ -168,5 +263,7 @@ def fixed_choice(results: pd.DataFrame, trials: Mapping[tuple[str, str], str]) -
     test = final.loc[final["split"] == "test", [*keys, "r", "n"]].rename(
         columns={"r": "test_r", "n": "n_test"}
     )
-    out = val.merge(test, on=keys, how="left").assign(n_candidates=1, val_score=float("nan"))
+    out = val.merge(test, on=keys, how="left").assign(
+        n_candidates=1, chosen_by="fixed", val_score=float("nan")
+    )
     return out[SELECTION_COLUMNS].reset_index(drop=True)

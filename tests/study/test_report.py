@@ -182,11 +182,12 @@ def test_html_tables_show_the_json_field_by_field(study):
         + [lambda a: a["best"]["trial"], lambda a: a["best"]["val_r"]]
         + [lambda a: a["best"]["test_r"], lambda a: best_params(a)],
     )
-    gain = table_with(tables, ["protocol", "model", "subjects", "defaults r", "selected r"])
+    gain = table_with(tables, ["protocol", "model", "subjects", "defaults kept", "defaults r"])
     check_rows(
         gain,
         data["search_gain"]["arms"],
-        ["protocol", "model", "n_subjects", "defaults_r", "r", "bought_r"],
+        ["protocol", "model", "n_subjects", lambda g: f"{g['defaults_kept']} of {g['n_folds']}"]
+        + ["defaults_r", "r", "bought_r"],
     )
     traces = table_with(tables, ["ROI", "test r (whole test split)"])
     check_rows(traces, data["traces"]["rois"], ["roi", "r"])
@@ -211,8 +212,14 @@ def best_params(arm):
 
 
 def test_roi_numbers_equal_a_direct_nested_selection(study):
-    """The per-ROI r is the Fisher mean over held-out subjects of the val-selected test r."""
-    selection = nested_selection(read_results(study["sweep"] / "table"))
+    """The per-ROI r is the Fisher mean over held-out subjects of the val-selected test r
+    (the defaults kept unless beaten by more than one standard error)."""
+    from eeg2bold.run_folder import RunFolder
+    from eeg2bold.study.queries import defaults_trials, load_sweep, trials_table
+
+    defaults = defaults_trials(trials_table(load_sweep(RunFolder(study["sweep"]).url)))
+    assert len(defaults) == 4  # every arm has its defaults trial
+    selection = nested_selection(read_results(study["sweep"] / "table"), defaults=defaults)
     rois = study["json"]["statistics"]["rois"]
     assert len(rois) == 4 * 3
     for row in rois:

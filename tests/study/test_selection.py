@@ -176,6 +176,7 @@ def test_search_gain_is_the_selection_minus_the_defaults_trial_over_subjects():
     expected_defaults = fisher_mean(np.array(per_subject))
     expected = fisher_mean(np.array([fisher_mean(r) for r in base + 0.1]))
     assert row["n_subjects"] == len(SUBJECTS) and row["defaults_trial"] == "defaults"
+    assert (row["n_folds"], row["defaults_kept"]) == (len(SUBJECTS), 0)
     assert row["defaults_r"] == pytest.approx(expected_defaults, abs=1e-12)
     assert row["r"] == pytest.approx(expected, abs=1e-12)
     assert row["bought_r"] == pytest.approx(expected - expected_defaults, abs=1e-12)
@@ -183,6 +184,7 @@ def test_search_gain_is_the_selection_minus_the_defaults_trial_over_subjects():
     val["defaults"] = np.full_like(base, 0.9)
     flat = search_gain(_table(val, test), arms, {("loso", "ridge"): "defaults"})
     assert flat["bought_r"].iloc[0] == pytest.approx(0.0, abs=1e-12)
+    assert flat["defaults_kept"].iloc[0] == len(SUBJECTS)
     # an arm without a defaults trial (an older sweep) has no row
     assert search_gain(frame, arms, {}).empty
 
@@ -238,3 +240,70 @@ def test_pooling_never_reads_a_val_block_that_may_hold_the_folds_test_data():
         (table["fold"] >= 2) & (table["split"] == "val") & (table["trial"] == "b"), "r"
     ] = -0.9
     assert _chosen(nested_selection(other_subject))[0] == "a"
+
+
+def _one_se(diff: np.ndarray) -> tuple[float, float]:
+    """The rule's two numbers, written out: mean and standard error of paired differences."""
+    return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(diff.size))
+
+
+def test_a_pooled_fold_keeps_the_defaults_unless_the_winner_is_one_standard_error_better():
+    """Known answer (within-subject, pooled over the four folds). `lucky` beats the defaults
+    on the pooled mean by one large win on fold 0's val and small losses elsewhere: its mean
+    paired advantage is below one standard error, so every fold keeps the defaults. `steady`
+    is a little better on every fold: chosen everywhere, although `lucky` ranks above it.
+    Without the defaults trial named, the plain best (`lucky`) wins, as before."""
+    shape = (len(SUBJECTS), len(ROIS))
+    val = {
+        "defaults": np.full(shape, 0.30),
+        "lucky": np.array([[0.80] * 3, [0.28] * 3, [0.28] * 3, [0.28] * 3]),
+    }
+    test = {t: np.full(shape, 0.2) for t in val}
+    arm = {("within", "ridge"): "defaults"}
+    diff = np.arctanh(val["lucky"][:, 0]) - np.arctanh(val["defaults"][:, 0])
+    advantage, error = _one_se(diff)
+    assert 0 < advantage <= error  # the case the rule is for
+    table = _table(val, test, protocol="within")
+    assert _chosen(nested_selection(table)) == dict.fromkeys(range(4), "lucky")
+    kept = nested_selection(table, defaults=arm)
+    assert _chosen(kept) == dict.fromkeys(range(4), "defaults")
+    assert set(kept["chosen_by"]) == {"defaults"}
+    assert kept["val_score"].iloc[0] == pytest.approx(0.30)
+    val["steady"] = np.full(shape, 0.33)
+    test["steady"] = np.full(shape, 0.2)
+    chosen = nested_selection(_table(val, test, protocol="within"), defaults=arm)
+    assert _chosen(chosen) == dict.fromkeys(range(4), "steady")  # zero spread: any gain counts
+    assert set(chosen["chosen_by"]) == {"val"}
+
+
+def test_a_loso_fold_pairs_the_rois_of_its_own_val():
+    """LOSO folds do not pool, so the paired units are the fold's ROIs: on fold 0 `mixed`
+    wins one ROI by much and loses two a little (advantage below one standard error: the
+    defaults stay); on fold 1 it wins all three evenly (chosen). The other folds' val
+    never enters fold 0's decision."""
+    shape = (len(SUBJECTS), len(ROIS))
+    mixed = np.full(shape, 0.25)
+    mixed[0] = [0.75, 0.27, 0.27]
+    mixed[1] = [0.35, 0.36, 0.37]
+    val = {"defaults": np.full(shape, 0.30), "mixed": mixed}
+    test = {t: np.full(shape, 0.2) for t in val}
+    diff0 = np.arctanh(mixed[0]) - np.arctanh(0.30)
+    diff1 = np.arctanh(mixed[1]) - np.arctanh(0.30)
+    assert 0 < _one_se(diff0)[0] <= _one_se(diff0)[1]
+    assert _one_se(diff1)[0] > _one_se(diff1)[1]
+    arm = {("loso", "ridge"): "defaults"}
+    chosen = _chosen(nested_selection(_table(val, test), defaults=arm))
+    assert chosen == {0: "defaults", 1: "mixed", 2: "defaults", 3: "defaults"}
+
+
+def test_the_rule_reads_no_test_rows():
+    trials = ["defaults", "t1", "t2", "t3"]
+    val, test = _random_scores(3, trials)
+    table = _table(val, test, protocol="within")
+    arm = {("within", "ridge"): "defaults"}
+    reference = _chosen(nested_selection(table, defaults=arm))
+    is_test = table["split"] == "test"
+    scrambled = table.copy()
+    scrambled.loc[is_test, "r"] = np.random.default_rng(1).permutation(table.loc[is_test, "r"])
+    assert _chosen(nested_selection(scrambled, defaults=arm)) == reference
+    assert _chosen(nested_selection(table[~is_test], defaults=arm)) == reference

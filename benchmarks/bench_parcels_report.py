@@ -65,7 +65,7 @@ def main() -> None:
 
     from report_tables import write_parcel_study
 
-    from eeg2bold.study.report import build_report, write_report
+    from eeg2bold.study.report import ReportOptions, build_report, write_report
 
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,9 +91,7 @@ def main() -> None:
             t0 = time.perf_counter()
             report = build_report(
                 study,
-                n_boot=args.n_boot,
-                n_surrogates=args.n_surrogates,
-                seed=0,
+                options=ReportOptions(n_boot=args.n_boot, n_surrogates=args.n_surrogates),
                 echo=lambda msg: marks.append((msg, time.perf_counter())),
             )
             t1 = time.perf_counter()

@@ -301,11 +301,11 @@ def _phases(marks: list[tuple[str, float]], end: float) -> list[dict[str, Any]]:
 
 
 def _profile(study: Path, *, n_boot: int, n_surrogates: int, top: int) -> list[dict[str, Any]]:
-    from eeg2bold.study.report import build_report
+    from eeg2bold.study.report import ReportOptions, build_report
 
     profiler = cProfile.Profile()
     profiler.enable()
-    build_report(study, n_boot=n_boot, n_surrogates=n_surrogates, seed=0)
+    build_report(study, options=ReportOptions(n_boot=n_boot, n_surrogates=n_surrogates))
     profiler.disable()
     stats = pstats.Stats(profiler)
     rows = []
@@ -336,7 +336,7 @@ def main() -> None:
     args = parser.parse_args()
 
     load_start = os.getloadavg()
-    from eeg2bold.study.report import build_report, write_report
+    from eeg2bold.study.report import ReportOptions, build_report, write_report
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep or tmp)
@@ -350,9 +350,7 @@ def main() -> None:
             t0 = time.perf_counter()
             report = build_report(
                 study,
-                n_boot=args.n_boot,
-                n_surrogates=args.n_surrogates,
-                seed=0,
+                options=ReportOptions(n_boot=args.n_boot, n_surrogates=args.n_surrogates),
                 echo=lambda msg: marks.append((msg, time.perf_counter())),
             )
             t1 = time.perf_counter()

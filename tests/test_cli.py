@@ -216,3 +216,97 @@ def test_launch_options_come_from_the_renderers_option_models(capsys, monkeypatc
         "resume": True,
     }
     assert SlurmOptions(**{**given(args), "setup": ("a", "b")}).time == "24:00:00"
+
+
+# Defaults the command line owns itself: each is a fact of the CLI, held nowhere else.
+CLI_OWNED_DEFAULTS = {
+    ("report", "out"): "report.html",  # the HTML file a bare `eeg2bold report` writes
+}
+
+
+def _every_action(parser, path=()):
+    """(command path, action) for every option of every (sub)command."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _every_action(sub, (*path, name))
+        else:
+            yield path, action
+
+
+def test_no_option_redeclares_a_default_that_another_module_owns(capsys, monkeypatch):
+    """An option either has no default (None, or a switch's False: the owner's default
+    applies), is generated from a config field (``cfg:``), or its default is the CLI's own
+    (listed above). Each owned option's help shows its owner's current default, read at
+    help time, so the help and the behaviour cannot drift apart."""
+    from eeg2bold.cli import build_parser
+    from eeg2bold.cli.options import PREFIX, owned_default
+
+    monkeypatch.setenv("COLUMNS", "2000")
+    owned = []
+    for path, action in _every_action(build_parser()):
+        if action.dest in ("help", "version") or action.dest.startswith(PREFIX):
+            continue
+        if action.default in (None, False):
+            if hasattr(action, "owned"):
+                owned.append((path, action))
+            continue
+        command = path[-1] if path else ""
+        assert CLI_OWNED_DEFAULTS.get((command, action.dest)) == action.default, (
+            f"eeg2bold {' '.join(path)} {action.option_strings}: default {action.default!r} "
+            "declared here; take it from its owner (cli.options.owned_option)"
+        )
+    assert len(owned) >= 10
+    for path, action in owned:
+        value = owned_default(action.owned.owner, action.owned.name)
+        assert value is not inspect_empty(), (path, action.option_strings)
+        if action.choices:
+            assert value in action.choices, (path, action.option_strings, value)
+    cases = {
+        ("predict",): "cpu, cuda or auto (default auto)",
+        ("report",): "bootstrap resamples and sign flips (default 10000)",
+        ("best",): "trials per protocol and model (default 1)",
+        ("ingest", "files"): "subject name (default sub-01)",
+    }
+    for command, expected in cases.items():
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*command, "--help"])
+        assert expected in " ".join(capsys.readouterr().out.split())
+
+
+def inspect_empty():
+    import inspect
+
+    return inspect.Parameter.empty
+
+
+def test_an_option_not_given_leaves_the_owners_default(monkeypatch):
+    """Unset owned options are not passed on: the owner's default is what runs."""
+    from eeg2bold.cli import build_parser
+    from eeg2bold.cli.options import passed
+
+    parser = build_parser()
+    args = parser.parse_args(["report", "sweep"])
+    assert passed(args, "n_boot", "n_surrogates", "seed") == {}
+    args = parser.parse_args(["report", "sweep", "--n-boot", "200"])
+    assert passed(args, "n_boot", "n_surrogates", "seed") == {"n_boot": 200}
+    args = parser.parse_args(["predict", "m.pt", "r.vhdr", "-o", "x.tsv"])
+    assert passed(args, "device") == {} and args.mat_units is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["report", "sweep", "--n-boot", "0"], "n_boot: Input should be greater than or equal"),
+        (["predict", "m.pt", "r.vhdr", "-o", "x.tsv", "--device", "tpu"], "device 'tpu'"),
+    ],
+    ids=["report-n-boot", "predict-device"],
+)
+def test_bad_owned_option_values_are_one_line(argv, message, capsys):
+    from eeg2bold.cli import main
+
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("eeg2bold: error: ") and err.count("\n") == 1 and message in err

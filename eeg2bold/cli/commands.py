@@ -10,25 +10,30 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from eeg2bold.cli.options import given
+from eeg2bold.cli.options import given, passed
 from eeg2bold.errors import ConfigError, invalid_options
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
-def _cmd_simulate(args: argparse.Namespace) -> int:
+def _config(model: Any, values: dict[str, Any]) -> Any:
+    """``model(**values)``, or a one-line ConfigError naming each bad option."""
     from pydantic import ValidationError
 
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        raise ConfigError(invalid_options(exc)) from None
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
     from eeg2bold.simulate import SimulationConfig
     from eeg2bold.simulate.write import simulate_to_store
 
     values: dict[str, Any] = given(args)  # the options generated from SimulationConfig
     values.update(_parse_sets(args.set))
-    try:
-        config = SimulationConfig(**values)
-    except ValidationError as exc:
-        raise ConfigError(invalid_options(exc)) from None
+    config = _config(SimulationConfig, values)
     dataset = simulate_to_store(args.out, config, overwrite=args.overwrite, progress=not args.quiet)
     if not args.quiet:
         from eeg2bold.storage.summary import format_summary, summarize
@@ -66,8 +71,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from eeg2bold.training.run import train_calibration_curve, train_protocol
 
     dataset = open_dataset(args.dataset)
-    protocol = "loso_calibrated" if args.calibration_minutes else args.protocol
-    config = build_config(model=args.model, protocol=protocol, sets=_parse_sets(args.set))
+    fixed = {"protocol": "loso_calibrated"} if args.calibration_minutes else {}
+    protocol = fixed or passed(args, "protocol")
+    config = build_config(model=args.model, sets=_parse_sets(args.set), **protocol)
     kind = "calibration" if args.calibration_minutes else config.protocol
     out = args.out or default_train_folder(config.model, kind, config.config_hash())
     quiet = args.quiet
@@ -197,8 +203,8 @@ def _cmd_best(args: argparse.Namespace) -> int:
         load_sweep(_run_folder(args.study)),
         protocol=args.protocol,
         model=args.model,
-        top=args.top,
         overall=args.overall,
+        **passed(args, "top"),
     )
     if args.json:
         print(json.dumps(trial_records(frame), indent=2, default=str))
@@ -243,7 +249,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         preprocess=not args.no_preprocess,
         check_amplitude=not args.no_amplitude_check,
         step_s=args.step,
-        device=args.device,
+        **passed(args, "device"),
         progress=not args.quiet,
         echo=say,
     )
@@ -254,19 +260,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from eeg2bold.study.report import build_report, write_report
+    from eeg2bold.study.report import ReportOptions, build_report, write_report
 
     def say(msg: str) -> None:
         if not args.quiet:
             print(msg, file=sys.stderr)
 
-    report = build_report(
-        _run_folder(args.study),
-        n_boot=args.n_boot,
-        n_surrogates=args.n_surrogates,
-        seed=args.seed,
-        echo=say,
-    )
+    options = _config(ReportOptions, passed(args, "n_boot", "n_surrogates", "seed"))
+    report = build_report(_run_folder(args.study), options=options, echo=say)
     written = write_report(report, args.out, args.json)
     if not args.quiet:
         print(f"report: {written['html'].resolve()}")
@@ -368,8 +369,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         layout,
         args.out,
         config=config,
-        on_error=args.on_error,
-        common=args.common,
+        **passed(args, "on_error", "common"),
         overwrite=args.overwrite,
         name=args.name,
         progress=not args.quiet,

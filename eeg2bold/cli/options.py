@@ -10,6 +10,9 @@ namespace (the config's own default then applies); its ``dest`` is ``cfg:<path>`
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
+import inspect
 import types
 import typing
 from collections.abc import Mapping
@@ -126,6 +129,66 @@ def add_options(
         else:
             kw["help"] = f"{text} (default {_shown(default)})"
         parser.add_argument(flag, **kw)
+
+
+def _owner(owner: Any) -> Any:
+    if isinstance(owner, str):
+        module, _, attribute = owner.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+    return owner
+
+
+def owned_default(owner: Any, name: str) -> Any:
+    """The default that ``owner`` (a function, a dataclass or a pydantic model, or its
+    ``"module:name"``) gives ``name``."""
+    owner = _owner(owner)
+    if isinstance(owner, type) and issubclass(owner, BaseModel):
+        return _default(owner.model_fields[name])
+    if dataclasses.is_dataclass(owner):
+        return {f.name: f.default for f in dataclasses.fields(owner)}[name]
+    return inspect.signature(owner).parameters[name].default
+
+
+class _Lazy:
+    """An owner's default (or a pydantic field's description), looked up only when help is
+    printed: owners import torch or MNE, and building the parser must not."""
+
+    def __init__(self, owner: str, name: str, what: Literal["default", "description"]) -> None:
+        self.owner, self.name, self.what = owner, name, what
+
+    def __str__(self) -> str:
+        if self.what == "default":
+            return _shown(owned_default(self.owner, self.name))
+        text = (_owner(self.owner).model_fields[self.name].description or "").rstrip(".")
+        return text[:1].lower() + text[1:]
+
+
+def owned_option(
+    parser: Any,
+    *flags: str,
+    owner: str,
+    name: str | None = None,
+    help: str | None = None,
+    **kw: Any,
+) -> argparse.Action:
+    """An option whose default belongs to ``owner`` (``"module:function"``, a dataclass or a
+    pydantic model; parameter ``name``, default the option's ``dest``). It declares no
+    default of its own: its help shows the owner's, and the command passes it on only when
+    given (:func:`passed`), so the owner's default applies (one owner per default). Without
+    ``help``, a pydantic owner's field description is the help."""
+    text = "%(owned_help)s" if help is None else help.replace("%", "%%")
+    action: argparse.Action = parser.add_argument(
+        *flags, default=None, help=f"{text} (default %(owned)s)", **kw
+    )
+    name = name or action.dest
+    action.owned = _Lazy(owner, name, "default")  # type: ignore[attr-defined]
+    action.owned_help = _Lazy(owner, name, "description")  # type: ignore[attr-defined]
+    return action
+
+
+def passed(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The named options the user gave (not None), as keyword arguments for their owner."""
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 
 def given(args: argparse.Namespace) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from eeg2bold.cli.commands import (
     _cmd_trials,
     _minutes,
 )
-from eeg2bold.cli.options import add_options
+from eeg2bold.cli.options import add_options, owned_option
 
 SLURM_FLAGS = {
     "--nodes": "nodes",
@@ -129,6 +129,11 @@ def _add_launch_parser(sub: Any) -> None:
     q.set_defaults(func=_cmd_launch)
 
 
+INGEST = "eeg2bold.ingest.engine:ingest"
+FILE_RUN = "eeg2bold.ingest.layouts.files:FileRun"
+REPORT_OPTIONS = "eeg2bold.study.report:ReportOptions"
+
+
 def _add_mat_arguments(q: Any) -> None:
     from eeg2bold.cli.options import split_names
 
@@ -138,8 +143,13 @@ def _add_mat_arguments(q: Any) -> None:
         help="MATLAB variable with the [channels x samples] array (a.b for fields)",
     )
     q.add_argument("--mat-sfreq", type=float, metavar="HZ", help="its sampling rate")
-    q.add_argument(
-        "--mat-units", choices=("V", "mV", "uV"), default="uV", help="its units (default uV)"
+    owned_option(
+        q,
+        "--mat-units",
+        choices=("V", "mV", "uV"),
+        owner="eeg2bold.ingest.specs:MatOptions",
+        name="units",
+        help="its units",
     )
     q.add_argument(
         "--mat-channels",
@@ -233,18 +243,20 @@ def _add_ingest_parser(sub: Any) -> None:
     g = common.add_argument_group("run control")
     g.add_argument("--config", metavar="FILE", help="IngestConfig as YAML/JSON (flags win)")
     g.add_argument("--name", help="dataset name (default: the store's file name)")
-    g.add_argument(
+    owned_option(
+        g,
         "--common",
         choices=("exact", "intersect"),
-        default="exact",
+        owner=INGEST,
         help="channel/ROI sets that differ between runs: refuse listing the differences "
-        "(exact, default) or keep the names all runs share (intersect)",
+        "(exact) or keep the names all runs share (intersect)",
     )
-    g.add_argument(
+    owned_option(
+        g,
         "--on-error",
         choices=("skip", "abort"),
-        default="skip",
-        help="a failing run: report it and go on (skip, default) or stop (abort)",
+        owner=INGEST,
+        help="a failing run: report it and go on (skip) or stop (abort)",
     )
     g.add_argument("--overwrite", action="store_true", help="replace runs whose content differs")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
@@ -273,8 +285,8 @@ def _add_ingest_parser(sub: Any) -> None:
     )
     q.add_argument("--eeg", required=True, metavar="FILE", help="EEG recording")
     q.add_argument("--bold", required=True, metavar="FILE", help="4-D NIfTI or region table")
-    q.add_argument("--subject", default="sub-01", help="subject name (default sub-01)")
-    q.add_argument("--run", default="run-1", help="run name (default run-1)")
+    owned_option(q, "--subject", owner=FILE_RUN, help="subject name")
+    owned_option(q, "--run", owner=FILE_RUN, help="run name")
     q.add_argument(
         "--confounds",
         metavar="FILE",
@@ -389,10 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("dataset", help="dataset store (path or URL)")
     p.add_argument("--model", required=True, help="model name (see `eeg2bold models`)")
-    p.add_argument(
+    owned_option(
+        p,
         "--protocol",
-        default="within",
-        help="within (default), within_run, leave_one_run_out, loso or loso_calibrated",
+        owner="eeg2bold.training.config:build_config",
+        help="within, within_run, leave_one_run_out, loso or loso_calibrated",
     )
     p.add_argument(
         "--set",
@@ -454,7 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", help="sweep folder (or its study config)")
     p.add_argument("--protocol", help="only this protocol")
     p.add_argument("--model", help="only this model")
-    p.add_argument("--top", type=int, default=1, help="trials per protocol and model")
+    owned_option(
+        p,
+        "--top",
+        type=int,
+        owner="eeg2bold.study.queries:best_trials",
+        help="trials per protocol and model",
+    )
     p.add_argument(
         "--overall",
         action="store_true",
@@ -478,13 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", help="sweep folder (or its study config)")
     p.add_argument("-o", "--out", default="report.html", help="HTML file (default report.html)")
     p.add_argument("--json", metavar="FILE", help="also write every number as JSON")
-    p.add_argument(
-        "--n-boot", type=int, default=10000, help="bootstrap resamples and sign flips (10000)"
-    )
-    p.add_argument(
-        "--n-surrogates", type=int, default=1000, help="circular-shift surrogates per fold (1000)"
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    for flag in ("--n-boot", "--n-surrogates", "--seed"):
+        owned_option(p, flag, type=int, owner=REPORT_OPTIONS)  # help: the field's description
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=_cmd_report)
 
@@ -502,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-name", help="for a sweep or train folder: only this model")
     p.add_argument("--step", type=float, help="seconds between predictions (default: the TR)")
     p.add_argument("--bad", nargs="+", metavar="CHANNEL", help="bad channels to interpolate")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    owned_option(p, "--device", owner="eeg2bold.predict.apply:predict", help="cpu, cuda or auto")
     p.add_argument(
         "--eeg-format",
         choices=("eeglab", "brainvision", "edf", "bdf", "fif", "mat"),

@@ -58,17 +58,19 @@ def mat_options(
     variable: str | None,
     sfreq: float | None,
     *,
-    units: Literal["V", "mV", "uV"] = "uV",
+    units: Literal["V", "mV", "uV"] | None = None,
     channels: tuple[str, ...] | None = None,
 ) -> MatOptions | None:
-    """MATLAB EEG options from their command-line parts (None when none is given)."""
+    """MATLAB EEG options from their command-line parts (None when none is given; units
+    not given: :class:`MatOptions`' default)."""
     from eeg2bold.errors import ConfigError
 
     if not (variable or sfreq):
         return None
     if not (variable and sfreq):
         raise ConfigError("MATLAB EEG needs both --mat-variable and --mat-sfreq")
-    return MatOptions(variable=variable, sfreq=sfreq, units=units, channels=channels)
+    given = {"units": units} if units else {}
+    return MatOptions(variable=variable, sfreq=sfreq, channels=channels, **given)
 
 
 @dataclass(frozen=True, kw_only=True)

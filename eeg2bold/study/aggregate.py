@@ -24,6 +24,9 @@ from eeg2bold.errors import DatasetError
 from eeg2bold.run_folder import fold_stem
 from eeg2bold.study.selection import FOLD_KEYS, fixed_choice, nested_selection
 from eeg2bold.study.stats import (
+    MIN_SHIFT_S,
+    N_BOOT,
+    N_SURROGATES,
     Alternative,
     SurrogateError,
     benjamini_hochberg,
@@ -414,9 +417,9 @@ def summarize(
     results: pd.DataFrame,
     *,
     predictions: Predictions | None = None,
-    n_boot: int = 10000,
-    n_surrogates: int = 1000,
-    min_shift_s: float = 30.0,
+    n_boot: int = N_BOOT,
+    n_surrogates: int = N_SURROGATES,
+    min_shift_s: float = MIN_SHIFT_S,
     level: float = 0.95,
     alpha: float = 0.05,
     alternative: Alternative = "greater",

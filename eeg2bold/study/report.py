@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 from eeg2bold.errors import DatasetError, Eeg2BoldError
 from eeg2bold.run_folder.files import write_bytes
@@ -35,6 +36,7 @@ from eeg2bold.study.queries import (
     trials_table,
 )
 from eeg2bold.study.showcase import interpretation_section, trace_section
+from eeg2bold.study.stats import N_BOOT, N_SURROGATES
 from eeg2bold.training.metrics import fisher_mean
 
 REPORT_FORMAT = "eeg2bold.report/1"
@@ -58,6 +60,20 @@ MIN_IMPORTANCE_TRIALS = 10
 TABLE_ROWS = 25
 # more ROIs than this (an atlas of parcels): a ranked profile instead of one bar per ROI
 MAX_BARS = 40
+
+
+class ReportOptions(BaseModel):
+    """How much resampling the report's statistics do (the ``eeg2bold report`` options)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_boot: int = Field(N_BOOT, ge=1, description="Bootstrap resamples and sign flips.")
+    n_surrogates: int = Field(
+        N_SURROGATES, ge=1, description="Circular-shift surrogates per fold (the chance level)."
+    )
+    seed: int = Field(0, description="Seed of the resampling.")
+
+
 # ROI names listed in the dataset facts before "…"
 LISTED_NAMES = 12
 
@@ -361,12 +377,12 @@ def _alignment_note(sweep: SweepRecord, summary: Summary) -> str | None:
 def build_report(
     study: str | os.PathLike[str],
     *,
-    n_boot: int = 10000,
-    n_surrogates: int = 1000,
-    seed: int = 0,
+    options: ReportOptions | None = None,
     echo: Echo | None = None,
 ) -> Report:
     """Read a sweep folder (or its study config) and compute everything the report shows."""
+    options = options or ReportOptions()
+    n_boot, n_surrogates, seed = options.n_boot, options.n_surrogates, options.seed
     say = echo or (lambda _msg: None)
     started = time.perf_counter()
     sweep = load_sweep(study)  # a sweep's or a train run's folder (or a clear error)

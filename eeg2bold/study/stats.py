@@ -26,6 +26,9 @@ from eeg2bold.training.metrics import combine_segments, fisher_mean, fisher_z
 
 Alternative = Literal["two-sided", "greater", "less"]
 _ALTERNATIVES = ("two-sided", "greater", "less")
+N_BOOT = 10000  # bootstrap resamples and random sign flips
+N_SURROGATES = 1000  # circular-shift surrogates per fold: p down to 1/1001
+MIN_SHIFT_S = 30.0  # a surrogate's shift: beyond the BOLD autocorrelation
 
 
 class SurrogateError(Eeg2BoldError, ValueError):
@@ -57,7 +60,7 @@ def fisher_mean_over_subjects(samples: np.ndarray) -> np.ndarray:
 def bootstrap_ci(
     values: ArrayLike,
     *,
-    n_boot: int = 10000,
+    n_boot: int = N_BOOT,
     level: float = 0.95,
     seed: int = 0,
     statistic: Callable[[np.ndarray], np.ndarray] = fisher_mean_over_subjects,
@@ -144,8 +147,8 @@ def surrogate_shifts(
     *,
     times: ArrayLike,
     segment: ArrayLike | None = None,
-    min_shift_s: float = 30.0,
-    n_surrogates: int = 1000,
+    min_shift_s: float = MIN_SHIFT_S,
+    n_surrogates: int = N_SURROGATES,
     seed: int = 0,
 ) -> np.ndarray:
     """Circular shifts ``[n_surrogates, n_segments]`` in volumes, one per segment.
@@ -230,8 +233,8 @@ def circular_shift_null(
     *,
     times: ArrayLike,
     segment: ArrayLike | None = None,
-    min_shift_s: float = 30.0,
-    n_surrogates: int = 1000,
+    min_shift_s: float = MIN_SHIFT_S,
+    n_surrogates: int = N_SURROGATES,
     seed: int = 0,
 ) -> np.ndarray:
     """Surrogate r ``[n_surrogates, R]``: the metric with the prediction shifted ≥ min_shift_s.
@@ -316,7 +319,7 @@ def _tail_p(null: np.ndarray, obs: float, alternative: str) -> np.ndarray:
 def sign_flip_test(
     values: ArrayLike,
     *,
-    n_perm: int = 10000,
+    n_perm: int = N_BOOT,
     alternative: Alternative = "two-sided",
     seed: int = 0,
     exact_if_small: bool = True,
@@ -354,7 +357,7 @@ def paired_sign_flip(
     a: ArrayLike,
     b: ArrayLike,
     *,
-    n_perm: int = 10000,
+    n_perm: int = N_BOOT,
     alternative: Alternative = "two-sided",
     seed: int = 0,
     exact_if_small: bool = True,
@@ -514,7 +517,7 @@ def generalization_gap(
     within: ArrayLike,
     loso: ArrayLike,
     *,
-    n_boot: int = 10000,
+    n_boot: int = N_BOOT,
     level: float = 0.95,
     seed: int = 0,
 ) -> GeneralizationGap:

@@ -90,7 +90,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise Eeg2BoldError("device 'cuda' requested but CUDA is not available")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise Eeg2BoldError(f"device {name!r}: expected cpu, cuda, cuda:N, mps or auto") from None
 
 
 class UndefinedScoreWarning(Eeg2BoldWarning):

@@ -31,12 +31,12 @@ def make_layout(layout: str, *, mat: MatOptions | None = None, **options: Any) -
     """The layout named ``layout`` from command-line options (paths as given)."""
     if layout == "files":
         confounds = options.get("confounds")
+        names = {k: options[k] for k in ("subject", "run") if options.get(k)}  # else FileRun's
         run = FileRun(
             eeg=Path(options["eeg"]),
             bold=Path(options["bold"]),
-            subject=options.get("subject") or "sub-01",
-            run=options.get("run") or "run-1",
             confounds=Path(confounds) if confounds else None,
+            **names,
         )
         return FilesLayout([run], eeg_format=options.get("eeg_format"), mat=mat)
     if layout == "cwl":

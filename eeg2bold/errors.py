@@ -6,6 +6,8 @@ unless ``--debug``): the message must name the file or run and the problem.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -28,6 +30,13 @@ class ConfigError(Eeg2BoldError):
 class Eeg2BoldWarning(UserWarning):
     """Something a user should know that does not stop the work; the CLI prints it as one
     ``eeg2bold: warning: …`` line."""
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the nearest of ``known`` to a mistyped ``name``, or ''
+    (one wording for every unknown name a user can type)."""
+    near = difflib.get_close_matches(str(name), list(known), n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
 
 
 def invalid_options(exc: Any) -> str:

@@ -7,7 +7,6 @@ the file and the unknown names (and the nearest existing ones).
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import mne
 
+from eeg2bold.errors import did_you_mean
 from eeg2bold.ingest.config import ChannelConfig
 from eeg2bold.ingest.errors import IngestError
 
@@ -114,8 +114,7 @@ def _require(named: Sequence[str], names: list[str], *, option: str, path: Path)
         return
     hints = []
     for name in missing:
-        near = difflib.get_close_matches(name, names, n=1)
-        hints.append(f"{name!r} (did you mean {near[0]!r}?)" if near else repr(name))
+        hints.append(f"{name!r}{did_you_mean(name, names)}")
     raise IngestError(
         f"{path}: unknown channel(s) in {option}: {', '.join(hints)}; the recording has "
         f"{len(names)} channels: {_preview(names)}"

@@ -9,7 +9,6 @@ instead (:mod:`eeg2bold.ingest.specs`).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
@@ -17,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from eeg2bold.errors import invalid_options
+from eeg2bold.errors import did_you_mean, invalid_options
 from eeg2bold.ingest.errors import IngestError
 
 AuxType = Literal["eog", "ecg", "emg", "cwl", "misc"]
@@ -49,8 +48,7 @@ class _Section(BaseModel):
             known = list(cls.model_fields)
             for key in data:
                 if key not in known:
-                    near = difflib.get_close_matches(str(key), known, n=1)
-                    hint = f"; did you mean {near[0]!r}?" if near else ""
+                    hint = did_you_mean(str(key), known)
                     raise ValueError(f"unknown option {key!r}{hint} (valid: {', '.join(known)})")
         return data
 

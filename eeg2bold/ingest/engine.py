@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from eeg2bold.errors import DatasetError, Eeg2BoldError
+from eeg2bold.errors import DatasetError, Eeg2BoldError, did_you_mean
 from eeg2bold.ingest.atlas import XYZ, Atlas, load_atlas
 from eeg2bold.ingest.bold import BOLDHeader, extract_bold, probe_bold
 from eeg2bold.ingest.channels import ChannelPlan, plan_channels
@@ -578,12 +578,9 @@ def _select_rois(
         return tuple(available)
     missing = [r for r in wanted if r not in available]
     if missing:
-        import difflib
-
         hints = []
         for r in missing:
-            near = difflib.get_close_matches(r, list(available), n=1)
-            hints.append(f"{r!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+            hints.append(f"{r!r}{did_you_mean(r, available)}")
         raise IngestError(f"{path}: unknown ROI(s) {', '.join(hints)}")
     return tuple(wanted)
 

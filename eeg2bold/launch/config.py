@@ -5,7 +5,6 @@ error that names the nearest valid key.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
@@ -25,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from eeg2bold.errors import ConfigError
+from eeg2bold.errors import ConfigError, did_you_mean
 from eeg2bold.model_names import BUILTIN_MODELS
 from eeg2bold.protocols import get_protocol
 
@@ -498,8 +497,7 @@ def _explain(exc: ValidationError) -> str:
                 ann = getattr(field, "annotation", None)
                 if isinstance(ann, type) and issubclass(ann, BaseModel):
                     model = ann
-            near = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            hint = did_you_mean(str(loc[-1]), model.model_fields)
             parts.append(f"unknown key {key!r}{hint}")
         else:
             msg = err["msg"].removeprefix("Value error, ")

@@ -19,7 +19,6 @@ Models never read files; they see tensors only.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
@@ -28,7 +27,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import Tensor, nn
 
-from eeg2bold.errors import ConfigError
+from eeg2bold.errors import ConfigError, did_you_mean
 from eeg2bold.geometry import window_samples
 
 
@@ -184,8 +183,7 @@ def get_model_class(name: str) -> type[BoldModel]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        near = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        hint = did_you_mean(name, _REGISTRY)
         raise ConfigError(
             f"unknown model {name!r}{hint}; known models: {', '.join(model_names())}"
         ) from None
@@ -198,8 +196,7 @@ def make_params(name: str, values: Mapping[str, Any] | None = None) -> ModelPara
     known = list(cls.Params.model_fields)
     for key in values:
         if key not in known:
-            near = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            hint = did_you_mean(key, known)
             raise ConfigError(
                 f"model {name!r} has no hyperparameter {key!r}{hint}; "
                 f"valid: {', '.join(known) or 'none'}"

@@ -9,7 +9,6 @@ for ``loso`` that is an ensemble of models none of which saw the new subject.
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import fsspec
 import numpy as np
 import torch
 
-from eeg2bold.errors import Eeg2BoldError
+from eeg2bold.errors import Eeg2BoldError, did_you_mean
 from eeg2bold.run_folder import RunFolder, cards
 from eeg2bold.training.data import SampleConfig
 from eeg2bold.training.trained import TrainedFold
@@ -294,9 +293,9 @@ def _sweep_models(
 
 
 def _near(name: str, names: Sequence[str]) -> str:
-    near = difflib.get_close_matches(name, list(names), n=1)
-    hint = f"did you mean {near[0]!r}? " if near else ""
-    return f"{hint}it has {', '.join(names) or 'none'}"
+    hint = did_you_mean(name, names).strip(" ()")  # "did you mean 'x'?"
+    listing = f"it has {', '.join(names) or 'none'}"
+    return f"{hint} {listing}" if hint else listing
 
 
 def normaliser_scale(models: ModelSet) -> np.ndarray:

@@ -14,7 +14,6 @@ boundary is cut by at least ``min_gap_s`` (20 s by default).
 
 from __future__ import annotations
 
-import difflib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from eeg2bold.errors import ConfigError
+from eeg2bold.errors import ConfigError, did_you_mean
 from eeg2bold.protocols.samples import SampleTable
 
 MIN_GAP_S = 20.0
@@ -178,8 +177,7 @@ def protocol_class(name: str) -> type[Splitter]:
     try:
         return _PROTOCOLS[name]
     except KeyError:
-        near = difflib.get_close_matches(name, list(_PROTOCOLS), n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        hint = did_you_mean(name, _PROTOCOLS)
         raise ConfigError(
             f"unknown protocol {name!r}{hint}; known protocols: {', '.join(protocol_names())}"
         ) from None

@@ -10,12 +10,11 @@ wrapped trial applies it wherever the space asks for that name.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from eeg2bold.errors import ConfigError
+from eeg2bold.errors import ConfigError, did_you_mean
 from eeg2bold.models import get_model_class
 from eeg2bold.run_folder import optuna_attrs
 
@@ -390,8 +389,7 @@ def check_constraints(models: list[str], constraints: Mapping[str, Constraint]) 
                 known |= {f"{section}.{k}" for k in keys}
     for name in constraints:
         if name not in known:
-            near = difflib.get_close_matches(name, sorted(known), n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            hint = did_you_mean(name, sorted(known))
             raise ConfigError(f"search: unknown parameter {name!r}{hint}")
     import optuna
 

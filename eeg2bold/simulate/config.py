@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from eeg2bold.errors import did_you_mean
 from eeg2bold.simulate.montage import MAX_CHANNELS
 from eeg2bold.storage.schema import DEFAULT_MIN_WINDOW_S
 
@@ -214,8 +214,7 @@ class SimulationConfig(BaseModel):
             known = list(cls.model_fields)
             for key in data:
                 if key not in known:
-                    near = difflib.get_close_matches(str(key), known, n=1)
-                    hint = f"; did you mean {near[0]!r}?" if near else ""
+                    hint = did_you_mean(str(key), known)
                     raise ValueError(
                         f"unknown simulation option {key!r}{hint} (valid: {', '.join(known)})"
                     )

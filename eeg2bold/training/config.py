@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import inspect
 import json
@@ -12,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from eeg2bold.errors import ConfigError
+from eeg2bold.errors import ConfigError, did_you_mean
 from eeg2bold.models import get_model_class, make_params
 from eeg2bold.protocols.base import get_protocol, protocol_class
 from eeg2bold.training.data import SampleConfig
@@ -125,6 +124,5 @@ def build_config(
 def _unknown(key: str, sections: Mapping[str, list[str]]) -> None:
     everything = [f"{s}.{k}" for s, keys in sections.items() for k in keys]
     bare = [k for keys in sections.values() for k in keys]
-    near = difflib.get_close_matches(key, everything + bare, n=1)
-    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    hint = did_you_mean(key, everything + bare)
     raise ConfigError(f"unknown setting {key!r}{hint}; see `eeg2bold models` for model keys")

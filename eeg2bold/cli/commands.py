@@ -101,7 +101,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"\nresults, model files and configs in {out}")
         if args.json:
             with open(args.json, "w") as f:
-                from eeg2bold.run_folder.files import json_safe
+                from eeg2bold.jsonsafe import json_safe
 
                 json.dump(json_safe([r.summary() for r in curve]), f, indent=2)
         return 0
@@ -110,7 +110,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"\nresults, model files and config in {out}")
     if args.json:
         with open(args.json, "w") as f:
-            from eeg2bold.run_folder.files import json_safe
+            from eeg2bold.jsonsafe import json_safe
 
             json.dump(json_safe(result.summary()), f, indent=2)
     return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import uuid
 from pathlib import Path
@@ -64,17 +63,6 @@ def write_bytes(
         label = f" {what}" if what else ""
         raise error(f"{text}: cannot write{label} ({exc.strerror or exc})") from None
     return text
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every non-finite float (an undefined r) as None, so it is strict JSON."""
-    if isinstance(value, tuple | list):
-        return [json_safe(v) for v in value]
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def write_json(location: str | os.PathLike[str], value: Any, **kw: Any) -> str:

@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from eeg2bold.errors import DatasetError, RunValidationError
+from eeg2bold.jsonsafe import json_safe
 
 SCHEMA = "eeg2bold.dataset/2"
 # /1 stores (no coordinate arrays, no units, truth arrays without dimension names) stay
@@ -370,32 +371,17 @@ def validate_run(run: RunData, info: DatasetInfo) -> RunData:
 def content_sha256(run: RunData) -> str:
     """Hash of everything a run stores: equal hashes mean a rewrite would change nothing."""
     h = hashlib.sha256()
-    h.update(json.dumps(to_jsonable(run.attrs()), sort_keys=True).encode())
+    h.update(json.dumps(json_safe(run.attrs()), sort_keys=True).encode())
     for arr in (run.eeg, run.bold, run.volume_times):
         h.update(str(arr.dtype).encode() + str(arr.shape).encode())
         h.update(np.ascontiguousarray(arr).tobytes())
     if run.truth is not None:
-        h.update(json.dumps(to_jsonable(run.truth.attrs), sort_keys=True).encode())
+        h.update(json.dumps(json_safe(run.truth.attrs), sort_keys=True).encode())
         for name in sorted(run.truth.arrays):
             arr = run.truth.arrays[name]
             h.update(name.encode() + str(arr.dtype).encode() + str(arr.shape).encode())
             h.update(np.ascontiguousarray(arr).tobytes())
     return h.hexdigest()
-
-
-def to_jsonable(value: Any) -> Any:
-    """Convert numpy scalars/arrays and tuples so attributes serialise as plain JSON."""
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def _list_diff(expected: tuple[str, ...], got: tuple[str, ...] | list[str]) -> str:

@@ -28,6 +28,7 @@ from zarr.abc.store import Store
 
 import eeg2bold
 from eeg2bold.errors import DatasetError, RunValidationError
+from eeg2bold.jsonsafe import json_safe
 from eeg2bold.storage.location import TMP_DIR, Location, object_store_errors, writer_alive
 from eeg2bold.storage.qc import compute_qc
 from eeg2bold.storage.schema import (
@@ -39,7 +40,6 @@ from eeg2bold.storage.schema import (
     Truth,
     check_key,
     content_sha256,
-    to_jsonable,
     validate_run,
 )
 
@@ -100,7 +100,7 @@ class StoredAtlas:
 
     def attrs(self) -> dict[str, Any]:
         """Attributes of the atlas group (everything but the label array)."""
-        return to_jsonable(
+        return json_safe(
             {
                 "name": self.name,
                 "affine": np.asarray(self.affine, dtype=np.float64).tolist(),
@@ -158,7 +158,7 @@ def create_dataset(
         location.zarr_store(read_only=False),
         mode="w",
         zarr_format=3,
-        attributes=to_jsonable(attrs),
+        attributes=json_safe(attrs),
     )
     return WritableDataset(location, _read_info(location))
 
@@ -435,7 +435,7 @@ class WritableDataset(Dataset):
 
     def _write_tmp(self, tmp: tuple[str, ...], run: RunData, digest: str) -> None:
         store = self.location.zarr_store(*tmp, read_only=False)
-        attrs = to_jsonable({**run.attrs(), "content_sha256": digest})
+        attrs = json_safe({**run.attrs(), "content_sha256": digest})
         group = zarr.open_group(store, mode="w", zarr_format=3, attributes=attrs)
         chunk_t = max(1, int(round(EEG_CHUNK_S * self.info.eeg.sfreq)))
         n_ch, n_t = run.eeg.shape
@@ -482,7 +482,7 @@ class WritableDataset(Dataset):
         )
         times[...] = run.volume_times
         if run.truth is not None:
-            truth = group.create_group("truth", attributes=to_jsonable(run.truth.attrs))
+            truth = group.create_group("truth", attributes=json_safe(run.truth.attrs))
             for name, arr in run.truth.arrays.items():
                 dims = TRUTH_DIMS.get(name) or tuple(f"{name}_{i}" for i in range(arr.ndim))
                 out = truth.create_array(

@@ -10,7 +10,6 @@ other protocol against it. Everything comes back both as tidy DataFrames and as 
 
 from __future__ import annotations
 
-import math
 import warnings
 import zlib
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from eeg2bold.errors import DatasetError
+from eeg2bold.jsonsafe import json_safe
 from eeg2bold.run_folder import fold_stem
 from eeg2bold.study.selection import FOLD_KEYS, fixed_choice, nested_selection
 from eeg2bold.study.stats import (
@@ -129,7 +129,7 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (``json.dumps(..., allow_nan=False)`` works): NaN becomes None."""
         return {
-            "settings": plain_json(self.settings),
+            "settings": json_safe(self.settings),
             "arms": _records(self.arms),
             "rois": _records(self.rois),
             "comparisons": _records(self.comparisons),
@@ -137,25 +137,8 @@ class Summary:
         }
 
 
-def plain_json(value: Any) -> Any:
-    """JSON-safe: numpy scalars and arrays to Python, NaN/inf/NA to None."""
-    if isinstance(value, Mapping):
-        return {str(k): plain_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain_json(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [plain_json(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is pd.NA or value is pd.NaT:
-        return None
-    return value
-
-
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [plain_json(row) for row in frame.to_dict(orient="records")]
+    return [json_safe(row) for row in frame.to_dict(orient="records")]
 
 
 def _stream_seed(seed: int, *parts: Any) -> int:

@@ -25,9 +25,10 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from eeg2bold.errors import DatasetError, Eeg2BoldError
+from eeg2bold.jsonsafe import json_safe
 from eeg2bold.run_folder.files import write_bytes
 from eeg2bold.study import figures
-from eeg2bold.study.aggregate import Summary, plain_json, search_gain, summarize
+from eeg2bold.study.aggregate import Summary, search_gain, summarize
 from eeg2bold.study.queries import (
     TRIAL_COLUMNS,
     SweepRecord,
@@ -457,7 +458,7 @@ def build_report(
     data["reproducibility"] = _reproducibility(sweep, summary, trials)
     data["build_seconds"] = time.perf_counter() - started
     data["figures"] = sorted(figs)
-    return Report(data=plain_json(data), figures=figs)
+    return Report(data=json_safe(data), figures=figs)
 
 
 def _search_gain(results: pd.DataFrame, summary: Summary, trials: pd.DataFrame) -> dict[str, Any]:
@@ -468,7 +469,7 @@ def _search_gain(results: pd.DataFrame, summary: Summary, trials: pd.DataFrame) 
         return {"arms": [], "mean_bought_r": None}
     gain = search_gain(results, summary.arms, defaults)
     mean = float(gain["bought_r"].mean()) if len(gain) else None
-    return plain_json({"arms": gain.to_dict(orient="records"), "mean_bought_r": mean})
+    return json_safe({"arms": gain.to_dict(orient="records"), "mean_bought_r": mean})
 
 
 def _results_section(
@@ -480,7 +481,7 @@ def _results_section(
     out = []
     for (protocol, model), frame in summary.rois.groupby(["protocol", "model"], sort=True):
         key = f"rois-{protocol}-{model}"
-        records = plain_json(frame.to_dict(orient="records"))
+        records = json_safe(frame.to_dict(orient="records"))
         rows = [{**row, "q": row.get("sign_flip_q")} for row in records]
         ranked = len(rows) > MAX_BARS
         n = int(frame["n_subjects"].max())

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from eeg2bold.errors import ConfigError
+from eeg2bold.jsonsafe import json_safe
 from eeg2bold.protocols import (
     Fold,
     SampleTable,
@@ -36,7 +37,6 @@ from eeg2bold.protocols import (
     protocol_label,
 )
 from eeg2bold.run_folder import RunFolder
-from eeg2bold.run_folder.files import json_safe
 from eeg2bold.run_folder.folder import train_trial_id
 from eeg2bold.run_folder.table import score_rows
 from eeg2bold.storage import Dataset, RunData, RunKey, open_dataset

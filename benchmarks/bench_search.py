@@ -119,15 +119,17 @@ def arm_scores(
     defaults: dict[tuple[str, str], str] | None = None,
 ) -> dict:
     """Per (protocol, model): val and test r as the report's arm table computes them, after
-    nested selection (with ``defaults``: the report's one-standard-error rule; ``trials``:
-    one given trial instead) and the fold-epochs trained."""
+    nested selection (the report's default rule; with ``defaults``, the one-standard-error
+    rule anchored at them, ``report --selection one_se``; ``trials``: one given trial
+    instead), the folds where the defaults were chosen, and the fold-epochs trained."""
     from eeg2bold.study.selection import fixed_choice, nested_selection
     from eeg2bold.training.metrics import fisher_mean
 
     if trials:
         chosen = fixed_choice(results, trials)
     else:
-        chosen = nested_selection(results, defaults=defaults)
+        rule = "one_se" if defaults else "best"
+        chosen = nested_selection(results, rule=rule, defaults=defaults)
     curve = results[(results["split"] == "val") & ~results["final"].astype(bool)]
     out = {}
     for (protocol, model), frame in chosen.groupby(["protocol", "model"]):
@@ -143,7 +145,7 @@ def arm_scores(
         closed_form = len(mine) == 0  # ridge: one closed-form pass per fold
         if closed_form:
             epochs = len(finals[finals["final"].astype(bool)].drop_duplicates(["trial", "fold"]))
-        kept = frame.drop_duplicates("fold")["chosen_by"] == "defaults"
+        kept = frame.drop_duplicates("fold")["chosen_by"].isin(["defaults", "fixed"])
         out[(protocol, model)] = scores | {"fold_epochs": epochs, "defaults_kept": int(kept.sum())}
     return out
 
@@ -182,14 +184,13 @@ def run_sweep(store: Path, args: argparse.Namespace, root: Path, label: str) -> 
     folder = RunFolder(root / f"sweep-{label}")
     results = folder.results()
     defaults = defaults_trials(trials_table(load_sweep(folder.url)))
-    selected = arm_scores(results, defaults=defaults)
-    plain = arm_scores(results)
+    selected = arm_scores(results)
+    one_se = arm_scores(results, defaults=defaults)
     in_sweep = arm_scores(results, trials=defaults)
     return {
         "seconds": seconds,
         "arms": {
-            key: selected[key]
-            | {"defaults_in_sweep": in_sweep.get(key), "plain_best": plain.get(key)}
+            key: selected[key] | {"defaults_in_sweep": in_sweep.get(key), "one_se": one_se.get(key)}
             for key in selected
         },
     }
@@ -274,17 +275,15 @@ def main() -> int:
                 }
                 rows.append(row)
                 if searched:
-                    row["plain_best_bought_test_r"] = (
-                        searched["plain_best"]["test_r"] - defaults["test_r"]
-                    )
+                    row["one_se_bought_test_r"] = searched["one_se"]["test_r"] - defaults["test_r"]
                 print(
                     f"  {kind:<6} {protocol:<7} {model:<10} defaults val/test "
                     f"{defaults['val_r']:.3f}/{defaults['test_r']:.3f}  sweep "
                     + (
                         f"{searched['val_r']:.3f}/{searched['test_r']:.3f}  bought "
-                        f"{row['bought_test_r']:+.3f} (plain best "
-                        f"{row['plain_best_bought_test_r']:+.3f}, defaults kept on "
-                        f"{searched['defaults_kept']} folds)  compute "
+                        f"{row['bought_test_r']:+.3f} ("
+                        f"{row['one_se_bought_test_r']:+.3f} by one-SE, which kept the defaults "
+                        f"on {searched['one_se']['defaults_kept']} folds)  compute "
                         f"{row['compute_ratio']:.1f}×"
                         if searched
                         else "(no finished trial)"
@@ -292,16 +291,16 @@ def main() -> int:
                     file=sys.stderr,
                 )
     deep, every = _gains(rows, "bought_test_r")
-    plain_deep, plain_every = _gains(rows, "plain_best_bought_test_r")
+    se_deep, se_every = _gains(rows, "one_se_bought_test_r")
     summary = {
         "deep_mean_bought_test_r": float(np.mean(deep)) if deep else None,
         "worst_arm_bought_test_r": float(min(every)) if every else None,
         "target_deep_mean": DEEP_GAIN_TARGET,
         "target_worst_arm": ARM_LOSS_LIMIT,
         "met": bool(deep and np.mean(deep) >= DEEP_GAIN_TARGET and min(every) >= ARM_LOSS_LIMIT),
-        # the same trials chosen by plain best val r (no one-standard-error rule), for contrast
-        "plain_best_deep_mean_bought_test_r": float(np.mean(plain_deep)) if plain_deep else None,
-        "plain_best_worst_arm_bought_test_r": float(min(plain_every)) if plain_every else None,
+        # the same trials chosen by the one-standard-error rule (report --selection one_se)
+        "one_se_deep_mean_bought_test_r": float(np.mean(se_deep)) if se_deep else None,
+        "one_se_worst_arm_bought_test_r": float(min(se_every)) if se_every else None,
     }
     print(json.dumps(summary, indent=2), file=sys.stderr)
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "work")}

@@ -266,7 +266,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(msg, file=sys.stderr)
 
-    options = _config(ReportOptions, passed(args, "n_boot", "n_surrogates", "seed"))
+    options = _config(ReportOptions, passed(args, "n_boot", "n_surrogates", "seed", "selection"))
     report = build_report(_run_folder(args.study), options=options, echo=say)
     written = write_report(report, args.out, args.json)
     if not args.quiet:

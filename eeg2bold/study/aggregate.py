@@ -22,7 +22,13 @@ import pandas as pd
 from eeg2bold.errors import DatasetError
 from eeg2bold.jsonsafe import json_safe
 from eeg2bold.run_folder import fold_stem
-from eeg2bold.study.selection import FOLD_KEYS, fixed_choice, nested_selection
+from eeg2bold.study.selection import (
+    DEFAULT_RULE,
+    FOLD_KEYS,
+    SelectionRule,
+    fixed_choice,
+    nested_selection,
+)
 from eeg2bold.study.stats import (
     MIN_SHIFT_S,
     N_BOOT,
@@ -408,6 +414,7 @@ def summarize(
     alternative: Alternative = "greater",
     reference: str = "within",
     seed: int = 0,
+    rule: SelectionRule = DEFAULT_RULE,
     defaults: Mapping[tuple[str, str], str] | None = None,
 ) -> Summary:
     """The study's statistics from its results table (and, optionally, its predictions).
@@ -432,11 +439,11 @@ def summarize(
     Wilcoxon signed-rank test and the paired sign-flip test on z differences, one-sided
     (reference > protocol, "greater") and two-sided, each with BH q across ROIs.
 
-    ``defaults`` ((protocol, model) -> the arm's defaults trial) makes selection keep the
-    defaults unless a configuration beats them by more than one standard error on val
-    (:func:`~eeg2bold.study.selection.nested_selection`).
+    ``rule`` and ``defaults`` ((protocol, model) -> the arm's defaults trial) are nested
+    selection's (:func:`~eeg2bold.study.selection.nested_selection`): under "one_se" a fold
+    keeps the defaults unless a configuration beats them by more than one standard error.
     """
-    selection = nested_selection(results, defaults=defaults)
+    selection = nested_selection(results, rule=rule, defaults=defaults)
     selection, nulls = _add_fold_chance(
         selection,
         predictions,
@@ -462,7 +469,7 @@ def summarize(
     settings = {
         "metric": "Pearson r per ROI at volume times; summaries through Fisher z",
         "selection": "nested: per fold, best Fisher-mean val r over ROIs"
-        + ("; the defaults unless beaten by more than one standard error" if defaults else "")
+        + ("; the defaults unless beaten by more than one SE" if rule == "one_se" else "")
         + "; test never selects",
         "n_boot": n_boot,
         "n_surrogates": n_surrogates,
@@ -493,15 +500,18 @@ GAIN_COLUMNS = [
 
 
 def search_gain(
-    results: pd.DataFrame, arms: pd.DataFrame, defaults: Mapping[tuple[str, str], str]
+    results: pd.DataFrame,
+    arms: pd.DataFrame,
+    defaults: Mapping[tuple[str, str], str],
+    rule: SelectionRule = DEFAULT_RULE,
 ) -> pd.DataFrame:
     """What a sweep's search bought, per protocol × model: the arm's mean test r after nested
-    selection (``r``, selected as :func:`summarize` selects with ``defaults``; ``arms``
-    names the arms reported) beside the same mean of its defaults
+    selection (``r``, selected as :func:`summarize` selects under ``rule``; ``arms`` names the
+    arms reported) beside the same mean of its defaults
     trial on every fold (``defaults_r``: trial 0, what ``eeg2bold train`` would have given),
     over the subjects both have, and ``bought_r`` = r − defaults_r; ``defaults_kept``: of the
     arm's ``n_folds``, those whose selection is the defaults trial."""
-    chosen = nested_selection(results, defaults=defaults).dropna(subset=["test_r"])
+    chosen = nested_selection(results, rule=rule, defaults=defaults).dropna(subset=["test_r"])
     fixed = fixed_choice(results, defaults).dropna(subset=["test_r"])
     rows = []
     for (protocol, model), frame in fixed.groupby(["protocol", "model"], sort=True):

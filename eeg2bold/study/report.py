@@ -36,6 +36,7 @@ from eeg2bold.study.queries import (
     load_sweep,
     trials_table,
 )
+from eeg2bold.study.selection import DEFAULT_RULE, SelectionRule
 from eeg2bold.study.showcase import interpretation_section, trace_section
 from eeg2bold.study.stats import N_BOOT, N_SURROGATES
 from eeg2bold.training.metrics import fisher_mean
@@ -73,6 +74,12 @@ class ReportOptions(BaseModel):
         N_SURROGATES, ge=1, description="Circular-shift surrogates per fold (the chance level)."
     )
     seed: int = Field(0, description="Seed of the resampling.")
+    selection: SelectionRule = Field(
+        DEFAULT_RULE,
+        description="Nested selection per fold: the best val score (best), or the arm's "
+        "defaults unless a configuration beats them on val by more than one standard error "
+        "(one_se).",
+    )
 
 
 # ROI names listed in the dataset facts before "…"
@@ -417,6 +424,7 @@ def build_report(
             n_boot=n_boot,
             n_surrogates=n_surrogates,
             seed=seed,
+            rule=options.selection,
             defaults=defaults_trials(trials),
         )
     data["notes"] = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
@@ -427,7 +435,7 @@ def build_report(
         data["notes"].append(aligned)
         say(f"report: note: {aligned}")
     data["statistics"] = summary.to_dict()
-    data["search_gain"] = _search_gain(results, summary, trials)
+    data["search_gain"] = _search_gain(results, summary, trials, options.selection)
     oracle = data["dataset"].get("oracle_r", {})
     data["summary"] = _headline(summary, oracle)
     data["overview"] = _overview(data["statistics"]["arms"], oracle, figs)
@@ -461,13 +469,15 @@ def build_report(
     return Report(data=json_safe(data), figures=figs)
 
 
-def _search_gain(results: pd.DataFrame, summary: Summary, trials: pd.DataFrame) -> dict[str, Any]:
+def _search_gain(
+    results: pd.DataFrame, summary: Summary, trials: pd.DataFrame, rule: SelectionRule
+) -> dict[str, Any]:
     """Per arm: the selected configurations' test r beside the defaults trial's (trial 0 of
     every arm's search), over the same subjects; and the mean over arms of the difference."""
     defaults = defaults_trials(trials)
     if not defaults:
         return {"arms": [], "mean_bought_r": None}
-    gain = search_gain(results, summary.arms, defaults)
+    gain = search_gain(results, summary.arms, defaults, rule)
     mean = float(gain["bought_r"].mean()) if len(gain) else None
     return json_safe({"arms": gain.to_dict(orient="records"), "mean_bought_r": mean})
 

@@ -9,6 +9,7 @@ handed the val rows alone, and test rows are joined to the chosen configurations
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,10 @@ import pandas as pd
 from eeg2bold.errors import DatasetError
 from eeg2bold.training.metrics import fisher_mean
 
+SelectionRule = Literal["best", "one_se"]
+# "best": the best val score. "one_se": the defaults unless beaten by more than one standard
+# error (see _keep_defaults). Measured in bench_search.py: neither wins on every arm (README).
+DEFAULT_RULE: SelectionRule = "best"
 FOLD_KEYS = ["protocol", "model", "fold", "subject"]
 CANDIDATE_KEYS = ["sweep", "trial", "config_hash", "seed"]
 SELECTION_COLUMNS = [
@@ -214,6 +219,7 @@ def nested_selection(
     *,
     protocol: str | None = None,
     model: str | None = None,
+    rule: SelectionRule = DEFAULT_RULE,
     defaults: Mapping[tuple[str, str], str] | None = None,
 ) -> pd.DataFrame:
     """Per (protocol, model, fold): the configuration best on that fold's val, with its test r.
@@ -221,9 +227,10 @@ def nested_selection(
     From the ``final=True`` rows of the results table, each candidate configuration (sweep,
     trial, config_hash, seed) is scored on each fold by the Fisher-z mean over ROIs of its val
     r at its best epoch; the highest score wins (see :func:`_choose`, which sees val rows
-    only), except that with ``defaults`` ((protocol, model) -> the arm's defaults trial id) a
-    fold keeps the defaults unless the winner beats them by more than one standard error
-    (:func:`_keep_defaults`). Test rows are joined to the winners afterwards. Returns one row
+    only), except that under ``rule="one_se"``, with ``defaults`` ((protocol, model) -> the
+    arm's defaults trial id), a fold keeps the defaults unless a configuration beats them by
+    more than one standard error (:func:`_keep_defaults`; arms without a defaults trial
+    select the plain best). Test rows are joined to the winners afterwards. Returns one row
     per (protocol, model, fold, subject, ROI) with the winner, its best ``epoch``,
     ``n_candidates`` ranked, ``chosen_by`` ("val", or "defaults" where the rule kept them),
     ``val_score``, ``val_r``, ``test_r`` and ``n_test`` (NaN where the winner has no test row).
@@ -232,7 +239,7 @@ def nested_selection(
     if final.empty:
         return pd.DataFrame(columns=SELECTION_COLUMNS)
     val = final[final["split"] == "val"]
-    chosen = _choose(val, defaults or {})
+    chosen = _choose(val, (defaults or {}) if rule == "one_se" else {})
     keys = [*FOLD_KEYS, *CANDIDATE_KEYS]
     per_roi = chosen.merge(val[[*keys, "roi", "epoch", "r"]], on=keys, how="left").rename(
         columns={"r": "val_r"}

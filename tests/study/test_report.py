@@ -212,14 +212,8 @@ def best_params(arm):
 
 
 def test_roi_numbers_equal_a_direct_nested_selection(study):
-    """The per-ROI r is the Fisher mean over held-out subjects of the val-selected test r
-    (the defaults kept unless beaten by more than one standard error)."""
-    from eeg2bold.run_folder import RunFolder
-    from eeg2bold.study.queries import defaults_trials, load_sweep, trials_table
-
-    defaults = defaults_trials(trials_table(load_sweep(RunFolder(study["sweep"]).url)))
-    assert len(defaults) == 4  # every arm has its defaults trial
-    selection = nested_selection(read_results(study["sweep"] / "table"), defaults=defaults)
+    """The per-ROI r is the Fisher mean over held-out subjects of the val-selected test r."""
+    selection = nested_selection(read_results(study["sweep"] / "table"))
     rois = study["json"]["statistics"]["rois"]
     assert len(rois) == 4 * 3
     for row in rois:
@@ -277,3 +271,30 @@ def test_opens_in_headless_chromium_without_missing_resources(study, tmp_path):
     checked = chromium_check(study["html"], tmp_path)
     assert checked["images"] == len(study["json"]["figures"]) and checked["broken"] == 0
     assert checked["sections"] == len(sections(study["json"]))
+
+
+def test_the_one_se_selection_rule_reaches_the_statistics_and_the_gain_table(study):
+    """``--selection one_se``: the report's per-ROI r and its "defaults kept" counts are those
+    of nested selection under the rule, computed directly here."""
+    from eeg2bold.run_folder import RunFolder
+    from eeg2bold.study.queries import defaults_trials, load_sweep, trials_table
+    from eeg2bold.study.report import ReportOptions, build_report
+
+    defaults = defaults_trials(trials_table(load_sweep(RunFolder(study["sweep"]).url)))
+    assert len(defaults) == 4  # every arm has its defaults trial
+    options = ReportOptions(n_boot=50, n_surrogates=10, selection="one_se")
+    data = build_report(study["sweep"], options=options).data
+    results = read_results(study["sweep"] / "table")
+    selection = nested_selection(results, rule="one_se", defaults=defaults)
+    for row in data["statistics"]["rois"]:
+        chosen = selection[
+            (selection["protocol"] == row["protocol"])
+            & (selection["model"] == row["model"])
+            & (selection["roi"] == row["roi"])
+        ]
+        assert row["r"] == pytest.approx(float(fisher_mean(chosen["test_r"].to_numpy())))
+    folds = selection.drop_duplicates(["protocol", "model", "fold"])
+    for arm in data["search_gain"]["arms"]:
+        mine = folds[(folds["protocol"] == arm["protocol"]) & (folds["model"] == arm["model"])]
+        assert arm["defaults_kept"] == int((mine["chosen_by"] == "defaults").sum())
+    assert "one SE" in data["statistics"]["settings"]["selection"]

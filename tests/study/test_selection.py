@@ -265,13 +265,13 @@ def test_a_pooled_fold_keeps_the_defaults_unless_the_winner_is_one_standard_erro
     assert 0 < advantage <= error  # the case the rule is for
     table = _table(val, test, protocol="within")
     assert _chosen(nested_selection(table)) == dict.fromkeys(range(4), "lucky")
-    kept = nested_selection(table, defaults=arm)
+    kept = nested_selection(table, rule="one_se", defaults=arm)
     assert _chosen(kept) == dict.fromkeys(range(4), "defaults")
     assert set(kept["chosen_by"]) == {"defaults"}
     assert kept["val_score"].iloc[0] == pytest.approx(0.30)
     val["steady"] = np.full(shape, 0.33)
     test["steady"] = np.full(shape, 0.2)
-    chosen = nested_selection(_table(val, test, protocol="within"), defaults=arm)
+    chosen = nested_selection(_table(val, test, protocol="within"), rule="one_se", defaults=arm)
     assert _chosen(chosen) == dict.fromkeys(range(4), "steady")  # zero spread: any gain counts
     assert set(chosen["chosen_by"]) == {"val"}
 
@@ -292,7 +292,7 @@ def test_a_loso_fold_pairs_the_rois_of_its_own_val():
     assert 0 < _one_se(diff0)[0] <= _one_se(diff0)[1]
     assert _one_se(diff1)[0] > _one_se(diff1)[1]
     arm = {("loso", "ridge"): "defaults"}
-    chosen = _chosen(nested_selection(_table(val, test), defaults=arm))
+    chosen = _chosen(nested_selection(_table(val, test), rule="one_se", defaults=arm))
     assert chosen == {0: "defaults", 1: "mixed", 2: "defaults", 3: "defaults"}
 
 
@@ -301,9 +301,9 @@ def test_the_rule_reads_no_test_rows():
     val, test = _random_scores(3, trials)
     table = _table(val, test, protocol="within")
     arm = {("within", "ridge"): "defaults"}
-    reference = _chosen(nested_selection(table, defaults=arm))
+    reference = _chosen(nested_selection(table, rule="one_se", defaults=arm))
     is_test = table["split"] == "test"
     scrambled = table.copy()
     scrambled.loc[is_test, "r"] = np.random.default_rng(1).permutation(table.loc[is_test, "r"])
-    assert _chosen(nested_selection(scrambled, defaults=arm)) == reference
-    assert _chosen(nested_selection(table[~is_test], defaults=arm)) == reference
+    assert _chosen(nested_selection(scrambled, rule="one_se", defaults=arm)) == reference
+    assert _chosen(nested_selection(table[~is_test], rule="one_se", defaults=arm)) == reference

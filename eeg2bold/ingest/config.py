@@ -14,10 +14,11 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from eeg2bold.errors import did_you_mean, invalid_options
+from eeg2bold.errors import invalid_options
 from eeg2bold.ingest.errors import IngestError
+from eeg2bold.strict_config import StrictConfig
 
 AuxType = Literal["eog", "ecg", "emg", "cwl", "misc"]
 HARVARD_OXFORD = "harvard-oxford-subcortical"
@@ -36,21 +37,10 @@ DEFAULT_TYPE_PATTERNS: dict[str, str] = {
 }
 
 
-class _Section(BaseModel):
-    """Strict, frozen config section; a misspelt key is answered with the nearest valid one."""
+class _Section(StrictConfig):
+    """A config section; a misspelt key is answered with the nearest valid one."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _suggest_names(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            known = list(cls.model_fields)
-            for key in data:
-                if key not in known:
-                    hint = did_you_mean(str(key), known)
-                    raise ValueError(f"unknown option {key!r}{hint} (valid: {', '.join(known)})")
-        return data
+    unknown_key = "option"
 
 
 class ChannelConfig(_Section):
@@ -244,10 +234,21 @@ class BOLDConfig(_Section):
 class IngestConfig(_Section):
     """Everything that decides what an ingest stores; its hash is kept with every run."""
 
-    channels: ChannelConfig = Field(default_factory=lambda: ChannelConfig.model_validate({}))
-    eeg: EEGConfig = Field(default_factory=lambda: EEGConfig.model_validate({}))
-    timing: TimingConfig = Field(default_factory=lambda: TimingConfig.model_validate({}))
-    bold: BOLDConfig = Field(default_factory=lambda: BOLDConfig.model_validate({}))
+    channels: ChannelConfig = Field(
+        default_factory=lambda: ChannelConfig.model_validate({}),
+        description="Which channels are kept, and what happens to bad ones.",
+    )
+    eeg: EEGConfig = Field(
+        default_factory=lambda: EEGConfig.model_validate({}), description="EEG preprocessing."
+    )
+    timing: TimingConfig = Field(
+        default_factory=lambda: TimingConfig.model_validate({}),
+        description="Where each fMRI volume falls on the EEG clock.",
+    )
+    bold: BOLDConfig = Field(
+        default_factory=lambda: BOLDConfig.model_validate({}),
+        description="Region time series from 4-D NIfTI images.",
+    )
 
     def to_record(self) -> dict[str, Any]:
         """The config as plain JSON data (what is stored in attributes)."""

@@ -23,12 +23,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from eeg2bold import __version__
 from eeg2bold.errors import ConfigError
 from eeg2bold.launch.config import StudyConfig
 from eeg2bold.storage.location import ENV_VAR, display_url
+from eeg2bold.strict_config import StrictConfig
 
 RAY_PORT = 6379
 CONFIG_MOUNT = "/config"
@@ -48,11 +49,7 @@ _K8S_NAME_MAX = 40  # KubeRay derives longer names (cluster, services) from the 
 
 
 # -- the options of each renderer (the command line is generated from these) ---------------
-class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SlurmOptions(_Options):
+class SlurmOptions(StrictConfig):
     """One Slurm job: Ray head + workers, then the sweep driver."""
 
     nodes: int = Field(ge=1, description="Nodes of the job (head included).")
@@ -106,7 +103,7 @@ class SlurmOptions(_Options):
     )
 
 
-class K8sOptions(_Options):
+class K8sOptions(StrictConfig):
     """A ConfigMap with the study config and a KubeRay RayJob that runs the sweep."""
 
     image: str = Field(description="Container image with eeg2bold and torch.")
@@ -179,7 +176,7 @@ def _tolerations(items: Iterable[str]) -> list[dict[str, str]]:
     return out
 
 
-def _options(model: type[_Options], values: dict[str, Any]) -> Any:
+def _options(model: type[StrictConfig], values: dict[str, Any]) -> Any:
     """Validated renderer options (one line naming the option on error)."""
     try:
         return model(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

@@ -16,7 +16,6 @@ from urllib.parse import parse_qsl, urlsplit
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -27,16 +26,13 @@ from pydantic import (
 from eeg2bold.errors import ConfigError, did_you_mean
 from eeg2bold.model_names import BUILTIN_MODELS
 from eeg2bold.protocols import get_protocol
+from eeg2bold.strict_config import StrictConfig
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_KEY = re.compile(r"(?i)password|secret|token|key|signature|credential")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Targets(_Strict):
+class Targets(StrictConfig):
     """What the models predict (shared by every trial)."""
 
     rois: list[str] | None = Field(None, description="ROIs to predict (default: all).")
@@ -47,7 +43,7 @@ class Targets(_Strict):
     target_hz: float = Field(0.5, gt=0, description="seq2seq only: rate of the BOLD trace.")
 
 
-class Budget(_Strict):
+class Budget(StrictConfig):
     """How many configurations each (protocol, model) pair gets, and an optional time limit."""
 
     num_samples: int = Field(8, ge=1, description="Trials per (protocol, model).")
@@ -59,7 +55,7 @@ class Budget(_Strict):
     )
 
 
-class Scheduler(_Strict):
+class Scheduler(StrictConfig):
     """Trial scheduler over epochs (ASHA stops poor trials early; fifo never stops them).
     The epoch budget has one owner, ``train.epochs``: see :meth:`StudyConfig.epoch_budget`."""
 
@@ -100,7 +96,7 @@ class EpochBudget:
         return text + f"; ASHA compares trials at epoch {', '.join(map(str, self.rungs))}"
 
 
-class WarmStart(_Strict):
+class WarmStart(StrictConfig):
     """Start every arm where an earlier sweep's same arm (protocol and model) ended: its best
     configurations are enqueued after the defaults, moved into this sweep's space."""
 
@@ -113,7 +109,7 @@ class WarmStart(_Strict):
         return _absolute(value)
 
 
-class Resources(_Strict):
+class Resources(StrictConfig):
     """Resources per fold (a trial holds one bundle per fold actor plus its own)."""
 
     cpu: float = Field(1.0, gt=0, description="CPUs per fold (fractions allowed).")
@@ -140,7 +136,7 @@ def _absolute(location: str) -> str:
     return str(Path(location).expanduser().resolve())
 
 
-class Storage(_Strict):
+class Storage(StrictConfig):
     """Where results go. Multi-node sweeps need a path every node sees (NFS) or an object store.
 
     URLs may reference environment variables as ``${NAME}`` (e.g. a database password), which
@@ -177,13 +173,13 @@ class Storage(_Strict):
         return value
 
 
-class Failure(_Strict):
+class Failure(StrictConfig):
     max_failures: int = Field(
         2, ge=0, description="Retries of a trial whose worker or node died (Ray FailureConfig)."
     )
 
 
-class MLflowTracking(_Strict):
+class MLflowTracking(StrictConfig):
     """One MLflow run per trial (Ray Tune's MLflow logger): the resolved configuration as
     parameters, val r per epoch, fold results; the report attached when it is built."""
 
@@ -194,27 +190,30 @@ class MLflowTracking(_Strict):
     experiment: str | None = Field(None, description="Experiment name (default: the sweep's).")
 
 
-class WandbTracking(_Strict):
+class WandbTracking(StrictConfig):
     """One W&B run per trial (Ray Tune's W&B logger); offline by default (`wandb sync` later)."""
 
     project: str = Field(description="W&B project.")
     mode: Literal["offline", "online"] = Field("offline", description="offline or online.")
 
 
-class Tracking(_Strict):
+class Tracking(StrictConfig):
     """Optional experiment trackers; results stay in the run folder either way."""
 
-    mlflow: MLflowTracking | None = None
-    wandb: WandbTracking | None = None
+    mlflow: MLflowTracking | None = Field(None, description="One MLflow run per trial.")
+    wandb: WandbTracking | None = Field(None, description="One W&B run per trial.")
 
 
-class StudyConfig(_Strict):
+class StudyConfig(StrictConfig):
     """A sweep: every (protocol, model) pair gets its own Optuna study of ``num_samples``."""
 
     name: str = Field(description="Sweep name (letters, digits, -, _).")
     dataset: str = Field(description="Dataset store path or URL.")
-    targets: Targets = Field(default_factory=Targets)
-    protocols: list[str] = Field(default_factory=lambda: ["within", "loso"])
+    targets: Targets = Field(default_factory=Targets, description="What the models predict.")
+    protocols: list[str] = Field(
+        default_factory=lambda: ["within", "loso"],
+        description="Evaluation protocols; each is crossed with every model (an arm).",
+    )
     protocol_options: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per protocol: splitter options (val_fraction, ...)."
     )
@@ -223,18 +222,28 @@ class StudyConfig(_Strict):
         description="The calibration curve: loso_calibrated once per amount of the held-out "
         "subject's data (minutes; 0 = LOSO on the same fixed test block), each its own arm.",
     )
-    models: list[str] = Field(default_factory=lambda: ["ridge"])
+    models: list[str] = Field(
+        default_factory=lambda: ["ridge"], description="Registered models (`eeg2bold models`)."
+    )
     search: dict[str, Any] = Field(
         default_factory=dict,
         description="Fixed values, choices or {low, high, log} ranges by parameter name.",
     )
-    budget: Budget = Field(default_factory=Budget)
-    scheduler: Scheduler = Field(default_factory=Scheduler)
-    resources: Resources = Field(default_factory=Resources)
+    budget: Budget = Field(default_factory=Budget, description="Trials per arm, time limit.")
+    scheduler: Scheduler = Field(
+        default_factory=Scheduler, description="Early stopping of trials (ASHA or fifo)."
+    )
+    resources: Resources = Field(
+        default_factory=Resources, description="CPUs, GPUs and memory per fold and trial."
+    )
     max_concurrent_trials: int = Field(2, ge=1, description="Trials running at once.")
-    storage: Storage = Field(default_factory=Storage)
-    failure: Failure = Field(default_factory=Failure)
-    tracking: Tracking = Field(default_factory=Tracking)
+    storage: Storage = Field(
+        default_factory=Storage, description="Where the run folder and Optuna's database go."
+    )
+    failure: Failure = Field(default_factory=Failure, description="Retries of lost trials.")
+    tracking: Tracking = Field(
+        default_factory=Tracking, description="Optional experiment trackers (MLflow, W&B)."
+    )
     warm_start: WarmStart | None = Field(
         None, description="Enqueue an earlier sweep's best configurations (sweep --warm-start)."
     )

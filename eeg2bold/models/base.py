@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 from torch import Tensor, nn
 
 from eeg2bold.errors import ConfigError, did_you_mean
 from eeg2bold.geometry import window_samples
+from eeg2bold.strict_config import StrictConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,10 +48,8 @@ class DataSpec:
         return window_samples(self.window_s, self.sfreq)
 
 
-class ModelParams(BaseModel):
+class ModelParams(StrictConfig):
     """Base of every model's hyperparameters: typed, documented, strict."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ModelOutputs(NamedTuple):

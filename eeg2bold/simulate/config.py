@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import Field, model_validator
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from eeg2bold.errors import did_you_mean
 from eeg2bold.simulate.montage import MAX_CHANNELS
 from eeg2bold.storage.schema import DEFAULT_MIN_WINDOW_S
+from eeg2bold.strict_config import StrictConfig
 
 
-class SimulationConfig(BaseModel):
+class SimulationConfig(StrictConfig):
     """What to simulate. Frozen so a config can be saved beside results and reused as is.
 
     The defaults describe a typical resting-state EEG-fMRI session: a 32-channel cap at
     250 Hz, TR 2 s, eight subcortical ROIs, BOLD with equal EEG-explainable and noise variance.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    unknown_key = "simulation option"
 
     name: str = Field("simulated", min_length=1, description="Dataset name.")
     subjects: int = Field(8, ge=1, description="Number of subjects (sub-01, sub-02, ...).")
@@ -205,20 +203,6 @@ class SimulationConfig(BaseModel):
         ),
     )
     seed: int = Field(0, ge=0, description="Seed of every random stream.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _suggest_names(cls, data: Any) -> Any:
-        """Answer a misspelt option with the nearest valid name."""
-        if isinstance(data, dict):
-            known = list(cls.model_fields)
-            for key in data:
-                if key not in known:
-                    hint = did_you_mean(str(key), known)
-                    raise ValueError(
-                        f"unknown simulation option {key!r}{hint} (valid: {', '.join(known)})"
-                    )
-        return data
 
     @model_validator(mode="after")
     def _check_consistency(self) -> SimulationConfig:

@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from eeg2bold.errors import DatasetError, Eeg2BoldError
 from eeg2bold.jsonsafe import json_safe
 from eeg2bold.run_folder.files import write_bytes
+from eeg2bold.strict_config import StrictConfig
 from eeg2bold.study import figures
 from eeg2bold.study.aggregate import Summary, search_gain, summarize
 from eeg2bold.study.queries import (
@@ -64,10 +65,8 @@ TABLE_ROWS = 25
 MAX_BARS = 40
 
 
-class ReportOptions(BaseModel):
+class ReportOptions(StrictConfig):
     """How much resampling the report's statistics do (the ``eeg2bold report`` options)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     n_boot: int = Field(N_BOOT, ge=1, description="Bootstrap resamples and sign flips.")
     n_surrogates: int = Field(

@@ -9,24 +9,23 @@ from collections.abc import Mapping
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from eeg2bold.errors import ConfigError, did_you_mean
 from eeg2bold.models import get_model_class, make_params
 from eeg2bold.protocols.base import get_protocol, protocol_class
+from eeg2bold.strict_config import StrictConfig
 from eeg2bold.training.data import SampleConfig
 from eeg2bold.training.fit import TrainConfig
 from eeg2bold.training.losses import LossWeights
 
 
-class ExperimentConfig(BaseModel):
+class ExperimentConfig(StrictConfig):
     """One configuration: model + hyperparameters, protocol, samples, optimisation.
 
     Saved as JSON beside every result; its hash identifies the configuration in the results
     table (the seed is part of the hash's input only through ``train.seed``).
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = Field(description="Registered model name (see `eeg2bold models`).")
     model_params: dict[str, Any] = Field(default_factory=dict, description="Hyperparameters.")

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from torch import Tensor
 
 from eeg2bold.errors import ConfigError, DatasetError
@@ -21,6 +21,7 @@ from eeg2bold.geometry import COMMON_MODE, WindowGeometry, with_common_mode
 from eeg2bold.models import DataSpec
 from eeg2bold.protocols import Fold, SampleTable
 from eeg2bold.storage import Dataset, RunData, RunKey
+from eeg2bold.strict_config import StrictConfig
 from eeg2bold.training.alignment import Alignment, Moments, coverage, euclidean_alignment
 from eeg2bold.training.inputs import InputMap, Normaliser
 from eeg2bold.training.streaming import (
@@ -35,10 +36,8 @@ from eeg2bold.training.streaming import (
 )
 
 
-class SampleConfig(BaseModel):
+class SampleConfig(StrictConfig):
     """How samples and targets are formed (DESIGN.md "Samples, targets and the one metric")."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     window_s: float = Field(10.0, gt=0, le=120, description="EEG window length in seconds.")
     delay_s: float = Field(

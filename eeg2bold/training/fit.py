@@ -18,12 +18,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 from torch import Tensor
 
 from eeg2bold.errors import Eeg2BoldError, Eeg2BoldWarning
 from eeg2bold.models import BoldModel, TrainingBatch, build_model
 from eeg2bold.models.base import ClosedFormModel
+from eeg2bold.strict_config import StrictConfig
 from eeg2bold.training.data import FoldData
 from eeg2bold.training.losses import LossWeights, total_loss
 from eeg2bold.training.metrics import combine_segments, fisher_mean, pearson_r, stitch
@@ -35,10 +36,8 @@ class NonFiniteLossError(Eeg2BoldError):
     """The training loss became NaN or infinite; the fit cannot produce a meaningful score."""
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(StrictConfig):
     """Optimisation settings of one fit (searchable: lr, weight_decay, batch_size, loss)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     epochs: int = Field(30, ge=1, le=10_000, description="Maximum number of epochs.")
     batch_size: int = Field(32, ge=2, le=4096, description="Training windows per step.")

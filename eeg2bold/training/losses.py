@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor
 
 from eeg2bold.models import ModelOutputs
+from eeg2bold.strict_config import StrictConfig
 
 
-class LossWeights(BaseModel):
+class LossWeights(StrictConfig):
     """Weights of the loss terms; a term with weight 0 is not computed."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     r: float = Field(
         1.0, ge=0, description="Weight of (1 − Pearson r), r per output over the batch."

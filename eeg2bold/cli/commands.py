@@ -350,20 +350,14 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     """Shared tail of the ``ingest`` subcommands: resolve the config, run, print the report."""
     from eeg2bold.cli.ingest_options import build_config
     from eeg2bold.ingest import ingest
-    from eeg2bold.ingest.layouts import CONFIG_DEFAULTS, make_layout
+    from eeg2bold.ingest.layouts import make_layout
 
     options = {k: v for k, v in vars(args).items() if not k.startswith("cfg:")}
     mat = _mat_options(args) if "mat_variable" in options else None
     layout = make_layout(options.pop("layout_name"), mat=mat, **options)
-    defaults = CONFIG_DEFAULTS[args.layout_name]
-    if args.layout_name == "table":  # timed as the manifest's marker/start columns say
-        defaults = layout.timing_defaults()  # type: ignore[attr-defined]
+    defaults = layout.timing_defaults()  # e.g. a table's marker/start columns
     config = build_config(
-        given(args),
-        config_file=args.config,
-        defaults=defaults,
-        require_timing=args.layout_name == "files"
-        or (args.layout_name == "table" and not defaults),
+        given(args), config_file=args.config, defaults=defaults, require_timing=not defaults
     )
     report = ingest(
         layout,

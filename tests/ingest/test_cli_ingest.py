@@ -298,3 +298,25 @@ def test_ingest_table_manifest_errors_name_the_file(tmp_path, capsys, text, mess
     (line,) = _one_line_errors(capsys.readouterr().err)
     assert line.startswith(f"eeg2bold: error: {manifest}") and message in line
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_every_registered_layout_has_its_subcommand_and_contract():
+    """Read from the registry: each layout is an ``eeg2bold ingest`` subcommand, builds
+    itself from options and says how its volumes are timed; no subcommand lacks a layout."""
+    import argparse
+
+    from eeg2bold.cli import build_parser
+    from eeg2bold.ingest.layouts import LAYOUTS
+
+    (ingest,) = [
+        a.choices["ingest"]
+        for a in build_parser()._actions
+        if isinstance(a, argparse._SubParsersAction)
+    ]
+    (subcommands,) = [
+        a.choices for a in ingest._actions if isinstance(a, argparse._SubParsersAction)
+    ]
+    assert set(subcommands) == set(LAYOUTS)
+    for name, cls in LAYOUTS.items():
+        assert cls.name == name
+        assert callable(cls.from_options) and callable(cls.timing_defaults), name

@@ -8,11 +8,11 @@ engine lists them as failed while the other runs still land.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from eeg2bold.ingest.specs import RunSpec
+from eeg2bold.ingest.specs import MatOptions, RunSpec
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -21,14 +21,22 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 class Layout(Protocol):
     """Finds the runs of one dataset layout.
 
-    ``name`` identifies the layout in provenance; ``root`` is the folder input paths are
-    recorded relative to; ``specs()`` yields one :class:`RunSpec` per run, in a stable order.
+    ``name`` identifies the layout in provenance and on the command line
+    (``eeg2bold ingest NAME``); ``root`` is the folder input paths are recorded relative to;
+    ``specs()`` yields one :class:`RunSpec` per run, in a stable order;
+    ``timing_defaults()`` is the layout's own IngestConfig defaults (how its volumes are timed),
+    below a config file and the flags; ``from_options`` builds it from command-line options.
     """
 
     name: str
     root: Path
 
     def specs(self) -> Iterator[RunSpec]: ...
+
+    def timing_defaults(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, mat: MatOptions | None) -> Layout: ...
 
 
 def safe_key(text: str) -> str:

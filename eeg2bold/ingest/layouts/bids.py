@@ -16,11 +16,11 @@ events.tsv holds the scanner markers) are part of the run's inputs.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from eeg2bold.ingest.specs import BOLDSource, EEGSource, RunSpec
+from eeg2bold.ingest.specs import BOLDSource, EEGSource, MatOptions, RunSpec
 
 _EEG_EXT = (".vhdr", ".edf", ".bdf", ".set", ".fif")
 _KEYS = ("session", "task", "acquisition", "run")
@@ -45,6 +45,21 @@ class BIDSLayout:
     """Finds BIDS EEG runs under ``root`` and their fMRIPrep outputs under ``derivatives``."""
 
     name = "bids"
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, mat: MatOptions | None) -> BIDSLayout:
+        derivatives = options.get("derivatives")
+        return cls(
+            Path(options["root"]),
+            derivatives=Path(derivatives) if derivatives else None,
+            space=options.get("space"),
+            tasks=options.get("task"),
+            subjects=options.get("subject"),
+        )
+
+    def timing_defaults(self) -> dict[str, Any]:
+        """BrainVision recordings in BIDS mark each volume with an ``R128`` annotation."""
+        return {"timing": {"source": "markers", "markers": ["R128"]}}
 
     def __init__(
         self,

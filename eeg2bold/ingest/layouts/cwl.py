@@ -19,14 +19,14 @@ mis-pairing.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 
 from eeg2bold.ingest.layouts.base import safe_key
-from eeg2bold.ingest.specs import BOLDSource, EEGSource, RunSpec
+from eeg2bold.ingest.specs import BOLDSource, EEGSource, MatOptions, RunSpec
 
 _NII = (".nii", ".nii.gz")
 
@@ -43,6 +43,14 @@ class CWLLayout:
     """Finds the CWL runs under ``root`` (one folder per subject)."""
 
     name = "cwl"
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, mat: MatOptions | None) -> CWLLayout:
+        return cls(Path(options["root"]))
+
+    def timing_defaults(self) -> dict[str, Any]:
+        """The CWL recordings mark each volume with an ``mri`` annotation."""
+        return {"timing": {"source": "markers", "markers": ["mri"]}}
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)

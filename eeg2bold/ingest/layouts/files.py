@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from eeg2bold.ingest.specs import (
     BOLDSource,
@@ -51,6 +52,23 @@ class FilesLayout:
         self.mat = mat
         paths = [str(p.resolve().parent) for r in self.runs for p in (r.eeg, r.bold)]
         self.root = Path(os.path.commonpath(paths)) if paths else Path.cwd()
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, mat: MatOptions | None) -> FilesLayout:
+        """One run from ``--eeg``, ``--bold`` and the optional names (else :class:`FileRun`'s)."""
+        confounds = options.get("confounds")
+        names = {k: options[k] for k in ("subject", "run") if options.get(k)}
+        run = FileRun(
+            eeg=Path(options["eeg"]),
+            bold=Path(options["bold"]),
+            confounds=Path(confounds) if confounds else None,
+            **names,
+        )
+        return cls([run], eeg_format=options.get("eeg_format"), mat=mat)
+
+    def timing_defaults(self) -> dict[str, Any]:
+        """None: explicit files say nothing of timing, so --marker or --start is required."""
+        return {}
 
     def specs(self) -> Iterator[RunSpec]:
         for r in self.runs:

@@ -15,17 +15,27 @@ volumes (timing source 'start'; scanner markers can be used instead). The TR mus
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from eeg2bold.ingest.layouts.base import safe_key
-from eeg2bold.ingest.specs import BOLDSource, EEGSource, RunSpec
+from eeg2bold.ingest.specs import BOLDSource, EEGSource, MatOptions, RunSpec
 
 
 class NatviewLayout:
     """Finds NATVIEW runs under ``root`` (ROI tables under ``roi_dir``, default ``root``)."""
 
     name = "natview"
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, mat: MatOptions | None) -> NatviewLayout:
+        roi_dir = options.get("roi_dir")
+        return cls(Path(options["root"]), roi_dir=Path(roi_dir) if roi_dir else None)
+
+    def timing_defaults(self) -> dict[str, Any]:
+        """NATVIEW's tables give each run's first-volume time (``Tstart``)."""
+        return {"timing": {"source": "start"}}
 
     def __init__(
         self,

@@ -12,12 +12,19 @@ one row re-processes that run only.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from eeg2bold.ingest.errors import IngestError
-from eeg2bold.ingest.specs import BOLDSource, EEGSource, RunSpec, bold_kind, eeg_format
+from eeg2bold.ingest.specs import (
+    BOLDSource,
+    EEGSource,
+    MatOptions,
+    RunSpec,
+    bold_kind,
+    eeg_format,
+)
 
 REQUIRED = ("eeg", "bold", "subject", "run")
 OPTIONAL = ("confounds", "tr", "start", "marker", "format")
@@ -28,6 +35,10 @@ class TableLayout:
     """The runs a manifest lists (``eeg2bold ingest table MANIFEST OUT``)."""
 
     name = "table"
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, mat: MatOptions | None) -> TableLayout:
+        return cls(Path(options["manifest"]))
 
     def __init__(self, manifest: Path) -> None:
         self.manifest = Path(manifest)

@@ -15,7 +15,6 @@ at the first failure (``"abort"``); runs already written stay either way.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -26,37 +25,38 @@ from typing import Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from eeg2bold.errors import DatasetError, Eeg2BoldError, did_you_mean
+from eeg2bold.errors import DatasetError, Eeg2BoldError
 from eeg2bold.ingest.atlas import XYZ, Atlas, load_atlas
-from eeg2bold.ingest.bold import BOLDHeader, extract_bold, probe_bold
-from eeg2bold.ingest.channels import ChannelPlan, plan_channels
+from eeg2bold.ingest.bold import extract_bold
+from eeg2bold.ingest.checks import (
+    MAX_WARNINGS,
+    CheckedRun,
+    CommonSets,
+    Hasher,
+    bold_units,
+    check_run,
+    check_same_options,
+    check_unique,
+    common_sets,
+)
 from eeg2bold.ingest.config import IngestConfig
 from eeg2bold.ingest.errors import IngestError
 from eeg2bold.ingest.layouts.base import Layout
 from eeg2bold.ingest.preprocess import DEFAULT_GROUP, preprocess_eeg
-from eeg2bold.ingest.readers import companion_files, read_eeg
+from eeg2bold.ingest.readers import read_eeg
 from eeg2bold.ingest.specs import RunSpec
-from eeg2bold.ingest.timing import (
-    VolumeTiming,
-    annotation_summary,
-    crop_samples,
-    find_markers,
-    volume_timing,
-)
+from eeg2bold.provenance import versions
 from eeg2bold.storage import (
     BOLDInfo,
     DatasetInfo,
     EEGInfo,
     RunData,
-    RunKey,
     WritableDataset,
     create_dataset,
     open_dataset,
 )
-from eeg2bold.storage.schema import check_key
 
 OnError = Literal["skip", "abort"]
-CommonSets = Literal["exact", "intersect"]
 Status = Literal["written", "unchanged", "replaced", "skipped", "failed"]
 STEP_ORDER = (
     "pick channels",
@@ -69,7 +69,6 @@ STEP_ORDER = (
     "re-reference",
     "to float32 uV",
 )
-_MAX_WARNINGS = 50
 
 
 @dataclass
@@ -114,41 +113,6 @@ class IngestReport:
         return out
 
 
-@dataclass
-class _Checked:
-    """A run that passed the check pass: everything but the signals."""
-
-    spec: RunSpec
-    inputs: list[dict[str, Any]]
-    inputs_sha256: str
-    plan: ChannelPlan
-    bold_header: BOLDHeader
-    rois: tuple[str, ...]
-    tr: float
-    timing: VolumeTiming
-    samples: tuple[int, int]
-    sfreq_in: float
-    n_samples_in: int
-    notes: list[str] = field(default_factory=list)
-
-
-class _Hasher:
-    """sha256 of input files, each file hashed once per ingest."""
-
-    def __init__(self) -> None:
-        self._cache: dict[Path, tuple[str, int]] = {}
-
-    def __call__(self, path: Path) -> tuple[str, int]:
-        path = path.resolve()
-        if path not in self._cache:
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            self._cache[path] = (h.hexdigest(), path.stat().st_size)
-        return self._cache[path]
-
-
 def ingest(
     layout: Layout,
     out: str | os.PathLike[str],
@@ -174,7 +138,7 @@ def ingest(
     specs = list(layout.specs())
     if not specs:
         raise IngestError(f"{layout.root}: no runs found for layout {layout.name!r}")
-    _check_unique(specs, layout=layout)
+    check_unique(specs, layout=layout)
     existing = _open_existing(out, storage_options=storage_options)
     engine = _Engine(
         layout=layout,
@@ -185,12 +149,12 @@ def ingest(
         progress=progress,
     )
     if existing is not None:
-        _check_same_options(
+        check_same_options(
             existing.info, config=config, config_sha=engine.config_sha, out=existing.url
         )
     checked = engine.check_all(specs)
     if checked:
-        channels, rois, lacking = _common_sets(checked, existing=existing, common=common)
+        channels, rois, lacking = common_sets(checked, existing=existing, common=common)
         for item in checked:
             if item.spec.key in lacking:
                 engine.fail(item.spec, IngestError(lacking[item.spec.key]))
@@ -247,7 +211,7 @@ class _Engine:
         self.say = say
         self.progress = progress
         self.outcomes: dict[str, RunOutcome] = {}
-        self.hasher = _Hasher()
+        self.hasher = Hasher()
         self._atlas: Atlas | None = None
 
     def atlas(self) -> Atlas:
@@ -264,7 +228,7 @@ class _Engine:
         self.outcomes[spec.key] = RunOutcome(spec.key, "failed", reason)
         self.say(f"eeg2bold: run {spec.key} failed: {reason}")
 
-    def check_all(self, specs: list[RunSpec]) -> list[_Checked]:
+    def check_all(self, specs: list[RunSpec]) -> list[CheckedRun]:
         """Pass 1: hashes and headers; skipped and failed runs are recorded here."""
         checked = []
         with tqdm(
@@ -278,7 +242,7 @@ class _Engine:
             for spec in specs:
                 bar.set_postfix_str(spec.key, refresh=False)
                 try:
-                    item = _check_run(
+                    item = check_run(
                         spec,
                         layout=self.layout,
                         config=self.config,
@@ -301,7 +265,7 @@ class _Engine:
 
     def write_all(
         self,
-        checked: list[_Checked],
+        checked: list[CheckedRun],
         *,
         dataset: WritableDataset,
         channels: tuple[str, ...],
@@ -348,21 +312,6 @@ def _describe(spec: RunSpec, exc: BaseException) -> str:
     return f"{files}: unexpected {type(exc).__name__}: {text[:300]}"
 
 
-def _check_unique(specs: Sequence[RunSpec], *, layout: Layout) -> None:
-    seen: dict[str, RunSpec] = {}
-    for spec in specs:
-        if spec.key in seen:
-            raise IngestError(
-                f"{layout.root}: two runs map to {spec.key} "
-                f"({_first_file(seen[spec.key])} and {_first_file(spec)})"
-            )
-        seen[spec.key] = spec
-
-
-def _first_file(spec: RunSpec) -> str:
-    return str(spec.eeg.path) if spec.eeg else spec.key
-
-
 def _open_existing(
     out: str | os.PathLike[str], *, storage_options: dict[str, Any] | None
 ) -> WritableDataset | None:
@@ -376,268 +325,6 @@ def _open_existing(
 
 # A run's own timing facts, not options of the store: a manifest gives them per row (and
 # records none), `ingest files` once per call; every run keeps its own in its record.
-PER_RUN_OPTIONS = (("bold", "tr"), ("timing", "start_s"))
-
-
-def _store_options(record: dict[str, Any]) -> dict[str, Any]:
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in record.items()}
-    for section, key in PER_RUN_OPTIONS:
-        if isinstance(out.get(section), dict):
-            out[section].pop(key, None)
-    return out
-
-
-def _check_same_options(info: DatasetInfo, *, config: IngestConfig, config_sha: str, out: str):
-    stored = info.preprocessing.get("config_sha256")
-    if stored == config_sha:
-        return
-    if stored is None:
-        raise IngestError(f"{out}: the store was not made by ingest; write to a new store")
-    old = _store_options(info.preprocessing.get("config", {}))
-    diffs = _dict_diff(old, _store_options(config.to_record()))
-    if not diffs:
-        return  # the same processing; only a run's own TR or start differs
-    raise IngestError(
-        f"{out}: the store was ingested with other options ({'; '.join(diffs[:5]) or 'changed'})"
-        "; ingest into a new store"
-    )
-
-
-def _dict_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for key in sorted(set(old) | set(new)):
-            out.extend(_dict_diff(old.get(key), new.get(key), f"{prefix}{key}."))
-        return out
-    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
-
-
-def _input_list(
-    spec: RunSpec, *, layout: Layout, hasher: _Hasher, atlas: Callable[[], Atlas]
-) -> list[dict[str, Any]]:
-    files: list[tuple[str, Path]] = []
-    if spec.eeg is not None:
-        files += [("eeg", p) for p in companion_files(spec.eeg)]
-    files += [("sidecar", p) for p in spec.extra_inputs]
-    if spec.bold is not None:
-        files += [("bold", p) for p in spec.bold.paths]
-        if spec.bold.confounds is not None:
-            files.append(("confounds", spec.bold.confounds))
-        if spec.bold.kind == "nifti":
-            files += [("atlas", p) for p in atlas().inputs]
-    out = []
-    for role, path in files:
-        if not path.exists():
-            raise IngestError(f"{path}: {role} file not found")
-        digest, size = hasher(path)
-        out.append(
-            {"role": role, "path": _relative(path, layout.root), "sha256": digest, "bytes": size}
-        )
-    for key, value in spec.settings:  # the layout's per-run values (a manifest row's TR, …)
-        digest = hashlib.sha256(f"{key}={value}".encode()).hexdigest()
-        out.append({"role": f"setting:{key}", "path": value, "sha256": digest, "bytes": 0})
-    return out
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return path.name
-
-
-def _bold_units(checked: Sequence[_Checked], config: IngestConfig) -> str:
-    """What the stored BOLD values are: z-scores when the masker standardised every region,
-    region tables' values as given, else arbitrary (the scanner's)."""
-    kinds = {c.spec.bold.kind for c in checked if c.spec.bold is not None}
-    if kinds == {"nifti"}:
-        return "z-score" if config.bold.standardize else "arbitrary (scanner units)"
-    if kinds == {"table"}:
-        return "as given (region table)"
-    return "mixed (z-scored NIfTI runs and region tables as given)"
-
-
-def _digest(inputs: list[dict[str, Any]]) -> str:
-    h = hashlib.sha256()
-    for item in inputs:
-        h.update(f"{item['role']}:{item['sha256']};".encode())
-    return h.hexdigest()
-
-
-def _check_run(
-    spec: RunSpec,
-    *,
-    layout: Layout,
-    config: IngestConfig,
-    config_sha: str,
-    existing: WritableDataset | None,
-    hasher: _Hasher,
-    atlas: Callable[[], Atlas],
-) -> _Checked | None:
-    """Headers-only checks of one run; None when the store already holds it unchanged."""
-    if spec.problem:
-        raise IngestError(spec.problem)
-    if spec.eeg is None or spec.bold is None:
-        raise IngestError(f"run {spec.key}: the layout found no EEG or no BOLD for it")
-    check_key(spec.subject, what="subject")
-    check_key(spec.run, what="run")
-    inputs = _input_list(spec, layout=layout, hasher=hasher, atlas=atlas)
-    digest = _digest(inputs)
-    if existing is not None:
-        key = RunKey(spec.subject, spec.run)
-        if existing.has_run(key):
-            stored = existing.run_attrs(key).get("provenance", {}).get("ingest", {})
-            if stored.get("inputs_sha256") == digest and stored.get("config_sha256") == config_sha:
-                return None
-    bold_path = spec.bold.paths[0]
-    tr = _resolve_tr(spec, config=config)
-    header = probe_bold(spec.bold, tr=tr)
-    available = (header.rois or ()) if spec.bold.kind == "table" else atlas().names
-    rois = _select_rois(available, wanted=config.bold.rois, path=bold_path)
-    count_col = spec.bold.count_column
-    expected = header.metadata.get(count_col) if count_col else None
-    if expected is not None and expected != header.n_volumes:
-        raise IngestError(
-            f"{bold_path}: {count_col} says {expected:g} volumes but the "
-            f"table has {header.n_volumes} rows"
-        )
-    if spec.n_volumes is not None and spec.n_volumes != header.n_volumes:
-        raise IngestError(
-            f"{bold_path}: {header.n_volumes} volumes, the layout expected {spec.n_volumes}"
-        )
-    start_s = spec.start_s
-    if start_s is None and spec.bold.start_column:
-        start_s = header.metadata.get(spec.bold.start_column)
-    warnings_log: list[str] = []
-    raw = read_eeg(spec.eeg, log=warnings_log)
-    plan = plan_channels(
-        raw,
-        config=config.channels,
-        path=spec.eeg.path,
-        reference=config.eeg.reference_channels(),
-    )
-    sfreq_in = float(raw.info["sfreq"])
-    markers = None
-    hint = ""
-    if config.timing.source == "markers":
-        markers = find_markers(raw, names=config.timing.markers)
-        if len(markers) == 0:
-            hint = annotation_summary(raw)
-    timing = volume_timing(
-        n_volumes=header.n_volumes,
-        tr=tr,
-        config=config.timing,
-        eeg_path=spec.eeg.path,
-        bold_path=bold_path,
-        eeg_duration_s=raw.n_times / sfreq_in,
-        markers=markers,
-        start_s=start_s,
-        annotations_hint=hint,
-    )
-    samples = crop_samples(
-        timing,
-        tr=tr,
-        margin_s=config.timing.crop_margin_s,
-        sfreq=sfreq_in,
-        n_samples=raw.n_times,
-    )
-    return _Checked(
-        spec=spec,
-        inputs=inputs,
-        inputs_sha256=digest,
-        plan=plan,
-        bold_header=header,
-        rois=rois,
-        tr=tr,
-        timing=timing,
-        samples=samples,
-        sfreq_in=sfreq_in,
-        n_samples_in=int(raw.n_times),
-        notes=list(timing.notes) + warnings_log[:_MAX_WARNINGS],
-    )
-
-
-def _resolve_tr(spec: RunSpec, *, config: IngestConfig) -> float:
-    assert spec.bold is not None
-    given, sidecar = config.bold.tr, spec.bold.tr
-    path = spec.bold.paths[0]
-    if given is not None and sidecar is not None and abs(given - sidecar) > 1e-3 * given:
-        raise IngestError(
-            f"{path}: wrong TR: its sidecar says {sidecar:g} s, but the TR given is {given:g} s"
-        )
-    tr = given if given is not None else sidecar
-    if tr is None:
-        raise IngestError(f"{path}: TR unknown: give it (--tr SECONDS)")
-    return float(tr)
-
-
-def _select_rois(
-    available: Sequence[str], *, wanted: Sequence[str] | None, path: Path
-) -> tuple[str, ...]:
-    if wanted is None:
-        return tuple(available)
-    missing = [r for r in wanted if r not in available]
-    if missing:
-        hints = []
-        for r in missing:
-            hints.append(f"{r!r}{did_you_mean(r, available)}")
-        raise IngestError(f"{path}: unknown ROI(s) {', '.join(hints)}")
-    return tuple(wanted)
-
-
-def _common_sets(
-    checked: list[_Checked], *, existing: WritableDataset | None, common: CommonSets
-) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, str]]:
-    """The dataset's channel and ROI lists, and the runs that cannot provide them."""
-    dropped: dict[str, str] = {}
-    if existing is not None:
-        channels, rois = existing.info.eeg.channels, existing.info.bold.rois
-        for item in checked:
-            lacks_ch = [c for c in channels if c not in item.plan.keep]
-            lacks_roi = [r for r in rois if r not in item.rois]
-            if lacks_ch or lacks_roi:
-                parts = []
-                if lacks_ch:
-                    parts.append(f"channels {lacks_ch}")
-                if lacks_roi:
-                    parts.append(f"ROIs {lacks_roi}")
-                dropped[item.spec.key] = (
-                    f"{_first_file(item.spec)}: lacks {' and '.join(parts)} that the dataset has"
-                )
-        return channels, rois, dropped
-    first = checked[0]
-    lists: dict[str, tuple[str, ...]] = {}
-    for what, get in (("channel", lambda c: c.plan.keep), ("ROI", lambda c: c.rois)):
-        ref = list(get(first))
-        if common == "intersect":
-            shared = [n for n in ref if all(n in get(c) for c in checked)]
-            if not shared:
-                raise IngestError(f"no {what} is shared by all {len(checked)} runs")
-            lists[what] = tuple(shared)
-            continue
-        diffs = []
-        for item in checked[1:]:
-            names = get(item)
-            lacks = [n for n in ref if n not in names]
-            extra = [n for n in names if n not in ref]
-            if lacks or extra:
-                part = item.spec.named
-                if lacks:
-                    part += f" lacks {lacks}"
-                if extra:
-                    part += f" has extra {extra}"
-                diffs.append(part)
-        if diffs:
-            raise IngestError(
-                f"{what} sets differ between runs (compared with {first.spec.named}): "
-                + "; ".join(diffs[:5])
-                + (f"; ... ({len(diffs) - 5} more)" if len(diffs) > 5 else "")
-                + f"; use --common intersect to keep the {what}s all runs share"
-            )
-        lists[what] = tuple(ref)
-    return lists["channel"], lists["ROI"], dropped
-
-
 def roi_centres(atlas: Atlas, rois: Sequence[str]) -> tuple[XYZ, ...] | None:
     """Each ROI's centre of mass in the atlas's world mm, in ROI order (None if one of them is
     not an atlas region: a region-table column)."""
@@ -665,7 +352,7 @@ def _dataset(
     config_sha: str,
     channels: tuple[str, ...],
     rois: tuple[str, ...],
-    checked: list[_Checked],
+    checked: list[CheckedRun],
     name: str | None,
     atlas_name: str,
     roi_mni: tuple[XYZ, ...] | None,
@@ -690,7 +377,7 @@ def _dataset(
             tr=trs[0],
             rois=rois,
             atlas=atlas_name,
-            units=_bold_units(checked, config),
+            units=bold_units(checked, config),
             roi_mni=roi_mni,
         ),
         source=f"ingest:{layout.name}",
@@ -705,23 +392,15 @@ def _dataset(
             "ingest": {
                 "layout": layout.name,
                 "root": str(layout.root),
-                "software": software_versions(),
+                "software": versions(("mne", "nilearn", "nibabel")),
             }
         },
     )
     return create_dataset(out, info, storage_options=storage_options)
 
 
-def software_versions() -> dict[str, str]:
-    import mne
-    import nibabel
-    import nilearn
-
-    return {"mne": mne.__version__, "nilearn": nilearn.__version__, "nibabel": nibabel.__version__}
-
-
 def _ingest_run(
-    item: _Checked,
+    item: CheckedRun,
     *,
     dataset: WritableDataset,
     layout: Layout,
@@ -766,7 +445,7 @@ def _ingest_run(
             f"{spec.eeg.path}: the last volume ({timing.times[-1]:.3f} s) falls after the "
             f"preprocessed EEG ({duration:.3f} s)"
         )
-    notes = item.notes + eeg.warnings[:_MAX_WARNINGS] + list(bold.warnings[:_MAX_WARNINGS])
+    notes = item.notes + eeg.warnings[:MAX_WARNINGS] + list(bold.warnings[:MAX_WARNINGS])
     provenance = {
         "ingest": {
             "layout": layout.name,
@@ -784,8 +463,8 @@ def _ingest_run(
             },
             "timing": {**timing.record, "first_s": float(timing.times[0])},
             "bold": bold.record,
-            "warnings": notes[:_MAX_WARNINGS],
-            "software": software_versions(),
+            "warnings": notes[:MAX_WARNINGS],
+            "software": versions(("mne", "nilearn", "nibabel")),
         }
     }
     qc = {"ingest_notes": len(notes)}

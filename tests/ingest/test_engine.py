@@ -246,6 +246,7 @@ def test_volume_times_stay_on_the_eeg_clock_after_crop_and_resampling(tmp_path, 
 
 
 def test_second_ingest_skips_every_run_without_reading(tmp_path, make, monkeypatch):
+    import eeg2bold.ingest.checks as checks
     import eeg2bold.ingest.engine as engine
 
     d = tmp_path / "in"
@@ -262,7 +263,8 @@ def test_second_ingest_skips_every_run_without_reading(tmp_path, make, monkeypat
         calls["preprocess"] += 1
         return real_pre(*a, **k)
 
-    monkeypatch.setattr(engine, "read_eeg", counting_read)
+    monkeypatch.setattr(engine, "read_eeg", counting_read)  # the data pass
+    monkeypatch.setattr(checks, "read_eeg", counting_read)  # the header pass
     monkeypatch.setattr(engine, "preprocess_eeg", counting_pre)
     # an interrupted first ingest: only two runs got in
     first = ingest(FilesLayout(runs[:2]), out, config=_config(), progress=False)

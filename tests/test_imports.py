@@ -110,3 +110,13 @@ def test_the_report_and_its_tracker_load_no_ray():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_no_module_is_over_700_lines():
+    """A module past 700 lines has usually grown a second job: split it along its seam."""
+    long = {
+        str(path.relative_to(PACKAGE.parent)): n
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if (n := len(path.read_text().splitlines())) > 700
+    }
+    assert not long, long

@@ -18,15 +18,8 @@ from __future__ import annotations
 from eeg2bold.simulate.config import SimulationConfig
 from eeg2bold.simulate.montage import channel_names, roi_names, roi_positions
 from eeg2bold.simulate.physics import double_gamma_hrf
-from eeg2bold.simulate.simulator import (
-    ENV_SFREQ,
-    SubjectParameters,
-    dataset_info,
-    envelope_names,
-    simulate_run,
-    simulate_runs,
-    subject_parameters,
-)
+from eeg2bold.simulate.simulator import ENV_SFREQ, dataset_info, simulate_run, simulate_runs
+from eeg2bold.simulate.subjects import SubjectParameters, envelope_names, subject_parameters
 
 __all__ = [
     "ENV_SFREQ",

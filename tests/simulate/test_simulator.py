@@ -100,7 +100,7 @@ def test_session_effects_change_gain_and_cap_per_run_and_nothing_else():
     """Per-run channel gains scale the whole recording (a known answer: the same streams
     without them, times the gains); a cap shift rotates the electrodes, so each run's lead
     field is the one computed on the rotated sensors, and BOLD is untouched by both."""
-    from eeg2bold.simulate.simulator import leadfield
+    from eeg2bold.simulate.subjects import leadfield
 
     plain = list(simulate_runs(config=SimulationConfig(subjects=1, runs=2, **SMALL)))
     gains = list(

@@ -8,7 +8,7 @@ DEMO_DIR := demo_out
 # the tests run in random order; the command line shows the seed, `make test SEED=N` repeats it
 SEED ?= $(shell date +%s)
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint docs bench clean
 
 # torch first, pinned: a bare `torch` requirement would pull several GB of CUDA packages.
 # System packages the tests use (Debian's chromium for the report's browser check; Slurm
@@ -45,6 +45,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# the documentation site, offline, warnings as errors; its reference is generated from the code
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W -q -b html docs docs/_build/html
+	@echo "docs: docs/_build/html/index.html"
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_windows.py
 	$(BIN)/python benchmarks/bench_simulator.py
@@ -65,4 +70,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_gpu.py || test $$? -eq 2  # 2: no GPU here, nothing measured
 
 clean:
-	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache .mypy_cache docs/_build docs/reference

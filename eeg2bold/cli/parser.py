@@ -24,6 +24,7 @@ from eeg2bold.cli.commands import (
     _minutes,
 )
 from eeg2bold.cli.options import add_options, owned_option
+from eeg2bold.eeg_formats import FILE_FORMATS
 
 SLURM_FLAGS = {
     "--nodes": "nodes",
@@ -294,7 +295,7 @@ def _add_ingest_parser(sub: Any) -> None:
     )
     q.add_argument(
         "--eeg-format",
-        choices=("eeglab", "brainvision", "edf", "bdf", "fif", "mat"),
+        choices=FILE_FORMATS,
         help="EEG format when the file name does not say it",
     )
     _add_mat_arguments(q)
@@ -520,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     owned_option(p, "--device", owner="eeg2bold.predict.apply:predict", help="cpu, cuda or auto")
     p.add_argument(
         "--eeg-format",
-        choices=("eeglab", "brainvision", "edf", "bdf", "fif", "mat"),
+        choices=FILE_FORMATS,
         help="EEG format when the file name does not say it",
     )
     _add_mat_arguments(p)

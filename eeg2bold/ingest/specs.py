@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-EEGFormat = Literal["eeglab", "brainvision", "edf", "bdf", "fif", "mat", "bids"]
+from eeg2bold.eeg_formats import EEGFormat
+
 BOLDKind = Literal["nifti", "table"]
 ConfoundsKind = Literal["spm", "fmriprep"]
 

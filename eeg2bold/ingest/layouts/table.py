@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from eeg2bold.eeg_formats import FILE_FORMATS
 from eeg2bold.ingest.errors import IngestError
 from eeg2bold.ingest.specs import (
     BOLDSource,
@@ -28,7 +29,8 @@ from eeg2bold.ingest.specs import (
 
 REQUIRED = ("eeg", "bold", "subject", "run")
 OPTIONAL = ("confounds", "tr", "start", "marker", "format")
-FORMATS = ("eeglab", "brainvision", "edf", "bdf", "fif")
+# a manifest row names no MATLAB variable or rate, so MATLAB files need `ingest files`
+FORMATS = tuple(f for f in FILE_FORMATS if f != "mat")
 
 
 class TableLayout:

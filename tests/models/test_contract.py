@@ -27,9 +27,6 @@ from eeg2bold.training.seed import seed_everything
 # these tests are about learning, not about generalisation to unseen subjects.
 EASY = {"private_sources": 0, "coupling_jitter": 0.5}
 
-# The models DESIGN.md promises; the registry must hold exactly these (plus any new ones
-# added to this list together with their module).
-
 SPECS = [
     DataSpec(n_channels=8, n_rois=3, sfreq=100.0, window_s=8.0, n_out=1),
     DataSpec(n_channels=32, n_rois=8, sfreq=250.0, window_s=10.0, n_out=1),

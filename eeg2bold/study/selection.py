@@ -19,7 +19,8 @@ from eeg2bold.training.metrics import fisher_mean
 
 SelectionRule = Literal["best", "one_se"]
 # "best": the best val score. "one_se": the defaults unless beaten by more than one standard
-# error (see _keep_defaults). Measured in bench_search.py: neither wins on every arm (README).
+# error (see _keep_defaults). Measured in bench_search.py: neither wins on every arm
+# (docs/benchmarks.md), so the plain best stays the default.
 DEFAULT_RULE: SelectionRule = "best"
 FOLD_KEYS = ["protocol", "model", "fold", "subject"]
 CANDIDATE_KEYS = ["sweep", "trial", "config_hash", "seed"]
@@ -105,12 +106,12 @@ def _keep_defaults(
 
     Why: the best of many configurations on a few minutes of val is partly the luckiest (the
     winner's curse); ``bench_search.py`` measured selected configurations whose higher val r
-    did not carry to test. The defaults are chosen before any data are seen, so preferring
-    them unless the evidence is clear costs little where the search finds a real gain and
-    guards the arms where it does not. The paired units are the folds of the fold's pool
-    where the protocol pools (their fold scores, as :func:`_pooled` combines them) and
-    otherwise the ROIs of the fold's own val (LOSO). One unit gives no error: the plain
-    comparison stands.
+    did not carry to test. The defaults are chosen before any data are seen, so the rule
+    prefers them unless the evidence is clear (measured there: equal to the plain best on
+    average; it gave up one real gain and did not save the two losing arms). The paired
+    units are the folds of the fold's pool where the protocol pools (their fold scores, as
+    :func:`_pooled` combines them) and otherwise the ROIs of the fold's own val (LOSO). One
+    unit gives no error: the plain comparison stands.
     """
     from eeg2bold.protocols import pools_selection
 

@@ -64,9 +64,43 @@ def init_ray(
             kwargs["num_cpus"] = int(math.ceil(num_cpus))
         if num_gpus is not None:
             kwargs["num_gpus"] = int(num_gpus)
+        reap_orphaned_agents()
         # "local": always a fresh instance, never silently a cluster `ray start` left running
         ray.init(address="local", **kwargs)
     return dict(ray.cluster_resources())
+
+
+ORPHAN_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
+
+
+def reap_orphaned_agents(proc: str = "/proc") -> list[int]:
+    """Stop Ray's per-node agents left by a local instance whose driver was killed; returns
+    their pids.
+
+    Why: after a SIGKILL of the driver its raylet and GCS die, but the two agents linger about
+    a minute (before exiting they report the raylet's death to the dead GCS, with a 60 s
+    timeout inside Ray), so a ``--resume`` right after a kill ran beside them. An agent whose
+    raylet is gone has been adopted by init (parent pid 1) and serves nothing; only this
+    user's are touched, and only on Linux (``/proc``)."""
+    import signal
+
+    uid, stopped = os.getuid(), []
+    for entry in os.scandir(proc) if os.path.isdir(proc) else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.stat(entry.path).st_uid != uid:
+                continue
+            with open(os.path.join(entry.path, "cmdline"), "rb") as f:
+                title = f.read().split(b"\0")[0].decode(errors="replace").strip()
+            with open(os.path.join(entry.path, "stat"), encoding="ascii") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid == 1 and title.startswith(ORPHAN_AGENTS):
+                os.kill(int(entry.name), signal.SIGKILL)
+                stopped.append(int(entry.name))
+        except (OSError, ValueError, IndexError):  # gone meanwhile, or not ours to read
+            continue
+    return stopped
 
 
 @contextlib.contextmanager

@@ -147,9 +147,8 @@ def _paired_folds(arm: pd.DataFrame, best: pd.Series, anchor: str) -> np.ndarray
     """Fisher-z differences best − defaults over the folds of ``best``'s fold's pool."""
     subject = arm.loc[arm["fold"] == best["fold"], "subject"].iloc[0]
     pool = arm[(arm["subject"] != subject) | (arm["fold"] == best["fold"])]
-    key = ["fold"]
-    a = pool[_same_candidate(pool, best)].set_index(key)["fold_score"]
-    b = pool[pool["trial"] == anchor].set_index(key)["fold_score"]
+    a = pool[_same_candidate(pool, best)].set_index("fold")["fold_score"]
+    b = pool[pool["trial"] == anchor].set_index("fold")["fold_score"]
     both = a.index.intersection(b.index)
     return _z(a[both].to_numpy()) - _z(b[both].to_numpy())
 

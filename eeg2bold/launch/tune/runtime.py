@@ -84,10 +84,12 @@ def reap_orphaned_agents(proc: str = "/proc") -> list[int]:
     user's are touched, and only on Linux (``/proc``)."""
     import signal
 
+    if not os.path.isdir(proc):
+        return []
     uid, stopped = os.getuid(), []
-    for entry in os.scandir(proc) if os.path.isdir(proc) else ():
-        if not entry.name.isdigit():
-            continue
+    with os.scandir(proc) as entries:
+        pids = [e for e in entries if e.name.isdigit()]
+    for entry in pids:
         try:
             if os.stat(entry.path).st_uid != uid:
                 continue

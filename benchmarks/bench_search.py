@@ -151,7 +151,11 @@ def arm_scores(
 
 
 def run_defaults(store: Path, model: str, protocol: str, out: Path, epochs: int | None) -> dict:
-    sets = ["--set", f"train.epochs={epochs}"] if epochs else []
+    from eeg2bold.search_spaces import common_footprint
+
+    # the sweep's footprint, so both are scored on the same volumes (docs/sweeps.md)
+    sets = ["--set", f"data.footprint_s={common_footprint()}"]
+    sets += ["--set", f"train.epochs={epochs}"] if epochs else []
     command = [*EEG2BOLD, "train", str(store), "--model", model, "--protocol", protocol, "-q"]
     seconds = _timed(out, [*command, *sets, "--out", str(out)])
     from eeg2bold.run_folder import RunFolder

@@ -431,8 +431,12 @@ class StudyConfig(StrictConfig):
             )
 
     def data_settings(self) -> dict[str, Any]:
-        """SampleConfig fields every trial shares."""
-        return self.targets.model_dump(exclude_none=True)
+        """SampleConfig fields every trial shares: the targets, and one footprint for every
+        window and delay the search may try (the same volumes for every trial)."""
+        from eeg2bold.search_spaces import common_footprint
+
+        footprint = common_footprint(self.search)
+        return {**self.targets.model_dump(exclude_none=True), "footprint_s": footprint}
 
     def train_settings(self) -> dict[str, Any]:
         """TrainConfig fields every trial shares (the rest is searched)."""

@@ -6,10 +6,10 @@ stopping) and test (reported only). The engine consumes indices and never re-imp
 splitting.
 
 Blocks are cut on each subject's time line (its runs in order, end to end). Between two blocks
-of one run lies a guard gap of ``max(min_gap_s, window_s + delay_s)`` seconds, and a sample
-belongs to a block only if its whole footprint (EEG window start to target time) lies inside
-the block — so no window or target straddles two blocks, and BOLD autocorrelation across the
-boundary is cut by at least ``min_gap_s`` (20 s by default).
+of one run lies a guard gap of ``max(min_gap_s, footprint_s)`` seconds (``window_s + delay_s``
+unless a common footprint is set), and a sample belongs to a block only if its whole footprint
+lies inside the block — so no window or target straddles two blocks, and BOLD autocorrelation
+across the boundary is cut by at least ``min_gap_s`` (20 s by default).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def check_fraction(name: str, value: float) -> float:
 
 def guard_gap(samples: SampleTable, min_gap_s: float = MIN_GAP_S) -> float:
     """Seconds left empty between two blocks of one run."""
-    return max(min_gap_s, samples.window_s + samples.delay_s)
+    return max(min_gap_s, samples.footprint_s)
 
 
 def subject_blocks(
@@ -115,6 +115,11 @@ def timeline_blocks(
     return blocks
 
 
+def _common(samples: SampleTable) -> str:
+    common = samples.common_footprint_s
+    return "" if common is None else f", footprint_s={common:g} s"
+
+
 class Splitter(ABC):
     """Base class of protocols: ``split(samples)`` yields :class:`Fold` objects."""
 
@@ -144,7 +149,8 @@ class Splitter(ABC):
                     raise ConfigError(
                         f"protocol {self.name}: fold {fold.label} has no {split} samples "
                         f"(recordings too short for window_s={samples.window_s:g} s, "
-                        f"delay_s={samples.delay_s:g} s and a {gap:g} s guard gap?)"
+                        f"delay_s={samples.delay_s:g} s{_common(samples)} and a {gap:g} s "
+                        "guard gap?)"
                     )
         return out
 

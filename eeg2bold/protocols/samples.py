@@ -4,6 +4,11 @@ A sample pairs the EEG window ``[t - delay_s - window_s, t - delay_s]`` with the
 time ``t`` (DESIGN.md "Samples"). Its *footprint* is ``[t - delay_s - window_s, t]``: every
 instant whose data the sample touches (EEG and BOLD). Splitters assign samples to blocks by
 footprint, so no sample straddles two blocks. Only volume times are read to build the table.
+
+A *common footprint* (``footprint_s`` longer than ``window_s + delay_s``) makes every sample
+count as touching ``[t - footprint_s, t]``: configurations of one sweep that differ in window or
+delay then keep exactly the same volumes in the same blocks, so their val and test r are
+computed on the same data and can be ranked against each other.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ class SampleTable:
     # [n_runs] each run's stored attributes (session, task, provenance, ...): what grouped
     # protocols read; empty for tables built by hand
     run_attrs: tuple[Mapping[str, Any], ...] = ()
+    # a common footprint longer than window_s + delay_s (see the module docstring), or None
+    common_footprint_s: float | None = None
 
     def __len__(self) -> int:
         return int(self.run.size)
@@ -50,9 +57,16 @@ class SampleTable:
         return WindowGeometry(self.window_s, self.delay_s, self.sfreq)
 
     @property
+    def footprint_s(self) -> float:
+        """Seconds before its target time that each sample counts as touching."""
+        own = self.window_s + self.delay_s
+        return own if self.common_footprint_s is None else max(own, self.common_footprint_s)
+
+    @property
     def start(self) -> np.ndarray:
-        """[N] start of each sample's footprint (= start of its EEG window), seconds."""
-        return self.geometry.footprint_start(self.time)
+        """[N] start of each sample's footprint (its EEG window's start, or earlier under a
+        common footprint), seconds."""
+        return self.time - self.footprint_s
 
     @property
     def start_sample(self) -> np.ndarray:
@@ -86,10 +100,17 @@ def build_sample_table(
     *,
     window_s: float,
     delay_s: float = 0.0,
+    footprint_s: float | None = None,
     runs: list[RunKey] | None = None,
 ) -> SampleTable:
-    """Sample table of ``dataset`` (or of the given runs) for one window/delay setting."""
+    """Sample table of ``dataset`` (or of the given runs) for one window/delay setting; with
+    ``footprint_s``, only volumes whose common footprint lies inside their run."""
     geometry = WindowGeometry(float(window_s), float(delay_s), dataset.info.eeg.sfreq)
+    if footprint_s is not None and footprint_s < window_s + delay_s - 1e-9:
+        raise ConfigError(
+            f"footprint_s={footprint_s:g} s is shorter than window_s + delay_s "
+            f"({window_s:g} + {delay_s:g} s)"
+        )
     keys = tuple(sorted(runs if runs is not None else dataset.runs()))
     if not keys:
         raise DatasetError(f"{dataset.url}: the dataset has no runs")
@@ -102,7 +123,11 @@ def build_sample_table(
         run_attrs.append(attrs)
         n_samples = int(attrs["n_samples"])
         times = np.asarray(dataset.array(key, "volume_times")[...], dtype=np.float64)
-        ok = np.flatnonzero(geometry.valid(times, n_samples))
+        valid = geometry.valid(times, n_samples)
+        if footprint_s is not None:  # the same volumes whatever the window and delay
+            half = 0.5 / sfreq
+            valid &= (times - footprint_s >= -half) & (times <= n_samples / sfreq + half)
+        ok = np.flatnonzero(valid)
         cols["run"].append(np.full(ok.size, i, dtype=np.int64))
         cols["volume"].append(ok.astype(np.int64))
         cols["time"].append(times[ok])
@@ -120,10 +145,12 @@ def build_sample_table(
         volume=np.concatenate(cols["volume"]),
         time=np.concatenate(cols["time"]),
         run_attrs=tuple(run_attrs),
+        common_footprint_s=None if footprint_s is None else float(footprint_s),
     )
     if len(table) == 0:
         raise ConfigError(
             f"no run of {dataset.url} is long enough for window_s={window_s:g} s + "
             f"delay_s={delay_s:g} s"
+            + ("" if footprint_s is None else f" (footprint_s={footprint_s:g} s)")
         )
     return table

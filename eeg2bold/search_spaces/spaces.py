@@ -253,6 +253,37 @@ def _info_from_distribution(name: str, dist: Any) -> ParamInfo:
     return ParamInfo(name, kind, dist.low, dist.high, dist.log, getattr(dist, "step", None))
 
 
+class _LargestTrial:
+    """Answers every suggestion with the largest value it allows (a non-numeric choice: the
+    first)."""
+
+    number = 0
+
+    def suggest_float(self, name: str, low: float, high: float, **kw: Any) -> float:
+        return high
+
+    def suggest_int(self, name: str, low: int, high: int, **kw: Any) -> int:
+        return high
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        choices = list(choices)
+        numeric = all(isinstance(c, int | float) and not isinstance(c, bool) for c in choices)
+        return max(choices) if numeric else choices[0]
+
+
+def common_footprint(constraints: Mapping[str, Constraint] | None = None) -> float:
+    """The footprint every trial of a sweep shares (``data.footprint_s``): the largest
+    ``window_s + delay_s`` the space allows under the study's constraints, so that trials
+    differing in window or delay are scored on the same volumes; a fixed
+    ``data.footprint_s`` is taken as it is."""
+    constraints = constraints or {}
+    fixed = constraints.get("data.footprint_s")
+    if fixed is not None and not isinstance(fixed, dict | list):
+        return float(fixed)
+    data = data_space(ConstrainedTrial(_LargestTrial(), constraints).section("data"))
+    return float(data["window_s"]) + float(data["delay_s"])
+
+
 # -- where a search starts: the defaults, or an earlier sweep's best -------------------------
 def search_defaults(model: str) -> dict[str, Any]:
     """The configuration ``eeg2bold train`` uses for ``model``, by search parameter name

@@ -43,6 +43,18 @@ class SampleConfig(StrictConfig):
     delay_s: float = Field(
         0.0, ge=0, le=30, description="Gap between the window's end and the BOLD target time."
     )
+    footprint_s: float | None = Field(
+        None,
+        gt=0,
+        le=150,
+        description=(
+            "Seconds before each target volume every sample counts as touching when the "
+            "protocol cuts blocks (which volumes a block keeps, the guard gap); default "
+            "window_s + delay_s. A sweep sets it to the largest window_s + delay_s its space "
+            "allows, so configurations that differ in window or delay are trained, selected "
+            "and tested on the same volumes."
+        ),
+    )
     target: Literal["seq2one", "seq2seq"] = Field(
         "seq2one",
         description="seq2one: BOLD at the volume time; seq2seq: the BOLD trace over the window.",
@@ -69,6 +81,11 @@ class SampleConfig(StrictConfig):
     def _check(self) -> SampleConfig:
         if self.target == "seq2seq" and self.n_out < 2:
             raise ValueError("seq2seq needs window_s * target_hz >= 2 output steps")
+        if self.footprint_s is not None and self.footprint_s < self.window_s + self.delay_s - 1e-9:
+            raise ValueError(
+                f"footprint_s ({self.footprint_s:g}) must be at least window_s + delay_s "
+                f"({self.window_s:g} + {self.delay_s:g})"
+            )
         return self
 
     @property

@@ -162,8 +162,9 @@ class RunCache:
 
 def protocol_folds(dataset: Dataset, config: ExperimentConfig) -> tuple[SampleTable, list[Fold]]:
     """The sample table and the folds the protocol's splitter yields for ``config``."""
+    data = config.data
     samples = build_sample_table(
-        dataset, window_s=config.data.window_s, delay_s=config.data.delay_s
+        dataset, window_s=data.window_s, delay_s=data.delay_s, footprint_s=data.footprint_s
     )
     return samples, get_protocol(config.protocol, **config.protocol_options).folds(samples)
 

@@ -321,6 +321,13 @@ def _check_one_identity_and_self_describing_studies(folder):
             # the config hash resolves to the resolved config the trial trained
             config = run_folder.read_config(t.user_attrs["config_hash"])
             assert config["model"] == arm[1] and config["data"]["window_s"] == 10.0
+            # window 10 s fixed, delay up to 6 s: one footprint for every trial
+            assert config["data"]["footprint_s"] == 16.0
+    # ... so every trial of an arm is scored on the same volumes, whatever its delay
+    final = results[results["final"]]
+    counts = final.groupby(["protocol", "model", "fold", "roi", "split"])["n"].nunique()
+    assert (counts == 1).all(), counts[counts > 1]
+    assert final.groupby(["protocol", "model"])["delay_s"].nunique().max() > 1
     rows = results.drop_duplicates("config_hash")
     for _, row in rows.iterrows():
         saved = run_folder.read_config(row["config_hash"])

@@ -237,6 +237,37 @@ def test_sample_table_matches_the_window_reader(tmp_path, make_info, make_run):
         build_sample_table(ds, window_s=200.0)
 
 
+@pytest.mark.parametrize("protocol", ["within", "loso", "loso_calibrated"])
+def test_a_common_footprint_keeps_the_same_volumes_whatever_the_window_and_delay(
+    tmp_path, make_info, make_run, protocol
+):
+    """What a sweep relies on to rank configurations: under one footprint, every window and
+    delay gets the same volumes in every split; without it, they do not."""
+    info = make_info(sfreq=50.0)
+    ds = create_dataset(tmp_path / "d.zarr", info)
+    for s, seconds in enumerate([600, 520, 560]):
+        ds.write_run(make_run(info, subject=f"sub-{s + 1:02d}", seconds=seconds, seed=s))
+    settings = [(10.0, 0.0), (15.0, 4.0), (20.0, 6.0)]
+
+    def volumes(footprint_s):
+        out = []
+        for window_s, delay_s in settings:
+            table = build_sample_table(
+                ds, window_s=window_s, delay_s=delay_s, footprint_s=footprint_s
+            )
+            folds = get_protocol(protocol).folds(table)
+            keys = table.run * 10_000 + table.volume
+            out.append([tuple(keys[f.split(n)]) for f in folds for n in ("train", "val", "test")])
+        return out
+
+    common = volumes(26.0)
+    assert common[0] == common[1] == common[2]
+    own = volumes(None)
+    assert own[0] != own[2]
+    with pytest.raises(ConfigError, match="shorter than window_s"):
+        build_sample_table(ds, window_s=20.0, delay_s=6.0, footprint_s=25.0)
+
+
 def _with_attrs(samples, **per_run):
     """The table with run attributes (one value per run for each keyword)."""
     attrs = [

@@ -10,6 +10,7 @@ from eeg2bold.models import build_model, get_model_class, model_names
 from eeg2bold.models.base import DataSpec
 from eeg2bold.search_spaces import (
     check_constraints,
+    common_footprint,
     define_space,
     describe_space,
     experiment_from_sample,
@@ -174,3 +175,14 @@ def test_an_earlier_point_is_projected_onto_todays_space():
     assert "train.lr 0.01 -> 0.003" in text and "dropped model.gone" in text
     assert "new, at the default" in text and "model.width" in text
     assert point.user_attrs() == {"origin": "warm_start", "origin_source": "old trial x"}
+
+
+def test_the_common_footprint_is_the_largest_window_plus_delay_the_space_allows():
+    assert common_footprint() == 20.0 + 6.0  # window choices up to 20 s, delay up to 6 s
+    assert common_footprint({"data.window_s": 10.0}) == 16.0
+    narrowed = {"data.window_s": [10.0, 15.0], "data.delay_s": {"low": 1.0, "high": 3.0}}
+    assert common_footprint(narrowed) == 18.0
+    assert common_footprint({"data.window_s": 10.0, "data.delay_s": 2.0}) == 12.0
+    assert common_footprint({"data.footprint_s": 40.0}) == 40.0
+    with pytest.raises(ConfigError, match="footprint_s"):
+        check_constraints(["ridge"], {"data.window_s": 20.0, "data.footprint_s": 12.0})

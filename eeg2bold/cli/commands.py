@@ -259,6 +259,29 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_stream(args: argparse.Namespace) -> int:
+    from eeg2bold.live import run_stream
+    from eeg2bold.predict import load_models
+
+    def say(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    models = load_models(args.model, protocol=args.protocol, model=args.model_name)
+    options = passed(args, "out_lsl", "every_s", "warmup_s", "timeout_s")
+    if args.no_lsl_out:
+        options["out_lsl"] = None
+    return run_stream(
+        models,
+        source=args.source,
+        out=args.out,
+        duration_s=args.duration,
+        preprocess=not args.no_preprocess,
+        echo=say,
+        **options,
+    )
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from eeg2bold.study.report import ReportOptions, build_report, write_report
 

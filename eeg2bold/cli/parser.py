@@ -18,6 +18,7 @@ from eeg2bold.cli.commands import (
     _cmd_report,
     _cmd_simulate,
     _cmd_spaces,
+    _cmd_stream,
     _cmd_sweep,
     _cmd_train,
     _cmd_trials,
@@ -538,6 +539,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plot", action="store_true", help="do not write the PNG plot")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "stream",
+        help="the live twin: predict ROI BOLD from a live EEG stream (Lab Streaming Layer)",
+        description="Connect to an LSL EEG stream, check it against the model as predict "
+        "checks a file, and send the predicted BOLD of every output out as an LSL stream "
+        "(timestamps of the EEG each update ends at) and to a TSV written line by line.",
+    )
+    p.add_argument("model", help="model file (models/*.pt), train output folder or sweep folder")
+    p.add_argument("--source", help="the EEG stream's LSL name (default: the first of type EEG)")
+    p.add_argument("-o", "--out", help="also write the updates to this .tsv (and a .json)")
+    stream_owner = "eeg2bold.live.lsl:run_stream"
+    owned_option(p, "--out-lsl", owner=stream_owner, help="name of the BOLD stream sent out")
+    p.add_argument("--no-lsl-out", action="store_true", help="send no BOLD stream")
+    owned_option(
+        p,
+        "--every",
+        type=float,
+        owner=stream_owner,
+        dest="every_s",
+        metavar="S",
+        help="seconds per update",
+    )
+    owned_option(
+        p,
+        "--warmup",
+        type=float,
+        owner=stream_owner,
+        dest="warmup_s",
+        metavar="S",
+        help="seconds of stream to align a model trained with data.align: euclidean on",
+    )
+    owned_option(
+        p,
+        "--timeout",
+        type=float,
+        owner=stream_owner,
+        dest="timeout_s",
+        metavar="S",
+        help="seconds without a sample before giving up (exit 1)",
+    )
+    p.add_argument(
+        "--duration", type=float, help="stop after this many seconds of stream (default: never)"
+    )
+    p.add_argument("--protocol", help="for a sweep or train folder: which protocol's best trial")
+    p.add_argument("--model-name", help="for a sweep or train folder: only this model")
+    p.add_argument(
+        "--no-preprocess",
+        action="store_true",
+        help="the stream is already preprocessed like the training data",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=_cmd_stream)
 
     _add_launch_parser(sub)
 

@@ -1,0 +1,258 @@
+"""The live twin on the Lab Streaming Layer (through MNE-LSL): find the EEG stream, check it
+against the model card as ``predict`` checks a file, and send every update out as an LSL
+stream and to a file.
+
+Every sample the inlet delivers is used (``pull_chunk``, not a ring buffer's latest window), so
+the stream's clock is a sample count and an update is the offline prediction at that instant.
+A stall (no sample for ``stall_s``) is told in one line; when the stream comes back (liblsl
+reconnects an inlet to a source of the same id by itself) the samples it lost, counted from
+the LSL timestamps, become a gap (:meth:`~eeg2bold.live.twin.LiveTwin.gap`: NaN rows, never a
+silent hole); after ``timeout_s`` without a sample the command ends non-zero.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from eeg2bold.errors import Eeg2BoldError
+from eeg2bold.live.output import LiveWriter
+from eeg2bold.live.twin import DEFAULT_EVERY_S, DEFAULT_WARMUP_S, LiveTwin, Update
+from eeg2bold.predict.models import ModelSet
+from eeg2bold.predict.recording import UNIT_FROM_VOLTS, case_matches
+
+DEFAULT_OUT_LSL = "eeg2bold-bold"
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_STALL_S = 2.0
+# LSL channel unit labels (XDF's meta-data convention and MNE-LSL's) → volts; a stream that
+# names none is taken in volts, as MNE-LSL's player sends it
+VOLTS_PER_UNIT = {
+    "v": 1.0,
+    "volt": 1.0,
+    "volts": 1.0,
+    "mv": 1e-3,
+    "millivolt": 1e-3,
+    "millivolts": 1e-3,
+    "uv": 1e-6,
+    "µv": 1e-6,
+    "microvolt": 1e-6,
+    "microvolts": 1e-6,
+}
+
+
+class StreamError(Eeg2BoldError):
+    """A live stream that cannot be used (not found, wrong channels, rate or units)."""
+
+
+@dataclass
+class SourcePlan:
+    """How the stream's samples become the model's input: which stream channels, in the
+    model's order, and the factor to the model's EEG units."""
+
+    name: str
+    source_id: str
+    picks: np.ndarray
+    scale: float
+    notes: list[str] = field(default_factory=list)
+
+
+def find_source(name: str | None, *, timeout_s: float) -> Any:
+    """The LSL stream named ``name`` (else the first of type EEG), or a one-line error."""
+    from mne_lsl.lsl import resolve_streams
+
+    kw = {"name": name} if name else {"stype": "EEG"}
+    found = resolve_streams(timeout=timeout_s, **kw)
+    if not found and not name:  # LSL types are free text: MNE-LSL's player says "eeg"
+        found = resolve_streams(timeout=timeout_s, stype="eeg")
+    if not found:
+        what = f"named {name!r}" if name else "of type EEG"
+        raise StreamError(f"no LSL stream {what} found within {timeout_s:g} s")
+    return found[0]
+
+
+def plan_source(sinfo: Any, models: ModelSet, *, preprocess: bool = True) -> SourcePlan:
+    """Check a stream against the model card: its channels by name (case ignored where
+    unambiguous), its rate, its units and the training preprocessing; one line if not."""
+    where = f"stream {sinfo.name!r}"
+    if models.preprocessing and preprocess:
+        raise StreamError(
+            f"{models.source}: the training data were preprocessed at ingest (filters, "
+            "resampling, re-reference), which the live twin does not repeat yet: send EEG "
+            "preprocessed like the training data and pass --no-preprocess"
+        )
+    names = list(sinfo.get_channel_names() or [])
+    if not names or len(set(names)) != len(names):
+        raise StreamError(f"{where} does not name its {sinfo.n_channels} channels uniquely")
+    renames = case_matches(have=names, needed=models.channels)
+    names = [renames.get(n, n) for n in names]
+    missing = [c for c in models.channels if c not in names]
+    if missing:
+        raise StreamError(f"{where} lacks channels {missing} the model needs")
+    if not math.isclose(float(sinfo.sfreq), models.sfreq):
+        raise StreamError(
+            f"{where} sends {sinfo.sfreq:g} Hz, the model was trained at {models.sfreq:g} Hz "
+            "(live resampling is not supported: resample at the source)"
+        )
+    picks = np.asarray([names.index(c) for c in models.channels])
+    units = sinfo.get_channel_units() or [None] * len(names)
+    volts = set()
+    for i in picks:
+        label = (units[i] or "volts").strip().lower()
+        if label not in VOLTS_PER_UNIT:
+            raise StreamError(f"{where}: channel {names[i]!r} is in unknown units {units[i]!r}")
+        volts.add(VOLTS_PER_UNIT[label])
+    if len(volts) != 1:
+        raise StreamError(f"{where}: the model's channels come in different units")
+    if models.units not in UNIT_FROM_VOLTS:
+        raise StreamError(f"{models.source}: trained on EEG in {models.units!r}")
+    notes = [f"matched {len(renames)} channel name(s) ignoring case"] if renames else []
+    extra = len(names) - len(picks)
+    if extra:
+        notes.append(f"{extra} channel(s) of the stream unused by the model")
+    return SourcePlan(
+        name=sinfo.name,
+        source_id=sinfo.source_id,
+        picks=picks,
+        scale=volts.pop() * UNIT_FROM_VOLTS[models.units],
+        notes=notes,
+    )
+
+
+@contextmanager
+def _terminated_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the loop as Ctrl-C does, so the output file is closed whole."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _outlet(name: str, twin: LiveTwin, every_s: float) -> Any:
+    from mne_lsl.lsl import StreamInfo, StreamOutlet
+
+    info = StreamInfo(
+        name, "BOLD", len(twin.outputs), 1.0 / every_s, "float32", f"eeg2bold-{uuid.uuid4().hex}"
+    )
+    info.set_channel_names(list(twin.outputs))
+    return StreamOutlet(info)
+
+
+def run_stream(
+    models: ModelSet,
+    *,
+    source: str | None,
+    out: str | None = None,
+    out_lsl: str | None = DEFAULT_OUT_LSL,
+    every_s: float = DEFAULT_EVERY_S,
+    warmup_s: float = DEFAULT_WARMUP_S,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    stall_s: float = DEFAULT_STALL_S,
+    duration_s: float | None = None,
+    preprocess: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> int:
+    """Predict BOLD from the live stream until it ends (``duration_s`` of stream time, Ctrl-C,
+    SIGTERM: 0) or stays silent for ``timeout_s`` (1)."""
+    from mne_lsl.lsl import StreamInlet, local_clock
+
+    say = echo or (lambda _msg: None)
+    twin = LiveTwin(models, every_s=every_s, warmup_s=warmup_s)
+    inlet = StreamInlet(
+        find_source(source, timeout_s=timeout_s), max_buffered=int(max(60, 4 * timeout_s))
+    )
+    inlet.open_stream(timeout=timeout_s)
+    try:  # the full description (channel names, units) comes with the open stream
+        plan = plan_source(inlet.get_sinfo(timeout=timeout_s), models, preprocess=preprocess)
+    except BaseException:
+        inlet.close_stream()
+        raise
+    for note in plan.notes:
+        say(f"stream {plan.name!r}: {note}")
+    outlet = _outlet(out_lsl, twin, every_s) if out_lsl else None
+    writer = LiveWriter(out, twin.outputs, meta=_meta(models, plan, twin)) if out else None
+    say(
+        f"streaming {models.description} from {plan.name!r} "
+        f"({len(plan.picks)} channels at {models.sfreq:g} Hz): an update every {every_s:g} s"
+        + (f" after a {warmup_s:g} s warm-up" if twin.aligns else "")
+        + (f" to LSL {out_lsl!r}" if out_lsl else "")
+        + (f" and {out}" if out else "")
+    )
+    period = 1.0 / models.sfreq
+    last_stamp: float | None = None
+    last_data = time.monotonic()
+    stalled = False
+    code = 0
+
+    def emit(updates: list[Update]) -> None:
+        for u in updates:
+            if writer is not None:
+                writer.write(u)
+            if outlet is not None:
+                stamp = u.lsl_time if math.isfinite(u.lsl_time) else local_clock()
+                outlet.push_sample(u.values.astype(np.float32), timestamp=stamp)
+
+    try:
+        with _terminated_as_interrupt():
+            while duration_s is None or twin.clock < duration_s * models.sfreq:
+                data, stamps = inlet.pull_chunk(timeout=0.05, max_samples=4096)
+                now = time.monotonic()
+                if len(stamps) == 0:
+                    silent = now - last_data
+                    if not stalled and silent > stall_s:
+                        stalled = True
+                        say(f"stream {plan.name!r} stalled: no sample for {silent:.1f} s")
+                    if silent > timeout_s:
+                        lost = int(round(silent * models.sfreq))
+                        emit(twin.gap(lost))
+                        say(f"stream {plan.name!r} silent for {timeout_s:g} s: giving up")
+                        code = 1
+                        break
+                    continue
+                if last_stamp is not None and stamps[0] - last_stamp > max(0.5, 5 * period):
+                    lost = int(round((stamps[0] - last_stamp) * models.sfreq)) - 1
+                    say(
+                        f"stream {plan.name!r} back after {stamps[0] - last_stamp:.1f} s: "
+                        f"{lost} samples lost, marked as missing updates"
+                    )
+                    emit(twin.gap(lost))
+                stalled, last_data, last_stamp = False, now, float(stamps[-1])
+                chunk = np.asarray(data, dtype=np.float64)[:, plan.picks].T * plan.scale
+                emit(twin.push(chunk, np.asarray(stamps)))
+    except KeyboardInterrupt:
+        say("stopped")
+    finally:
+        inlet.close_stream()
+        if writer is not None:
+            writer.close()
+            say(f"wrote {writer.rows} update(s) to {out}")
+    return code
+
+
+def _meta(models: ModelSet, plan: SourcePlan, twin: LiveTwin) -> dict[str, Any]:
+    """What the output file's sidecar records (the causal differences said)."""
+    return {
+        "model": models.description,
+        "source": models.source,
+        "members": [m.describe() for m in models.members],
+        "stream": {"name": plan.name, "source_id": plan.source_id, "scale": plan.scale},
+        "every_s": twin.every / twin.sfreq,
+        "window_s": models.sample.window_s,
+        "delay_s": models.sample.delay_s,
+        "time_s": "the stream's clock (its first sample received = 0 s) plus delay_s",
+        "lsl_time": "LSL timestamp of the last EEG sample of the update's window (NaN: lost)",
+        "alignment": "euclidean, from the stream's warm-up" if twin.aligns else None,
+        "bold_units": f"as the training dataset's BOLD ({models.dataset_name or 'unnamed'})",
+    }

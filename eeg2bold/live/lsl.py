@@ -48,6 +48,16 @@ VOLTS_PER_UNIT = {
 }
 
 
+def volts_per_unit(label: str | None) -> float | None:
+    """Volts per unit of an LSL channel's unit label: a name (``microvolts``, ``uV``), a power
+    of ten of volts (MNE-LSL writes ``-6`` for microvolts, ``0`` for volts), none (volts); None
+    when unknown."""
+    text = (label or "volts").strip().lower()
+    if text.lstrip("+-").isdigit():
+        return float(10.0 ** int(text))
+    return VOLTS_PER_UNIT.get(text)
+
+
 class StreamError(Eeg2BoldError):
     """A live stream that cannot be used (not found, wrong channels, rate or units)."""
 
@@ -105,10 +115,10 @@ def plan_source(sinfo: Any, models: ModelSet, *, preprocess: bool = True) -> Sou
     units = sinfo.get_channel_units() or [None] * len(names)
     volts = set()
     for i in picks:
-        label = (units[i] or "volts").strip().lower()
-        if label not in VOLTS_PER_UNIT:
+        factor = volts_per_unit(units[i])
+        if factor is None:
             raise StreamError(f"{where}: channel {names[i]!r} is in unknown units {units[i]!r}")
-        volts.add(VOLTS_PER_UNIT[label])
+        volts.add(factor)
     if len(volts) != 1:
         raise StreamError(f"{where}: the model's channels come in different units")
     if models.units not in UNIT_FROM_VOLTS:
@@ -163,9 +173,11 @@ def run_stream(
     duration_s: float | None = None,
     preprocess: bool = True,
     echo: Callable[[str], None] | None = None,
+    timing: Callable[[Update, float, float], None] | None = None,
 ) -> int:
     """Predict BOLD from the live stream until it ends (``duration_s`` of stream time, Ctrl-C,
-    SIGTERM: 0) or stays silent for ``timeout_s`` (1)."""
+    SIGTERM: 0) or stays silent for ``timeout_s`` (1). ``timing`` (benchmarks) is called after
+    each update is sent with the LSL clock when its samples were pulled and when it was sent."""
     from mne_lsl.lsl import StreamInlet, local_clock
 
     say = echo or (lambda _msg: None)
@@ -196,6 +208,8 @@ def run_stream(
     stalled = False
     code = 0
 
+    pulled = 0.0
+
     def emit(updates: list[Update]) -> None:
         for u in updates:
             if writer is not None:
@@ -203,6 +217,8 @@ def run_stream(
             if outlet is not None:
                 stamp = u.lsl_time if math.isfinite(u.lsl_time) else local_clock()
                 outlet.push_sample(u.values.astype(np.float32), timestamp=stamp)
+            if timing is not None:
+                timing(u, pulled, local_clock())
 
     try:
         with _terminated_as_interrupt():
@@ -229,6 +245,7 @@ def run_stream(
                     )
                     emit(twin.gap(lost))
                 stalled, last_data, last_stamp = False, now, float(stamps[-1])
+                pulled = local_clock()
                 chunk = np.asarray(data, dtype=np.float64)[:, plan.picks].T * plan.scale
                 emit(twin.push(chunk, np.asarray(stamps)))
     except KeyboardInterrupt:

@@ -105,3 +105,13 @@ def test_bad_settings_and_chunks_are_one_line_errors(live):
     aligned = load_models(live.aligned)
     with pytest.raises(PredictError, match="warm-up"):
         LiveTwin(aligned, warmup_s=4.0)
+
+
+def test_unit_labels_of_lsl_channels():
+    from eeg2bold.live.lsl import volts_per_unit
+
+    assert volts_per_unit("microvolts") == volts_per_unit("uV") == 1e-6
+    assert volts_per_unit("-6") == pytest.approx(1e-6)  # MNE-LSL's power of ten
+    assert volts_per_unit("0") == volts_per_unit(None) == volts_per_unit("V") == 1.0
+    assert volts_per_unit("mV") == 1e-3
+    assert volts_per_unit("furlongs") is None

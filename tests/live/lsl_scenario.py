@@ -1,7 +1,7 @@
 """Live-stream scenarios, run in one process inside a loopback-only network namespace by
 ``test_stream.py`` (LSL discovery must never leave the machine). Per scenario an EEG outlet and
 a consumer of the BOLD stream run in a thread while ``eeg2bold stream`` runs in the main
-thread (its signal handling needs it), or as a child process where it is to be terminated.
+thread (its signal handling needs it; SIGTERM is sent to this process).
 
     python lsl_scenario.py MODEL EEG.npy OUT_DIR SCENARIO ...
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -90,12 +90,12 @@ def feeder(scenario: str, eeg: np.ndarray, channels: list[str], box: dict) -> No
         push(lsl_out, eeg, 3450, n)  # ... and comes back 4.5 s of samples later
     else:
         push(lsl_out, eeg, 0, n if scenario == "match" else n // 2)
-    if "proc" in box:  # sigterm: terminated mid-stream, once the pushed half is written
+    if scenario == "sigterm":  # terminated mid-stream, once the pushed half is written
         table, expected = box["out"] / "live.tsv", 1 + (n // 2 - 800) // 100 + 1
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and _lines(table) < expected:
             time.sleep(0.1)
-        box["proc"].send_signal(signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # to the process, handled in the main thread
     rows, stamps = [], []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not box.get("done"):
@@ -126,16 +126,10 @@ def scenario_result(scenario: str, model: str, eeg: np.ndarray, channels: list, 
         return {"code": code, "stderr": err}
     box: dict[str, Any] = {"out": out}
     thread = threading.Thread(target=feeder, args=(scenario, eeg, channels, box), daemon=True)
-    if scenario == "sigterm":
-        command = [sys.executable, "-m", "eeg2bold.cli", *stream_args(model, out, scenario)]
-        box["proc"] = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-        thread.start()
-        _, err = box["proc"].communicate(timeout=120)
-        code = box["proc"].returncode
-    else:
-        thread.start()
-        # the stream's clock counts lost samples too: both end at the recording's end
-        code, err = run_here(stream_args(model, out, scenario, "--duration", f"{n / SFREQ:g}"))
+    thread.start()
+    # the stream's clock counts lost samples too: both end at the recording's end
+    until = [] if scenario == "sigterm" else ["--duration", f"{n / SFREQ:g}"]
+    code, err = run_here(stream_args(model, out, scenario, *until))
     box["done"] = True
     thread.join(timeout=30)
     return {"code": code, "stderr": err, "t0": T0} | {

@@ -198,3 +198,12 @@ def postgres() -> Iterator[PostgresServer]:
         pytest.skip(f"no PostgreSQL server answers at {PG_ADMIN}: {str(exc).splitlines()[0]}")
     yield server
     server.drop_all()
+
+
+@pytest.fixture(scope="session")
+def ingested(tmp_path_factory):
+    """A BrainVision recording at 250 Hz ingested with notch, band-pass 1-40 Hz, resampling to
+    100 Hz and average reference, and a ridge model trained on it (predict, the live twin)."""
+    from recording_files import make_ingested
+
+    return make_ingested(tmp_path_factory.mktemp("ingested"))

@@ -39,8 +39,8 @@ ALLOWED: dict[str, set[str]] = {
     # predict applies the trial `eeg2bold best` selects: it asks study's one query for it (study
     # never imports predict; the report rebuilds models through training.trained.TrainedFold)
     "predict": {"storage", "run_folder", "models", "training", "ingest", "study"},
-    # the live twin: predict's model loading and recording checks, applied to a stream
-    "live": {"training", "predict"},
+    # the live twin: predict's model loading and checks, ingest's preprocessing record
+    "live": {"training", "predict", "ingest"},
 }
 # Ray's API changes across 2.x: one adapter imports it (DESIGN.md)
 RAY_ADAPTER = PACKAGE / "launch" / "tune"

@@ -1,6 +1,7 @@
 """The live twin on the Lab Streaming Layer (through MNE-LSL): find the EEG stream, check it
-against the model card as ``predict`` checks a file, and send every update out as an LSL
-stream and to a file.
+against the model card as ``predict`` checks a file (channels, rate, units; the training
+preprocessing, applied causally by :mod:`eeg2bold.live.preprocess`), and send every update out
+as an LSL stream and to a file.
 
 Every sample the inlet delivers is used (``pull_chunk``, not a ring buffer's latest window), so
 the stream's clock is a sample count and an update is the offline prediction at that instant.
@@ -24,7 +25,9 @@ from typing import Any
 import numpy as np
 
 from eeg2bold.errors import Eeg2BoldError
+from eeg2bold.ingest.config import IngestConfig
 from eeg2bold.live.output import LiveWriter
+from eeg2bold.live.preprocess import CausalPreprocessor, LiveInput
 from eeg2bold.live.twin import DEFAULT_EVERY_S, DEFAULT_WARMUP_S, LiveTwin, Update
 from eeg2bold.predict.models import ModelSet
 from eeg2bold.predict.recording import UNIT_FROM_VOLTS, case_matches
@@ -64,13 +67,13 @@ class StreamError(Eeg2BoldError):
 
 @dataclass
 class SourcePlan:
-    """How the stream's samples become the model's input: which stream channels, in the
-    model's order, and the factor to the model's EEG units."""
+    """How the stream's samples become the model's input (:class:`LiveInput`) and what was
+    noted on the way."""
 
     name: str
     source_id: str
-    picks: np.ndarray
-    scale: float
+    input: LiveInput
+    steps: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -92,12 +95,6 @@ def plan_source(sinfo: Any, models: ModelSet, *, preprocess: bool = True) -> Sou
     """Check a stream against the model card: its channels by name (case ignored where
     unambiguous), its rate, its units and the training preprocessing; one line if not."""
     where = f"stream {sinfo.name!r}"
-    if models.preprocessing and preprocess:
-        raise StreamError(
-            f"{models.source}: the training data were preprocessed at ingest (filters, "
-            "resampling, re-reference), which the live twin does not repeat yet: send EEG "
-            "preprocessed like the training data and pass --no-preprocess"
-        )
     names = list(sinfo.get_channel_names() or [])
     if not names or len(set(names)) != len(names):
         raise StreamError(f"{where} does not name its {sinfo.n_channels} channels uniquely")
@@ -106,10 +103,19 @@ def plan_source(sinfo: Any, models: ModelSet, *, preprocess: bool = True) -> Sou
     missing = [c for c in models.channels if c not in names]
     if missing:
         raise StreamError(f"{where} lacks channels {missing} the model needs")
-    if not math.isclose(float(sinfo.sfreq), models.sfreq):
+    sfreq = float(sinfo.sfreq)
+    pre = _preprocessor(models, sfreq=sfreq, where=where) if preprocess else None
+    rate = pre.sfreq_out if pre is not None else sfreq
+    if not math.isclose(rate, models.sfreq):
+        why = (
+            "the training data recorded no resampling step"
+            if pre is None and not models.preprocessing
+            else "preprocessing is off"
+            if pre is None
+            else f"the recorded resampling goes to {rate:g} Hz"
+        )
         raise StreamError(
-            f"{where} sends {sinfo.sfreq:g} Hz, the model was trained at {models.sfreq:g} Hz "
-            "(live resampling is not supported: resample at the source)"
+            f"{where} sends {sfreq:g} Hz, the model was trained at {models.sfreq:g} Hz and {why}"
         )
     picks = np.asarray([names.index(c) for c in models.channels])
     units = sinfo.get_channel_units() or [None] * len(names)
@@ -127,13 +133,50 @@ def plan_source(sinfo: Any, models: ModelSet, *, preprocess: bool = True) -> Sou
     extra = len(names) - len(picks)
     if extra:
         notes.append(f"{extra} channel(s) of the stream unused by the model")
+    if pre is not None:
+        notes.append(
+            f"the training preprocessing, causally (IIR notch and band-pass, polyphase "
+            f"resampling {sfreq:g} -> {pre.sfreq_out:g} Hz): the EEG is "
+            f"{1e3 * pre.delay_s:.0f} ms late"
+        )
+    elif models.preprocessing:
+        notes.append("preprocessing off: the stream must be preprocessed like the training data")
+    # to volts, then (preprocessing: microvolts) or straight to the model's units
+    scale = volts.pop() * (1.0 if pre is not None else UNIT_FROM_VOLTS[models.units])
     return SourcePlan(
         name=sinfo.name,
         source_id=sinfo.source_id,
-        picks=picks,
-        scale=volts.pop() * UNIT_FROM_VOLTS[models.units],
+        input=LiveInput(picks=picks, scale=scale, sfreq_in=sfreq, preprocessor=pre),
+        steps=pre.steps if pre is not None else [],
         notes=notes,
     )
+
+
+def _preprocessor(models: ModelSet, *, sfreq: float, where: str) -> CausalPreprocessor | None:
+    """The training data's ingest preprocessing, causally (None where none was recorded)."""
+    record = models.preprocessing
+    if not record:
+        return None
+    if "config" not in record:
+        raise StreamError(
+            f"{models.source}: the training data's preprocessing record holds no ingest config "
+            "to repeat; preprocess the stream the same way and pass --no-preprocess"
+        )
+    try:
+        config = IngestConfig.from_record(
+            record["config"], where="the model's preprocessing record"
+        )
+    except Eeg2BoldError as exc:
+        raise StreamError(f"{models.source}: {exc}") from None
+    if models.units != "uV":
+        raise StreamError(f"{models.source}: ingested training data in {models.units!r}")
+    for edge in (config.eeg.l_freq, config.eeg.h_freq):
+        if edge is not None and edge >= sfreq / 2:
+            raise StreamError(
+                f"{where} sends {sfreq:g} Hz: the recorded {edge:g} Hz filter edge is not "
+                "below its Nyquist frequency"
+            )
+    return CausalPreprocessor(config.eeg, channels=models.channels, sfreq_in=sfreq)
 
 
 @contextmanager
@@ -197,12 +240,14 @@ def run_stream(
     writer = LiveWriter(out, twin.outputs, meta=_meta(models, plan, twin)) if out else None
     say(
         f"streaming {models.description} from {plan.name!r} "
-        f"({len(plan.picks)} channels at {models.sfreq:g} Hz): an update every {every_s:g} s"
+        f"({len(plan.input.picks)} channels at {plan.input.sfreq_in:g} Hz): an update every "
+        f"{every_s:g} s"
         + (f" after a {warmup_s:g} s warm-up" if twin.aligns else "")
         + (f" to LSL {out_lsl!r}" if out_lsl else "")
         + (f" and {out}" if out else "")
     )
-    period = 1.0 / models.sfreq
+    sfreq = plan.input.sfreq_in
+    period = 1.0 / sfreq
     last_stamp: float | None = None
     last_data = time.monotonic()
     stalled = False
@@ -231,23 +276,21 @@ def run_stream(
                         stalled = True
                         say(f"stream {plan.name!r} stalled: no sample for {silent:.1f} s")
                     if silent > timeout_s:
-                        lost = int(round(silent * models.sfreq))
-                        emit(twin.gap(lost))
+                        emit(twin.gap(plan.input.gap(int(round(silent * sfreq)))))
                         say(f"stream {plan.name!r} silent for {timeout_s:g} s: giving up")
                         code = 1
                         break
                     continue
                 if last_stamp is not None and stamps[0] - last_stamp > max(0.5, 5 * period):
-                    lost = int(round((stamps[0] - last_stamp) * models.sfreq)) - 1
+                    lost = int(round((stamps[0] - last_stamp) * sfreq)) - 1
                     say(
                         f"stream {plan.name!r} back after {stamps[0] - last_stamp:.1f} s: "
                         f"{lost} samples lost, marked as missing updates"
                     )
-                    emit(twin.gap(lost))
+                    emit(twin.gap(plan.input.gap(lost)))
                 stalled, last_data, last_stamp = False, now, float(stamps[-1])
                 pulled = local_clock()
-                chunk = np.asarray(data, dtype=np.float64)[:, plan.picks].T * plan.scale
-                emit(twin.push(chunk, np.asarray(stamps)))
+                emit(twin.push(*plan.input(data, np.asarray(stamps))))
     except KeyboardInterrupt:
         say("stopped")
     finally:
@@ -264,7 +307,8 @@ def _meta(models: ModelSet, plan: SourcePlan, twin: LiveTwin) -> dict[str, Any]:
         "model": models.description,
         "source": models.source,
         "members": [m.describe() for m in models.members],
-        "stream": {"name": plan.name, "source_id": plan.source_id, "scale": plan.scale},
+        "stream": {"name": plan.name, "source_id": plan.source_id, "sfreq": plan.input.sfreq_in},
+        "preprocessing": plan.steps or "none (as the training data: none recorded, or off)",
         "every_s": twin.every / twin.sfreq,
         "window_s": models.sample.window_s,
         "delay_s": models.sample.delay_s,

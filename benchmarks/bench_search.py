@@ -150,12 +150,26 @@ def arm_scores(
     return out
 
 
-def run_defaults(store: Path, model: str, protocol: str, out: Path, epochs: int | None) -> dict:
+def protocol_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """``--protocol-option loso.val_subjects=1`` as the study config's protocol_options."""
+    out: dict[str, dict[str, Any]] = {}
+    for text in args.protocol_option or []:
+        name, _, value = text.partition("=")
+        protocol, _, key = name.partition(".")
+        out.setdefault(protocol, {})[key] = yaml.safe_load(value)
+    return out
+
+
+def run_defaults(
+    store: Path, model: str, protocol: str, out: Path, args: argparse.Namespace
+) -> dict:
     from eeg2bold.search_spaces import common_footprint
 
     # the sweep's footprint, so both are scored on the same volumes (docs/sweeps.md)
     sets = ["--set", f"data.footprint_s={common_footprint()}"]
-    sets += ["--set", f"train.epochs={epochs}"] if epochs else []
+    sets += ["--set", f"train.epochs={args.epochs}"] if args.epochs else []
+    for key, value in protocol_options(args).get(protocol, {}).items():
+        sets += ["--set", f"protocol.{key}={value}"]
     command = [*EEG2BOLD, "train", str(store), "--model", model, "--protocol", protocol, "-q"]
     seconds = _timed(out, [*command, *sets, "--out", str(out)])
     from eeg2bold.run_folder import RunFolder
@@ -172,6 +186,7 @@ def run_sweep(store: Path, args: argparse.Namespace, root: Path, label: str) -> 
         "name": f"bench-search-{label}",
         "dataset": str(store),
         "protocols": args.protocols,
+        "protocol_options": protocol_options(args),
         "models": args.models,
         "budget": {"num_samples": args.num_samples},
         # 2 CPUs: two folds per actor, one trial at a time
@@ -227,6 +242,12 @@ def main() -> int:
     parser.add_argument("--num-samples", type=int, default=8, help="trials per arm")
     parser.add_argument("--epochs", type=int, help="train.epochs for both (default: 30)")
     parser.add_argument("--stores", nargs="+", default=["sim", "hybrid"])
+    parser.add_argument(
+        "--protocol-option",
+        action="append",
+        metavar="PROTOCOL.KEY=VALUE",
+        help="a splitter option for both (e.g. loso.val_subjects=1); repeatable",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--work",
@@ -258,7 +279,7 @@ def main() -> int:
             for model in args.models:
                 print(f"{kind}: train {protocol} × {model} with the defaults", file=sys.stderr)
                 defaults = run_defaults(
-                    store, model, protocol, work / f"train-{kind}-{protocol}-{model}", args.epochs
+                    store, model, protocol, work / f"train-{kind}-{protocol}-{model}", args
                 )
                 searched = sweep["arms"].get((protocol, model))
                 row = {

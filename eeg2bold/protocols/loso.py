@@ -26,16 +26,33 @@ class LeaveOneSubjectOut(Splitter):
     ``group_by`` (a run attribute: ``site``, ``dataset``, …) holds out a whole group of
     subjects at a time instead: one fold per group, named by the group, which is then the
     statistical unit. Each subject must belong to one group.
+
+    ``val_subjects`` = k > 0 selects on k whole other subjects (groups) instead of the
+    training subjects' last blocks (the next k after the held-out one, in order; the rest
+    train on all their data): selection then rewards what LOSO measures, a model that carries
+    to subjects it has not seen, rather than one that fits the training subjects' later data.
     """
 
-    val_from_other_subjects = True  # the training subjects' last blocks
+    val_from_other_subjects = True  # the training subjects' last blocks, or other subjects
 
-    def __init__(self, *, val_fraction: float = 0.2, group_by: str | None = None, **kw: Any):
+    def __init__(
+        self,
+        *,
+        val_fraction: float = 0.2,
+        group_by: str | None = None,
+        val_subjects: int = 0,
+        **kw: Any,
+    ):
         super().__init__(**kw)
         self.val_fraction = check_fraction("loso: val_fraction", val_fraction)
         if group_by is not None and (not isinstance(group_by, str) or not group_by):
             raise ConfigError(f"loso: group_by must name a run attribute, got {group_by!r}")
         self.group_by = group_by
+        if isinstance(val_subjects, bool) or not isinstance(val_subjects, int) or val_subjects < 0:
+            raise ConfigError(
+                f"loso: val_subjects must be a whole number >= 0, got {val_subjects!r}"
+            )
+        self.val_subjects = val_subjects
 
     def _groups(self, samples: SampleTable) -> list[tuple[str, list[int]]]:
         """(name, subject indices) of every held-out unit: each subject, or each group."""
@@ -66,15 +83,31 @@ class LeaveOneSubjectOut(Splitter):
         blocks = [
             subject_blocks(samples, s, fractions, gap_s=gap) for s in range(len(samples.subjects))
         ]
+        if self.val_subjects and self.val_subjects > len(groups) - 2:
+            raise ConfigError(
+                f"loso: val_subjects={self.val_subjects} leaves no subject to train on "
+                f"({len(groups)} held-out units)"
+            )
         for index, (name, members) in enumerate(groups):
+            test = np.flatnonzero(np.isin(samples.subject, members))
+            if self.val_subjects:
+                chosen = [
+                    groups[(index + k) % len(groups)][1] for k in range(1, 1 + self.val_subjects)
+                ]
+                selecting = [s for g in chosen for s in g]
+                val = np.flatnonzero(np.isin(samples.subject, selecting))
+                training = np.isin(samples.subject, members + selecting, invert=True)
+                yield Fold("loso", index, name, np.flatnonzero(training), val, test)
+                continue
             others = [b for o, b in enumerate(blocks) if o not in members]
             train = np.sort(np.concatenate([b[0] for b in others]))
             val = np.sort(np.concatenate([b[1] for b in others]))
-            test = np.flatnonzero(np.isin(samples.subject, members))
             yield Fold("loso", index, name, train, val, test)
 
     def options(self) -> dict[str, Any]:
         out = {**super().options(), "val_fraction": self.val_fraction}
+        if self.val_subjects:
+            out["val_subjects"] = self.val_subjects
         return out if self.group_by is None else out | {"group_by": self.group_by}
 
 

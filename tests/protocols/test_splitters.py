@@ -143,6 +143,27 @@ def test_loso_never_trains_or_selects_on_the_held_out_subject(table):
         assert set(samples.subject[fold.val]) == others
 
 
+def test_loso_can_select_on_whole_subjects_it_neither_trains_nor_tests_on():
+    samples = TABLES["one-run"]  # 3 subjects
+    folds = get_protocol("loso", val_subjects=1).folds(samples)
+    n = len(samples.subjects)
+    for fold in folds:
+        s = samples.subjects.index(fold.subject)
+        v = (s + 1) % n  # the next subject selects, on all its data
+        np.testing.assert_array_equal(fold.val, samples.of_subject(samples.subjects[v]))
+        np.testing.assert_array_equal(fold.test, samples.of_subject(fold.subject))
+        rest = [o for o in range(n) if o not in (s, v)]
+        np.testing.assert_array_equal(
+            fold.train, np.flatnonzero(np.isin(samples.subject, rest))
+        )  # the others train on all their data: no time block left out
+    assert get_protocol("loso", val_subjects=1).options()["val_subjects"] == 1
+    assert "val_subjects" not in get_protocol("loso").options()
+    with pytest.raises(ConfigError, match="leaves no subject to train on"):
+        get_protocol("loso", val_subjects=2).folds(samples)
+    with pytest.raises(ConfigError, match="whole number"):
+        get_protocol("loso", val_subjects=-1)
+
+
 @pytest.mark.parametrize("table", list(TABLES), ids=list(TABLES))
 def test_loso_calibrated_uses_only_a_first_block_of_the_new_subject(table):
     samples = TABLES[table]

@@ -1,5 +1,5 @@
 """Live-stream scenarios, run in one process inside a loopback-only network namespace by
-``test_stream.py`` (LSL discovery must never leave the machine). Per scenario an EEG outlet and
+``test_live_stream.py`` (LSL discovery must never leave the machine). Per scenario an EEG outlet and
 a consumer of the BOLD stream run in a thread while ``eeg2bold stream`` runs in the main
 thread (its signal handling needs it; SIGTERM is sent to this process).
 

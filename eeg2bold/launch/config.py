@@ -41,6 +41,11 @@ class Targets(StrictConfig):
     )
     target: Literal["seq2one", "seq2seq"] = Field("seq2one", description="Target form.")
     target_hz: float = Field(0.5, gt=0, description="seq2seq only: rate of the BOLD trace.")
+    common_footprint: bool = Field(
+        True,
+        description="Score every trial on the volumes of the largest window + delay the "
+        "search allows (data.footprint_s), so configurations are ranked on the same data.",
+    )
 
 
 class Budget(StrictConfig):
@@ -435,8 +440,10 @@ class StudyConfig(StrictConfig):
         window and delay the search may try (the same volumes for every trial)."""
         from eeg2bold.search_spaces import common_footprint
 
-        footprint = common_footprint(self.search)
-        return {**self.targets.model_dump(exclude_none=True), "footprint_s": footprint}
+        out = self.targets.model_dump(exclude_none=True, exclude={"common_footprint"})
+        if self.targets.common_footprint:
+            out["footprint_s"] = common_footprint(self.search)
+        return out
 
     def train_settings(self) -> dict[str, Any]:
         """TrainConfig fields every trial shares (the rest is searched)."""

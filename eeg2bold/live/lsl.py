@@ -25,12 +25,11 @@ from typing import Any
 import numpy as np
 
 from eeg2bold.errors import Eeg2BoldError
-from eeg2bold.ingest.config import IngestConfig
 from eeg2bold.live.output import LiveWriter
 from eeg2bold.live.preprocess import CausalPreprocessor, LiveInput
 from eeg2bold.live.twin import DEFAULT_EVERY_S, DEFAULT_WARMUP_S, LiveTwin, Update
 from eeg2bold.predict.models import ModelSet
-from eeg2bold.predict.recording import UNIT_FROM_VOLTS, case_matches
+from eeg2bold.predict.recording import UNIT_FROM_VOLTS, case_matches, recorded_ingest_config
 
 DEFAULT_OUT_LSL = "eeg2bold-bold"
 DEFAULT_TIMEOUT_S = 30.0
@@ -157,17 +156,9 @@ def _preprocessor(models: ModelSet, *, sfreq: float, where: str) -> CausalPrepro
     record = models.preprocessing
     if not record:
         return None
-    if "config" not in record:
-        raise StreamError(
-            f"{models.source}: the training data's preprocessing record holds no ingest config "
-            "to repeat; preprocess the stream the same way and pass --no-preprocess"
-        )
-    try:
-        config = IngestConfig.from_record(
-            record["config"], where="the model's preprocessing record"
-        )
-    except Eeg2BoldError as exc:
-        raise StreamError(f"{models.source}: {exc}") from None
+    config = recorded_ingest_config(
+        models, instead="preprocess the stream the same way and pass --no-preprocess"
+    )
     if models.units != "uV":
         raise StreamError(f"{models.source}: ingested training data in {models.units!r}")
     for edge in (config.eeg.l_freq, config.eeg.h_freq):

@@ -207,18 +207,9 @@ def _preprocess_as_recorded(
     bad_channels: Sequence[str],
 ) -> tuple[np.ndarray, list[dict[str, Any]], list[str]]:
     """The ingest preprocessing, rebuilt from the record, on the model's channels."""
-    if "config" not in record:
-        raise PredictError(
-            f"{models.source}: the training data's preprocessing record ({sorted(record)}) holds "
-            "no ingest config to repeat; preprocess the recording the same way yourself and "
-            "turn preprocessing off"
-        )
-    try:
-        config = IngestConfig.from_record(
-            record["config"], where="the model's preprocessing record"
-        )
-    except Eeg2BoldError as exc:
-        raise PredictError(f"{models.source}: {exc}") from None
+    config = recorded_ingest_config(
+        models, instead="preprocess the recording the same way yourself and turn preprocessing off"
+    )
     sfreq_in = float(raw.info["sfreq"])
     sfreq_out = float(config.eeg.sfreq) if config.eeg.sfreq is not None else sfreq_in
     if sfreq_out != models.sfreq:
@@ -260,6 +251,21 @@ def _preprocess_as_recorded(
     notes += [w for w in result.warnings[:10]]
     notes.append(f"{path.name}: preprocessing as at training: {describe_steps(result.steps)}")
     return result.data, result.steps, notes
+
+
+def recorded_ingest_config(models: ModelSet, *, instead: str) -> IngestConfig:
+    """The ingest config the training data's preprocessing record holds (for ``predict`` and
+    the live twin to repeat), or a one-line error saying what to do ``instead``."""
+    record = models.preprocessing
+    if "config" not in record:
+        raise PredictError(
+            f"{models.source}: the training data's preprocessing record ({sorted(record)}) holds "
+            f"no ingest config to repeat; {instead}"
+        )
+    try:
+        return IngestConfig.from_record(record["config"], where="the model's preprocessing record")
+    except Eeg2BoldError as exc:
+        raise PredictError(f"{models.source}: {exc}") from None
 
 
 def describe_steps(steps: Sequence[dict[str, Any]]) -> str:

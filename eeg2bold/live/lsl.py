@@ -8,7 +8,9 @@ the stream's clock is a sample count and an update is the offline prediction at 
 A stall (no sample for ``stall_s``) is told in one line; when the stream comes back (liblsl
 reconnects an inlet to a source of the same id by itself) the samples it lost, counted from
 the LSL timestamps, become a gap (:meth:`~eeg2bold.live.twin.LiveTwin.gap`: NaN rows, never a
-silent hole); after ``timeout_s`` without a sample the command ends non-zero.
+silent hole); after ``timeout_s`` without a sample the command ends non-zero. A source of that
+name and id that comes back with another rate, channel set or units is refused in one line
+(:func:`check_replacement`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +66,35 @@ class StreamError(Eeg2BoldError):
     """A live stream that cannot be used (not found, wrong channels, rate or units)."""
 
 
+@dataclass(frozen=True)
+class SourceLayout:
+    """What a reconnected source must keep: its rate, channel names and units."""
+
+    sfreq: float
+    channels: tuple[str, ...]
+    units: tuple[str, ...]
+
+    @classmethod
+    def of(cls, sinfo: Any) -> SourceLayout:
+        names = tuple(sinfo.get_channel_names() or ())
+        units = tuple(str(u) for u in (sinfo.get_channel_units() or [None] * len(names)))
+        return cls(sfreq=float(sinfo.sfreq), channels=names, units=units)
+
+    def change_from(self, before: SourceLayout) -> str | None:
+        """How this layout differs from ``before`` (one phrase), or None."""
+        if not math.isclose(self.sfreq, before.sfreq):
+            return f"at {self.sfreq:g} Hz (was {before.sfreq:g} Hz)"
+        if self.channels != before.channels:
+            gone = [c for c in before.channels if c not in self.channels]
+            new = [c for c in self.channels if c not in before.channels]
+            what = (f"without {gone}" if gone else "") + (" " if gone and new else "")
+            what += f"with new {new}" if new else ""
+            return f"with other channels ({what or 'reordered'})"
+        if self.units != before.units:
+            return "with other channel units"
+        return None
+
+
 @dataclass
 class SourcePlan:
     """How the stream's samples become the model's input (:class:`LiveInput`) and what was
@@ -71,6 +102,8 @@ class SourcePlan:
 
     name: str
     source_id: str
+    uid: str
+    layout: SourceLayout
     input: LiveInput
     steps: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -145,10 +178,39 @@ def plan_source(sinfo: Any, models: ModelSet, *, preprocess: bool = True) -> Sou
     return SourcePlan(
         name=sinfo.name,
         source_id=sinfo.source_id,
+        uid=sinfo.uid,
+        layout=SourceLayout.of(sinfo),
         input=LiveInput(picks=picks, scale=scale, sfreq_in=sfreq, preprocessor=pre),
         steps=pre.steps if pre is not None else [],
         notes=notes,
     )
+
+
+def check_replacement(plan: SourcePlan, *, timeout_s: float = 0.5) -> None:
+    """Refuse, in one line, a source of the same name and id that came back (a new outlet,
+    another uid) with another rate, channel set or units: liblsl reconnects an inlet to it when
+    the channel count matches and would feed the model the wrong samples, and never does when
+    it differs (the stream would only look silent)."""
+    from mne_lsl.lsl import StreamInlet, resolve_streams
+
+    kw = {"source_id": plan.source_id} if plan.source_id else {}
+    for sinfo in resolve_streams(timeout=timeout_s, name=plan.name, **kw):
+        if sinfo.uid == plan.uid:
+            continue
+        inlet = StreamInlet(sinfo)
+        try:
+            inlet.open_stream(timeout=timeout_s)
+            layout = SourceLayout.of(inlet.get_sinfo(timeout=timeout_s))
+        except Exception:  # gone again before it described itself: the next check sees it
+            continue
+        finally:
+            inlet.close_stream()
+        change = layout.change_from(plan.layout)
+        if change is not None:
+            raise StreamError(
+                f"stream {plan.name!r} came back {change}: refused (start eeg2bold stream again "
+                "to check it against the model)"
+            )
 
 
 def _preprocessor(models: ModelSet, *, sfreq: float, where: str) -> CausalPreprocessor | None:
@@ -219,14 +281,21 @@ def run_stream(
     inlet = StreamInlet(
         find_source(source, timeout_s=timeout_s), max_buffered=int(max(60, 4 * timeout_s))
     )
-    inlet.open_stream(timeout=timeout_s)
     try:  # the full description (channel names, units) comes with the open stream
+        inlet.open_stream(timeout=timeout_s)
         plan = plan_source(inlet.get_sinfo(timeout=timeout_s), models, preprocess=preprocess)
+    except TimeoutError:
+        inlet.close_stream()
+        raise StreamError(
+            f"the LSL stream {inlet.name!r} did not open and describe itself within "
+            f"{timeout_s:g} s (gone, or busy)"
+        ) from None
     except BaseException:
         inlet.close_stream()
         raise
     for note in plan.notes:
         say(f"stream {plan.name!r}: {note}")
+    _arm_reset_flag(inlet, timeout_s)
     outlet = _outlet(out_lsl, twin, every_s) if out_lsl else None
     writer = LiveWriter(out, twin.outputs, meta=_meta(models, plan, twin)) if out else None
     say(
@@ -240,7 +309,7 @@ def run_stream(
     sfreq = plan.input.sfreq_in
     period = 1.0 / sfreq
     last_stamp: float | None = None
-    last_data = time.monotonic()
+    last_data = last_check = time.monotonic()
     stalled = False
     code = 0
 
@@ -266,13 +335,20 @@ def run_stream(
                     if not stalled and silent > stall_s:
                         stalled = True
                         say(f"stream {plan.name!r} stalled: no sample for {silent:.1f} s")
+                    if stalled and now - last_check > stall_s:
+                        check_replacement(plan)
+                        last_check = time.monotonic()
                     if silent > timeout_s:
                         emit(twin.gap(plan.input.gap(int(round(silent * sfreq)))))
                         say(f"stream {plan.name!r} silent for {timeout_s:g} s: giving up")
                         code = 1
                         break
                     continue
+                if inlet.was_clock_reset:  # liblsl reconnected the inlet to a new outlet
+                    check_replacement(plan)  # before its samples reach the model
+                    _arm_reset_flag(inlet, timeout_s)
                 if last_stamp is not None and stamps[0] - last_stamp > max(0.5, 5 * period):
+                    check_replacement(plan)
                     lost = int(round((stamps[0] - last_stamp) * sfreq)) - 1
                     say(
                         f"stream {plan.name!r} back after {stamps[0] - last_stamp:.1f} s: "
@@ -290,6 +366,13 @@ def run_stream(
             writer.close()
             say(f"wrote {writer.rows} update(s) to {out}")
     return code
+
+
+def _arm_reset_flag(inlet: Any, timeout_s: float) -> None:
+    """liblsl raises the inlet's ``was_clock_reset`` on a reconnection only once a clock offset
+    was measured: measure one."""
+    with suppress(Exception):  # a source that answers no time request: the stall checks remain
+        inlet.time_correction(timeout=min(timeout_s, 2.0))
 
 
 def _meta(models: ModelSet, plan: SourcePlan, twin: LiveTwin) -> dict[str, Any]:

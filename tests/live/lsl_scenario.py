@@ -7,8 +7,9 @@ thread (its signal handling needs it; SIGTERM is sent to this process).
 
 ``match``: the whole recording pushed; ``stall``: a 3 s silence, then the stream resumes 4.5 s
 of samples later; ``sigterm``: the command terminated mid-stream; ``channels``: a stream
-lacking a channel; ``player``: MNE-LSL's PlayerLSL replays a real EDF recording. Each writes
-``OUT_DIR/SCENARIO/result.json`` (and the command's ``live.tsv``).
+lacking a channel; ``rate`` and ``fewer``: the source comes back (same name and id, a new
+outlet) at another rate or without a channel; ``player``: MNE-LSL's PlayerLSL replays a real
+EDF recording. Each writes ``OUT_DIR/SCENARIO/result.json`` (and the command's ``live.tsv``).
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ T0 = 1000.0
 REAL_EDF = Path(__file__).resolve().parents[3] / "shared/data/real/eeg/eyes-closed-1.edf"
 
 
-def outlet(name: str, channels: list[str]) -> Any:
+def outlet(name: str, channels: list[str], sfreq: float = SFREQ) -> Any:
     from mne_lsl.lsl import StreamInfo, StreamOutlet
 
-    info = StreamInfo(name, "EEG", len(channels), SFREQ, "float32", f"{name}-1")
+    info = StreamInfo(name, "EEG", len(channels), sfreq, "float32", f"{name}-1")
     info.set_channel_names(channels)
     info.set_channel_units("microvolts")
     return StreamOutlet(info, chunk_size=CHUNK)
@@ -79,6 +80,20 @@ def feeder(scenario: str, eeg: np.ndarray, channels: list[str], box: dict) -> No
     if not lsl_out.wait_for_consumers(timeout=30):
         box["error"] = "eeg2bold stream never connected"
         return
+    if scenario in ("rate", "fewer"):  # a new outlet of the same name and id replaces it
+        time.sleep(2.0)  # eeg2bold stream has read the description of this outlet
+        push(lsl_out, eeg, 0, 3000)
+        del lsl_out, box["outlet"]
+        time.sleep(0.5)
+        keep, sfreq = (channels, 2 * SFREQ) if scenario == "rate" else (channels[:-1], SFREQ)
+        box["outlet"] = lsl_out = outlet(f"eeg-{scenario}", keep, sfreq)
+        rows = np.asarray([channels.index(c) for c in keep])
+        i, n = 3000, eeg.shape[1]
+        while not box.get("done") and i + CHUNK <= n:
+            lsl_out.push_chunk(np.ascontiguousarray(eeg[rows, i : i + CHUNK].T))
+            i += CHUNK
+            time.sleep(CHUNK / sfreq)
+        return
     found = resolve_streams(timeout=20, name=f"bold-{scenario}")
     inlet = StreamInlet(found[0])
     inlet.open_stream(timeout=10)
@@ -114,6 +129,14 @@ def scenario_result(scenario: str, model: str, eeg: np.ndarray, channels: list, 
         code, err = run_here(stream_args(model, out, scenario))
         del keep
         return {"code": code, "stderr": err}
+    if scenario in ("rate", "fewer"):
+        box = {"out": out}
+        thread = threading.Thread(target=feeder, args=(scenario, eeg, channels, box), daemon=True)
+        thread.start()
+        code, err = run_here(stream_args(model, out, scenario, "--no-lsl-out"))
+        box["done"] = True
+        thread.join(timeout=30)
+        return {"code": code, "stderr": err, "error": box.get("error")}
     if scenario == "player":
         from mne_lsl.player import PlayerLSL
 

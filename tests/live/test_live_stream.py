@@ -36,7 +36,9 @@ WHY_NOT = _namespace_works()
 pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY_NOT))
 
 
-SCENARIOS = ["match", "stall", "sigterm", "channels"] + (["player"] if REAL_EDF.exists() else [])
+SCENARIOS = ["match", "stall", "sigterm", "channels", "rate", "fewer"] + (
+    ["player"] if REAL_EDF.exists() else []
+)
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +122,15 @@ def test_a_real_recording_replayed_by_mne_lsl_is_checked_against_the_model(scena
     last = result["stderr"].strip().splitlines()[-1]
     # the EDF has no Fz: found by name, read, and refused by what the model needs
     assert last.startswith("eeg2bold: error: stream 'eeg-player' lacks channels ['Fz']"), last
+
+
+@pytest.mark.parametrize(
+    ("scenario", "change"),
+    [("rate", "at 200 Hz (was 100 Hz)"), ("fewer", "with other channels (without [")],
+)
+def test_a_source_back_with_another_rate_or_channel_set_is_refused(scenarios, scenario, change):
+    result, _ = scenarios[scenario]
+    assert result["code"] != 0 and result["error"] is None, result
+    last = result["stderr"].strip().splitlines()[-1]
+    assert last.startswith(f"eeg2bold: error: stream 'eeg-{scenario}' came back {change}"), last
+    assert "Traceback" not in result["stderr"]

@@ -114,6 +114,7 @@ def _sinfo(names, sfreq, units=None):
     return SimpleNamespace(
         name="amp",
         source_id="amp-1",
+        uid="amp-uid-1",
         n_channels=len(names),
         sfreq=sfreq,
         get_channel_names=lambda: list(names),

@@ -7,6 +7,10 @@ STAMP := $(VENV)/.eeg2bold-installed
 DEMO_DIR := demo_out
 # the tests run in random order; the command line shows the seed, `make test SEED=N` repeats it
 SEED ?= $(shell date +%s)
+# pytest-xdist workers, each taking whole test files (--dist loadfile: a file's module fixtures
+# are built once); most of the suite waits on processes (Ray, Slurm, LSL), so two overlap well
+# on two cores. `make test WORKERS=0` runs the tests in one process.
+WORKERS ?= 2
 
 .PHONY: demo test lint docs bench clean
 
@@ -38,7 +42,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q -p randomly --randomly-seed=$(SEED)
+	$(BIN)/pytest -q -p randomly --randomly-seed=$(SEED) -n $(WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

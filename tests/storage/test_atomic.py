@@ -221,3 +221,36 @@ def _info_like_writer():
         eeg=EEGInfo(sfreq=250.0, channels=tuple(f"E{i}" for i in range(32))),
         bold=BOLDInfo(tr=2.0, rois=("a", "b", "c")),
     )
+
+
+def test_writers_of_one_run_with_different_content_leave_the_winners_and_name_the_race(
+    tmp_path, writer
+):
+    """Issue 26, item 9: the losers are told another writer won (or got there first), never
+    that the storage failed to keep their data; the run is the winner's, whole."""
+    url = tmp_path / "d.zarr"
+    create_dataset(url, _info_like_writer())
+    seeds = [11, 12, 13]
+    procs = [writer(url, "normal", 60, f"sub-01:run-1:{seed}") for seed in seeds]
+    winners, told = [], []
+    for seed, p in zip(seeds, procs, strict=True):
+        out, err = p.communicate(timeout=180)
+        assert "read-back" not in err, err
+        if p.returncode == 0:
+            assert out.split()[-1] == "written"
+            winners.append(seed)
+        else:
+            told.append(err.strip().splitlines()[-1])
+    assert len(winners) == 1, (winners, told)
+    for line in told:
+        assert (
+            "was written concurrently with different content" in line
+            or "already exists with different content" in line
+        ), line
+    ds = open_dataset(url)
+    assert ds.verify(RunKey("sub-01", "run-1")) == []
+    rng = np.random.default_rng(winners[0])
+    np.testing.assert_array_equal(
+        ds.read_run(RunKey("sub-01", "run-1")).eeg,
+        rng.normal(size=(32, 60 * 250)).astype("float32"),
+    )

@@ -1,7 +1,10 @@
 """The live twin's file: a TSV like ``predict``'s (a ``time`` column, then one per output) with
 an ``lsl_time`` column, written a whole line at a time and flushed, so that whenever the
-command stops (Ctrl-C, SIGTERM, a lost stream) the file is complete and readable; a JSON
-sidecar says how it was made."""
+command stops (Ctrl-C, SIGTERM, a lost stream, even SIGKILL) the file is complete and
+readable; or Parquet, the same columns in row groups of :data:`PARQUET_ROWS_PER_GROUP` updates,
+whole once the command ends by itself, by Ctrl-C or by SIGTERM (Parquet's footer is written
+last: a killed process leaves no readable file, which is why TSV is the default to name). A
+JSON sidecar says how it was made."""
 
 from __future__ import annotations
 
@@ -18,17 +21,23 @@ from eeg2bold.live.twin import Update
 from eeg2bold.predict.models import PredictError
 
 LIVE_FORMAT = "eeg2bold.live/1"
+SUFFIXES = (".tsv", ".parquet")
+# one minute of updates at the default rate per Parquet row group
+PARQUET_ROWS_PER_GROUP = 60
 
 
 class LiveWriter:
-    """Appends updates to ``path`` (``.tsv``); the sidecar ``.json`` is written first."""
+    """Appends updates to ``path`` (``.tsv`` or ``.parquet``); the sidecar ``.json`` is written
+    first."""
 
     def __init__(self, path: str | os.PathLike[str], outputs: tuple[str, ...], *, meta: dict):
         self.path = Path(path)
-        if self.path.suffix.lower() != ".tsv":
-            raise PredictError(f"{self.path}: the live output is a .tsv file")
+        if self.path.suffix.lower() not in SUFFIXES:
+            raise PredictError(f"{self.path}: the live output is a .tsv or .parquet file")
+        self.parquet = self.path.suffix.lower() == ".parquet"
         self.outputs = outputs
         self.rows = 0
+        self._pending: list[Update] = []
         sidecar: dict[str, Any] = {
             "format": LIVE_FORMAT,
             "eeg2bold": eeg2bold.__version__,
@@ -38,20 +47,58 @@ class LiveWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.with_suffix(".json").write_text(json.dumps(json_safe(sidecar), indent=2))
-            self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (held open)
+            if self.parquet:
+                self._parquet = _parquet_writer(self.path, outputs)
+            else:
+                self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (held open)
         except OSError as exc:
             raise PredictError(f"{self.path}: cannot write ({exc.strerror})") from None
-        self._line("\t".join(["time", "lsl_time", *outputs]))
+        if not self.parquet:
+            self._line("\t".join(["time", "lsl_time", *outputs]))
 
     def _line(self, text: str) -> None:
         self._file.write(text + "\n")
         self._file.flush()
 
     def write(self, update: Update) -> None:
+        self.rows += 1
+        if self.parquet:
+            self._pending.append(update)
+            if len(self._pending) >= PARQUET_ROWS_PER_GROUP:
+                self._flush_parquet()
+            return
         values = (f"{v:.7g}" if np.isfinite(v) else "nan" for v in update.values)
         stamp = f"{update.lsl_time:.6f}" if np.isfinite(update.lsl_time) else "nan"
         self._line("\t".join([f"{update.time_s:.6f}", stamp, *values]))
-        self.rows += 1
+
+    def _flush_parquet(self) -> None:
+        import pyarrow as pa
+
+        if not self._pending:
+            return
+        rows = self._pending
+        columns = {
+            "time": pa.array([u.time_s for u in rows], pa.float64()),
+            "lsl_time": pa.array([u.lsl_time for u in rows], pa.float64()),
+        }
+        values = np.stack([u.values for u in rows]).astype(np.float32)
+        for i, name in enumerate(self.outputs):
+            columns[name] = pa.array(values[:, i], pa.float32())
+        self._parquet.write_table(pa.table(columns))
+        self._pending = []
 
     def close(self) -> None:
-        self._file.close()
+        if self.parquet:
+            self._flush_parquet()
+            self._parquet.close()
+        else:
+            self._file.close()
+
+
+def _parquet_writer(path: Path, outputs: tuple[str, ...]) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fields = [pa.field("time", pa.float64()), pa.field("lsl_time", pa.float64())]
+    schema = pa.schema(fields + [pa.field(name, pa.float32()) for name in outputs])
+    return pq.ParquetWriter(path, schema)

@@ -549,7 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="model file (models/*.pt), train output folder or sweep folder")
     p.add_argument("--source", help="the EEG stream's LSL name (default: the first of type EEG)")
-    p.add_argument("-o", "--out", help="also write the updates to this .tsv or .parquet (and a .json)")
+    p.add_argument(
+        "-o", "--out", help="also write the updates to this .tsv or .parquet (and a .json)"
+    )
     stream_owner = "eeg2bold.live.lsl:run_stream"
     owned_option(p, "--out-lsl", owner=stream_owner, help="name of the BOLD stream sent out")
     p.add_argument("--no-lsl-out", action="store_true", help="send no BOLD stream")

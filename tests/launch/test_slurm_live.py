@@ -123,6 +123,7 @@ def test_slurm_live_sweep_runs_in_a_job(slurm, live_study, tmp_path, monkeypatch
     assert states == ["COMPLETE", "COMPLETE"]
 
 
+@pytest.mark.slow
 def test_slurm_live_scancel_then_resume_ends_with_the_requested_trials(slurm, live_study, tmp_path):
     study = live_study("livecancel", num_samples=4, model="linker", epochs=3)  # seconds each
     first = slurm.submit(_render(study))
@@ -155,6 +156,7 @@ def test_slurm_live_scancel_then_resume_ends_with_the_requested_trials(slurm, li
     assert results[results["final"]]["trial"].nunique() == 4
 
 
+@pytest.mark.slow
 def test_slurm_live_two_nodes_run_trials_on_both(slurm, live_study, tmp_path):
     """Two slurmd on this host: one job on both nodes, a Ray head on the first and a worker on
     the second; each node fits one trial (1 CPU), so two concurrent trials run one per node:

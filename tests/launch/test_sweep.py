@@ -214,6 +214,7 @@ def _check_two_arms_ran_at_once(folder):
     assert overlap > 0, spans
 
 
+@pytest.mark.slow
 def test_a_second_sweep_starts_where_the_first_ended(ray_cluster, write_study, tmp_path, capsys):
     """`sweep --warm-start FIRST`: after the defaults, the first sweep's best configuration
     of the same arm is trial 1 (moved into the narrowed space, and said so)."""
@@ -518,6 +519,7 @@ def test_train_says_an_undefined_r_in_one_line_and_writes_null(
     assert loaded["val_r_mean"] is None and loaded["test_r_mean"] is None
 
 
+@pytest.mark.slow
 def test_time_limit_ends_the_search_early_and_leaves_nothing_running(
     ray_cluster, write_study, tmp_path, capsys
 ):

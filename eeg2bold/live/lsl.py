@@ -344,11 +344,14 @@ def run_stream(
                         code = 1
                         break
                     continue
-                if inlet.was_clock_reset:  # liblsl reconnected the inlet to a new outlet
-                    check_replacement(plan)  # before its samples reach the model
+                reconnected = inlet.was_clock_reset  # liblsl moved the inlet to a new outlet
+                gap = last_stamp is not None and stamps[0] - last_stamp > max(0.5, 5 * period)
+                if reconnected or gap:
+                    check_replacement(plan)  # once, before its samples reach the model
+                if reconnected:
                     _arm_reset_flag(inlet, timeout_s)
-                if last_stamp is not None and stamps[0] - last_stamp > max(0.5, 5 * period):
-                    check_replacement(plan)
+                if gap:
+                    assert last_stamp is not None
                     lost = int(round((stamps[0] - last_stamp) * sfreq)) - 1
                     say(
                         f"stream {plan.name!r} back after {stamps[0] - last_stamp:.1f} s: "

@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml
 # simulate -> sweep (within, LOSO, calibration curve; ridge, beira, twin) -> report.
 # Re-running reuses what is done: the simulation is idempotent and --resume skips finished arms.
 demo: $(STAMP)
-	$(BIN)/eeg2bold simulate $(DEMO_DIR)/demo.zarr --subjects 6 --minutes 12 --channels 16 --sfreq 100 --seed 0
+	$(BIN)/eeg2bold simulate $(DEMO_DIR)/demo.zarr --subjects 6 --minutes 20 --channels 16 --sfreq 100 --seed 0
 	$(BIN)/eeg2bold sweep examples/demo/study.yaml --resume
 	$(BIN)/eeg2bold report $(DEMO_DIR)/sweep -o $(DEMO_DIR)/report.html --json $(DEMO_DIR)/report.json
 

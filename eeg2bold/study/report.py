@@ -306,6 +306,8 @@ def _overview(
 ) -> dict[str, Any]:
     """Every model × protocol at a glance (calibration-curve points have their own figure)."""
     shown = [a for a in arms if a["calibration_min"] is None]
+    if not shown and arms:
+        return {"skipped": "only calibration-curve arms: see the calibration curve"}
     if not shown:
         return {"skipped": "no finished fold with a test score"}
     mean_oracle = float(fisher_mean(np.array(list(oracle.values())))) if oracle else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -202,6 +204,8 @@ def test_report_shows_the_calibration_curve_and_its_numbers(curve):
         ("loso_calibrated@2min", 2.0),
     ]
     assert "calibration" in data["figures"] and 'alt="calibration curve"' in run["html"]
+    # only curve arms: the overview points to the curve instead of claiming no scores
+    assert data["overview"] == {"skipped": "only calibration-curve arms: see the calibration curve"}
     # each point: Fisher mean over subjects of each subject's Fisher mean over outputs
     results = RunFolder(run["run"]).results()
     test = results[results["final"] & (results["split"] == "test")]
@@ -243,3 +247,47 @@ def test_the_curve_report_opens_in_headless_chromium(curve, tmp_path):
     checked = chromium_check(run["html"], tmp_path)
     assert checked["images"] == len(data["figures"]) >= 2  # overview and curve at least
     assert checked["broken"] == 0
+
+
+GOLDEN = Path(__file__).parent / "golden" / "report_ridge_curve.json"
+# what may differ between machines or runs and is not a number of the report's science
+_NOT_GOLDEN = {"reproducibility", "build_seconds", "created"}
+
+
+def _numbers(value: Any, path: str = "") -> dict[str, Any]:
+    """Every number (and bool and null) of the report's JSON by its path; strings left out
+    (paths, trial ids), as are the keys of ``_NOT_GOLDEN``."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key not in _NOT_GOLDEN:
+                out |= _numbers(item, f"{path}/{key}")
+        return out
+    if isinstance(value, list):
+        out = {}
+        for i, item in enumerate(value):
+            out |= _numbers(item, f"{path}/{i}")
+        return out
+    return {} if isinstance(value, str) else {path: value}
+
+
+def test_the_reports_numbers_stay_those_of_the_golden_file(curve):
+    """Every number of the report of a deterministic ridge calibration curve, against a golden
+    file, so a refactoring that changes what the report says fails here. Ridge only (torch's
+    float kernels move deep models' numbers between CPUs); floats to 1e-5, since ridge's
+    features are float32. After an intended change: ``EEG2BOLD_UPDATE_GOLDEN=1 pytest
+    tests/study/test_report_train.py -k golden``, and say why in the commit."""
+    _, data = curve
+    numbers = _numbers(data)
+    if os.environ.get("EEG2BOLD_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(numbers, indent=1, sort_keys=True) + "\n")
+    golden = json.loads(GOLDEN.read_text())
+    assert len(golden) > 200  # the statistics, summary, curve, traces and dataset sections
+    assert sorted(numbers) == sorted(golden)
+    for path, expected in golden.items():
+        got = numbers[path]
+        if isinstance(expected, float) and isinstance(got, float):
+            assert got == pytest.approx(expected, rel=1e-5, abs=1e-5, nan_ok=True), path
+        else:
+            assert got == expected, path

@@ -19,38 +19,17 @@ from torch import Tensor, nn
 from eeg2bold.models.base import (
     BoldModel,
     DataSpec,
-    ModelParams,
     SuggestTrial,
     register_model,
     resample_time,
 )
-from eeg2bold.models.frontend import InterpretableFrontEnd
+from eeg2bold.models.frontend import FrontEndParams, InterpretableFrontEnd
 
 
-class BeiraParams(ModelParams):
-    """Hyperparameters of :class:`Beira`."""
+class BeiraParams(FrontEndParams):
+    """Hyperparameters of :class:`Beira` (the front end's from :class:`FrontEndParams`;
+    ``envelope_s`` is capped at half the window)."""
 
-    n_branches: int = Field(
-        16,
-        ge=1,
-        le=128,
-        description="Front-end branches K: virtual sources, each with its own band-pass filter.",
-    )
-    fir_s: float = Field(
-        0.5,
-        ge=0.05,
-        le=2.0,
-        description="Band-pass FIR length in seconds (frequency resolution about 2/fir_s Hz).",
-    )
-    envelope_s: float = Field(
-        1.0,
-        ge=0.1,
-        le=4.0,
-        description=(
-            "Envelope low-pass length in seconds (capped at half the window): smooths the "
-            "rectified band signal into band power."
-        ),
-    )
     envelope_hz: float = Field(
         4.0,
         ge=0.5,
@@ -140,12 +119,11 @@ class Beira(BoldModel):
         super().__init__(spec, params)
         p = self.params
         self.frontend = InterpretableFrontEnd(
+            p,
             n_channels=spec.n_channels,
             sfreq=spec.sfreq,
-            n_branches=p.n_branches,
-            fir_s=p.fir_s,
-            envelope_s=min(p.envelope_s, spec.window_s / 2),
             out_hz=min(p.envelope_hz, spec.sfreq / 2),
+            max_envelope_s=spec.window_s / 2,
         )
 
         def block(n_in: int, stride: int) -> _ConvBlock:

@@ -16,7 +16,10 @@ import numpy as np
 import scipy.fft
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
+
+from eeg2bold.models.base import ModelParams
 
 DEFAULT_BANDS = ((1.0, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 20.0), (20.0, 30.0), (30.0, 45.0))
 
@@ -67,24 +70,54 @@ def branch_bands(n_branches: int, sfreq: float) -> list[tuple[float, float]]:
     return [usable[i % len(usable)] for i in range(n_branches)]
 
 
+class FrontEndParams(ModelParams):
+    """The front end's hyperparameters, declared once for every model built on it (``beira``,
+    ``twin``: their parameter classes inherit these). The output rate stays a field of each
+    model (beira's ``envelope_hz``, twin's ``feature_hz``): saved model files and earlier
+    sweeps' Optuna studies name them, and each model bounds it for its own layers."""
+
+    n_branches: int = Field(
+        16,
+        ge=1,
+        le=128,
+        description="Front-end branches K: virtual sources, each with its own band-pass filter "
+        "(a rhythm).",
+    )
+    fir_s: float = Field(
+        0.5,
+        ge=0.05,
+        le=2.0,
+        description="Band-pass FIR length in seconds (frequency resolution about 2/fir_s Hz).",
+    )
+    envelope_s: float = Field(
+        1.0,
+        ge=0.1,
+        le=4.0,
+        description="Envelope low-pass length in seconds: smooths the rectified band signal "
+        "into band power.",
+    )
+
+
 class InterpretableFrontEnd(nn.Module):
     """[B, C, T] EEG → [B, K, T // stride] log band-power envelopes of K virtual sources."""
 
     def __init__(
         self,
+        params: FrontEndParams,
         *,
         n_channels: int,
         sfreq: float,
-        n_branches: int = 16,
-        fir_s: float = 0.5,
-        envelope_s: float = 1.0,
-        out_hz: float = 4.0,
+        out_hz: float,
+        max_envelope_s: float | None = None,
     ):
         super().__init__()
         self.sfreq = float(sfreq)
-        self.n_branches = n_branches
-        n_fir = max(3, int(round(fir_s * sfreq)) | 1)
+        self.n_branches = n_branches = params.n_branches
+        n_fir = max(3, int(round(params.fir_s * sfreq)) | 1)
         self.stride = max(1, int(round(sfreq / out_hz)))
+        envelope_s = params.envelope_s
+        if max_envelope_s is not None:
+            envelope_s = min(envelope_s, max_envelope_s)
         n_env = max(self.stride, int(round(envelope_s * sfreq)))
         self.out_hz = sfreq / self.stride
         self.spatial = nn.Conv1d(n_channels, n_branches, 1, bias=False)

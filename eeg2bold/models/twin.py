@@ -32,22 +32,13 @@ from eeg2bold.models.base import (
     register_model,
     resample_time,
 )
-from eeg2bold.models.frontend import InterpretableFrontEnd
+from eeg2bold.models.frontend import FrontEndParams, InterpretableFrontEnd
 
 
-class TwinParams(ModelParams):
+class TwinParams(FrontEndParams):
     """Hyperparameters of :class:`Twin`; sizes in seconds/Hz so they fit any sampling rate."""
 
-    # -- interpretable front end
-    n_branches: int = Field(
-        16, ge=2, le=64, description="Front-end branches K (virtual sources × rhythms)."
-    )
-    fir_s: float = Field(
-        0.5, ge=0.1, le=2.0, description="Length of each branch's band-pass FIR filter, seconds."
-    )
-    envelope_s: float = Field(
-        1.0, ge=0.1, le=4.0, description="Length of the low-pass envelope filter, seconds."
-    )
+    # -- interpretable front end: n_branches, fir_s, envelope_s from FrontEndParams
     feature_hz: float = Field(
         4.0, ge=1.0, le=16.0, description="Rate of the envelope features the encoder sees, Hz."
     )
@@ -208,12 +199,7 @@ class Twin(BoldModel):
         if not isinstance(p, TwinParams):
             raise TypeError(f"twin needs TwinParams, got {type(p).__name__}")
         self.frontend = InterpretableFrontEnd(
-            n_channels=spec.n_channels,
-            sfreq=spec.sfreq,
-            n_branches=p.n_branches,
-            fir_s=p.fir_s,
-            envelope_s=p.envelope_s,
-            out_hz=p.feature_hz,
+            p, n_channels=spec.n_channels, sfreq=spec.sfreq, out_hz=p.feature_hz
         )
         self.n_steps = self.frontend.out_steps(spec.n_times)
         if self.n_steps < 1:

@@ -14,7 +14,12 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter1d
 
 from eeg2bold.models import BoldModel, DataSpec, build_model
-from eeg2bold.models.frontend import InterpretableFrontEnd, branch_bands, depthwise_fir
+from eeg2bold.models.frontend import (
+    FrontEndParams,
+    InterpretableFrontEnd,
+    branch_bands,
+    depthwise_fir,
+)
 from eeg2bold.training.seed import seed_everything
 
 SFREQ = 100.0
@@ -90,7 +95,8 @@ def train_and_score(
 @pytest.mark.parametrize("sfreq", [100.0, 250.0, 1000.0])
 def test_frontend_initial_bandpass_responses_peak_in_their_bands(sfreq):
     fir_s = 0.5
-    frontend = InterpretableFrontEnd(n_channels=3, sfreq=sfreq, n_branches=8, fir_s=fir_s)
+    params = FrontEndParams(n_branches=8, fir_s=fir_s)
+    frontend = InterpretableFrontEnd(params, n_channels=3, sfreq=sfreq, out_hz=4.0)
     freqs, response = frontend.frequency_responses(n_freqs=2048)
     slack = 0.5 / fir_s  # half the filter's frequency resolution
     for k, (lo, hi) in enumerate(branch_bands(8, sfreq)):
@@ -112,9 +118,8 @@ def test_depthwise_fir_equals_grouped_conv1d(n_taps, mult):
 
 @pytest.mark.parametrize("fir_s", [0.2, 0.5])  # 21 taps: direct conv; 51 taps: FFT
 def test_frontend_output_step_sees_exactly_its_fir_and_envelope_span(fir_s):
-    frontend = InterpretableFrontEnd(
-        n_channels=2, sfreq=SFREQ, n_branches=3, fir_s=fir_s, envelope_s=1.0, out_hz=4.0
-    )
+    params = FrontEndParams(n_branches=3, fir_s=fir_s, envelope_s=1.0)
+    frontend = InterpretableFrontEnd(params, n_channels=2, sfreq=SFREQ, out_hz=4.0)
     n_times, step = 800, 10
     assert frontend.stride == 25
     assert frontend.out_steps(n_times) == (800 - 100) // 25 + 1

@@ -18,7 +18,7 @@ import fsspec
 import numpy as np
 import torch
 
-from eeg2bold.errors import Eeg2BoldError, did_you_mean
+from eeg2bold.errors import Eeg2BoldError
 from eeg2bold.run_folder import RunFolder, cards
 from eeg2bold.training.data import SampleConfig
 from eeg2bold.training.trained import TrainedFold
@@ -225,7 +225,7 @@ def _sweep_models(
     folds: Sequence[str] | None,
     device: torch.device | str,
 ) -> ModelSet:
-    from eeg2bold.study.queries import best_trials, load_sweep
+    from eeg2bold.study.queries import best_trials, load_sweep, no_such
 
     root = folder.url
     sweep = load_sweep(root)
@@ -238,12 +238,10 @@ def _sweep_models(
             )
         protocol = protocols[0]
     if protocol not in protocols:
-        raise PredictError(
-            f"{root}: the sweep has no protocol {protocol!r} ({_near(protocol, protocols)})"
-        )
+        raise PredictError(no_such(root, "protocol", protocol, protocols))
     models = sorted({a["model"] for a in arms if a["protocol"] == protocol})
     if model is not None and model not in models:
-        raise PredictError(f"{root}: the sweep has no model {model!r} ({_near(model, models)})")
+        raise PredictError(no_such(root, "model", model, models))
     best = best_trials(sweep, protocol=protocol, model=model, top=1)
     if not best.empty:
         best = best[best["finished"].astype(bool)]
@@ -290,12 +288,6 @@ def _sweep_models(
         folds=folds,
         selection=selection,
     )
-
-
-def _near(name: str, names: Sequence[str]) -> str:
-    hint = did_you_mean(name, names).strip(" ()")  # "did you mean 'x'?"
-    listing = f"it has {', '.join(names) or 'none'}"
-    return f"{hint} {listing}" if hint else listing
 
 
 def normaliser_scale(models: ModelSet) -> np.ndarray:

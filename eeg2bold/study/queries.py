@@ -10,6 +10,7 @@ which is what selects; test r is shown beside it and never used to rank.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from eeg2bold.errors import ConfigError, did_you_mean
 from eeg2bold.run_folder import RunFolder, optuna_attrs
 from eeg2bold.storage.optuna_db import optuna_storage
 
@@ -169,6 +171,14 @@ def trials_table(sweep: SweepRecord) -> pd.DataFrame:
     return frame
 
 
+def no_such(root: str, what: str, name: str, names: Sequence[str]) -> str:
+    """The one wording for a protocol or model a sweep does not have: the nearest name and
+    what it has (``best``, ``predict`` and ``stream`` say it alike)."""
+    hint = did_you_mean(name, names).strip(" ()")
+    listing = f"it has {', '.join(names) or 'none'}"
+    return f"{root}: the sweep has no {what} {name!r} ({f'{hint} ' if hint else ''}{listing})"
+
+
 def best_trials(
     sweep: SweepRecord,
     *,
@@ -181,6 +191,11 @@ def best_trials(
     ranked on its own (``rank`` 1 is its best); with ``overall``, the ``top`` of all arms in
     one ranking (scores of different protocols are not comparable: use it knowingly)."""
     every = trials_table(sweep)
+    for what, name in (("protocol", protocol), ("model", model)):
+        # the plan's arms (some may not have run yet) and the trials' (a train run has no plan)
+        names = sorted({a[what] for a in sweep.arms()} | set(every.get(what, ())))
+        if name and names and name not in names:  # a typo is an error, not an empty answer
+            raise ConfigError(no_such(sweep.root, what, name, names))
     if every.empty:
         return every
     frame = every[(every["state"] == "COMPLETE") & every["val_r"].notna()]

@@ -163,6 +163,10 @@ def test_small_sweep_with_asha_through_the_cli(ray_cluster, write_study, capsys,
     assert len(json.loads(capsys.readouterr().out)) == 6
     assert main(["best", str(folder), "--model", "ridge"]) == 0
     assert "ridge" in capsys.readouterr().out
+    # a mistyped arm is one line naming the nearest and what the sweep has, not "(no trials)"
+    assert main(["best", str(folder), "--model", "rigde"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no model 'rigde' (did you mean 'ridge'? it has" in err
     _check_output_for_scripts_and_people(folder, capsys)
     _check_one_identity_and_self_describing_studies(folder)
     _check_the_objective_is_val_r(folder)

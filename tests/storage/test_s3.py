@@ -5,6 +5,7 @@ Credentials come from the environment, as they would for a user; they must never
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -142,7 +143,7 @@ def test_cli_reads_s3_with_credentials_from_env_and_never_prints_them(s3_url, ma
 
 
 @pytest.mark.parametrize("case", ["no credentials", "no endpoint"])
-@pytest.mark.parametrize("command", ["inspect", "simulate"])
+@pytest.mark.parametrize("command", ["inspect", "simulate", "sweep"])
 def test_object_store_settings_that_cannot_work_are_one_line(case, command, tmp_path):
     """No credentials, or an endpoint nothing answers on: one line naming the URL and the
     setting, exit 1 (was: "internal error: NoCredentialsError" / "EndpointConnectionError")."""
@@ -162,7 +163,14 @@ def test_object_store_settings_that_cannot_work_are_one_line(case, command, tmp_
     if case == "no endpoint":
         env |= {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": SECRET}
     url = "s3://some-bucket/data.zarr"
-    args = [url] if command == "inspect" else [url, "--subjects", "1", "--minutes", "1"]
+    args = {
+        "inspect": [url],
+        "simulate": [url, "--subjects", "1", "--minutes", "1"],
+        "sweep": [str(tmp_path / "study.yaml"), "--dry-run"],
+    }[command]
+    study = {"name": "s3", "dataset": url, "protocols": ["within"], "models": ["ridge"]}
+    study["storage"] = {"results": str(tmp_path / "sweep")}
+    (tmp_path / "study.yaml").write_text(json.dumps(study))  # JSON is YAML
     proc = subprocess.run(
         [sys.executable, "-m", "eeg2bold.cli", command, *args],
         capture_output=True,
@@ -179,6 +187,7 @@ def test_object_store_settings_that_cannot_work_are_one_line(case, command, tmp_
     }[case]
     assert expected in proc.stderr and "internal error" not in proc.stderr
     assert SECRET not in proc.stderr
+    assert not (tmp_path / "sweep").exists()  # nothing written before the store was reached
 
 
 def test_mask_url_hides_credentials():

@@ -179,10 +179,24 @@ def _run_folder(path: str) -> str:
     return path
 
 
-def _cmd_trials(args: argparse.Namespace) -> int:
-    from eeg2bold.study.queries import format_trials, load_sweep, trial_records, trials_table
+def _load_searched(path: str) -> Any:
+    """The run folder for ``trials`` and ``best``; a train run has no trials, said once."""
+    from eeg2bold.study.queries import load_sweep
 
-    frame = trials_table(load_sweep(_run_folder(args.study)))
+    sweep = load_sweep(_run_folder(path))
+    if sweep.kind == "train":
+        print(
+            f"eeg2bold: note: {sweep.root} is an `eeg2bold train` run (one configuration, no "
+            f"search), so it has no trials; `eeg2bold report {path}` shows its scores",
+            file=sys.stderr,
+        )
+    return sweep
+
+
+def _cmd_trials(args: argparse.Namespace) -> int:
+    from eeg2bold.study.queries import format_trials, trial_records, trials_table
+
+    frame = trials_table(_load_searched(args.study))
     if args.json:
         print(json.dumps(trial_records(frame), indent=2, default=str))
     else:
@@ -191,16 +205,10 @@ def _cmd_trials(args: argparse.Namespace) -> int:
 
 
 def _cmd_best(args: argparse.Namespace) -> int:
-    from eeg2bold.study.queries import (
-        best_trials,
-        format_gain,
-        format_trials,
-        load_sweep,
-        trial_records,
-    )
+    from eeg2bold.study.queries import best_trials, format_gain, format_trials, trial_records
 
     frame = best_trials(
-        load_sweep(_run_folder(args.study)),
+        _load_searched(args.study),
         protocol=args.protocol,
         model=args.model,
         overall=args.overall,

@@ -291,3 +291,14 @@ def test_the_reports_numbers_stay_those_of_the_golden_file(curve):
             assert got == pytest.approx(expected, rel=1e-5, abs=1e-5, nan_ok=True), path
         else:
             assert got == expected, path
+
+
+@pytest.mark.parametrize("command", ["trials", "best"])
+def test_trials_and_best_of_a_train_run_say_why_there_are_none(trained, command, capsys):
+    """A train run is one configuration without a search: said in one line, not a bare
+    "(no trials)" that reads like a failed sweep."""
+    assert main([command, str(trained)]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "(no trials)"
+    assert err.count("\n") == 1 and "is an `eeg2bold train` run" in err
+    assert f"eeg2bold report {trained}" in err

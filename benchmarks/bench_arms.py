@@ -73,8 +73,12 @@ def _study(path: Path, config: dict) -> Path:
 
 # -- demo ---------------------------------------------------------------------------------
 def bench_demo(trees: dict[str, Path], tmp: Path, rounds: int) -> dict:
+    from bench_demo import demo_commands
+
     store = tmp / "demo.zarr"
-    _simulate(store, 6, 12, 16)  # the Makefile's demo store
+    simulate = demo_commands()[0][1:]  # the Makefile's demo store, written here
+    assert simulate[0] == "simulate", simulate
+    _cli(ROOT, ["simulate", str(store), *simulate[2:]], ROOT)
     demo = yaml.safe_load((ROOT / "examples/demo/study.yaml").read_text())
     walls: dict[str, list[float]] = {label: [] for label in trees}
     for r in range(rounds):

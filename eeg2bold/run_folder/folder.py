@@ -201,11 +201,15 @@ class RunFolder:
         return PredictionFiles(self)
 
     # -- resume: checkpoints and done markers ----------------------------------------------
+    def state_path(self, trial: str, fold: int) -> str:
+        """Where a fold's resume state lives (deleting it restarts that fold)."""
+        return self.path("checkpoints", f"{fold_stem(trial, fold)}.pt")
+
     def save_state(self, trial: str, fold: int, blob: bytes) -> str:
-        return write_bytes(self.path("checkpoints", f"{fold_stem(trial, fold)}.pt"), blob)
+        return write_bytes(self.state_path(trial, fold), blob)
 
     def load_state(self, trial: str, fold: int) -> bytes | None:
-        return read_bytes(self.path("checkpoints", f"{fold_stem(trial, fold)}.pt"))
+        return read_bytes(self.state_path(trial, fold))
 
     def mark_done(self, trial: str, fold: int, outcome: Mapping[str, Any]) -> str:
         """The resume marker of a finished fold (written after its rows and files)."""

@@ -249,7 +249,8 @@ class FoldRunner:
         self.resumed = False
         blob = self.folder.load_state(self.trial, fold) if self.folder and resume else None
         if blob is not None:
-            self.load(blob)
+            assert self.folder is not None
+            self.load(blob, where=self.folder.state_path(self.trial, fold))
             self.resumed = True
         return FoldSetup(
             fold=fold,
@@ -326,10 +327,11 @@ class FoldRunner:
             state["torch_rng"] = self._rng
         return checkpoint.dumps(state)
 
-    def load(self, blob: bytes) -> int:
-        """Continue from :meth:`state`'s bytes; returns the epochs already trained."""
+    def load(self, blob: bytes, *, where: str | None = None) -> int:
+        """Continue from :meth:`state`'s bytes (read from ``where``); returns the epochs
+        already trained."""
         trainer = self._trainer()
-        state = checkpoint.loads(blob, where=f"{self.fold.name} resume state")
+        state = checkpoint.loads(blob, where=where or f"{self.fold.name} resume state")
         with self._own_rng():
             trainer.load_state_dict(state)
         return trainer.epoch

@@ -241,3 +241,50 @@ def test_train_says_whether_each_fold_ran_in_memory_or_streamed(
     assert f"{said}" in line
     (trial,) = RunFolder(out).read_manifest()["trials"]
     assert trial["data_path"] == {"sub-01": path}
+
+
+_UNPICKLED: list[str] = []
+
+
+def _record_unpickling() -> str:
+    _UNPICKLED.append("unpickled")
+    return "unpickled"
+
+
+class _Unpickled:
+    """Pickled into a tampered resume state: loading it would call ``_record_unpickling``."""
+
+    def __reduce__(self):
+        return (_record_unpickling, ())
+
+
+def test_a_tampered_resume_state_is_refused_in_one_line_without_unsafe_advice(
+    sim_store, tiny_model, tmp_path, capsys
+):
+    """`train --resume` over a checkpoint that holds a pickled object: one line naming the
+    file, nothing unpickled, and never PyTorch's advice to load with weights_only=False."""
+    import torch
+
+    sets = {"window_s": "8", "epochs": "3", "steps_per_epoch": "4", "patience": "0"}
+    config = build_config(model=tiny_model, protocol="loso", sets=sets)
+    out = tmp_path / "run"
+
+    def stop_in_fold_1(epoch):
+        if (epoch.fold, epoch.epoch) == (1, 1):
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        train_protocol(open_dataset(sim_store), config, out_dir=out, on_epoch=stop_in_fold_1)
+    folder = RunFolder(out)
+    (trial,) = {path.name.split("-fold")[0] for path in (out / "checkpoints").iterdir()}
+    state = folder.state_path(trial, 1)
+    torch.save({"state": _Unpickled()}, state)
+    argv = ["train", str(sim_store), "--model", tiny_model, "--protocol", "loso", "--resume"]
+    code = main([*argv, "--out", str(out), "-q", *(f"--set={k}={v}" for k, v in sets.items())])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"eeg2bold: error: {state}: "), err
+    assert "not a readable eeg2bold checkpoint" in err
+    assert "eeg2bold never unpickles" in err  # why, instead of how to load it anyway
+    assert "weights_only" not in err and "can still be loaded" not in err
+    assert _UNPICKLED == []

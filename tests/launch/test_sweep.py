@@ -625,3 +625,32 @@ def test_launch_needs_a_shared_place_for_the_study_config(write_study, capsys):
     stage = ["--stage-dir", "/tmp/x"]
     assert main(["launch", "slurm", str(path), "--nodes", "2", "--cpus-per-node", "4", *stage]) == 1
     assert "node-local" in capsys.readouterr().err
+
+
+def test_a_chunk_that_cannot_be_decoded_fails_its_trial_as_data(
+    ray_cluster, write_study, tiny_store, tmp_path, capsys
+):
+    """A damaged chunk in a sweep: the trial fails with the kind ``data`` and the run named
+    (issue 26: it was ``error``), the sweep exits non-zero, and nothing says internal error."""
+    import shutil
+
+    store = tmp_path / "damaged.zarr"
+    shutil.copytree(tiny_store, store)
+    chunk = store / "sub-02" / "run-1" / "eeg" / "c" / "0" / "3"
+    noise = np.random.default_rng(0).integers(0, 256, chunk.stat().st_size, dtype=np.uint8)
+    chunk.write_bytes(noise.tobytes())
+    path = write_study(
+        "damaged",
+        dataset=str(store),
+        budget={"num_samples": 1},
+        scheduler={"type": "fifo", "max_epochs": 1},
+        failure={"max_failures": 2},
+    )
+    assert main(["sweep", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "internal error" not in err and "retrying" not in err
+    (trial,) = next(iter(_studies(tmp_path / "sweep-damaged").values())).trials
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs["failure_kind"] == "data"
+    reason = trial.user_attrs["failure_reason"]
+    assert "sub-02/run-1" in reason and "cannot be decoded" in reason, reason

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 
 import numpy as np
 import torch
@@ -25,8 +26,20 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> torch.Generator
         torch.cuda.manual_seed_all(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        _deterministic_kernels()
         torch.backends.cudnn.benchmark = False
     generator = torch.Generator()
     generator.manual_seed(seed)
     return generator
+
+
+def _deterministic_kernels() -> None:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` without importing torch's
+    compiler (inductor) only to set its flag: that import costs about a second in every process
+    that trains (each ``train``, each fold actor), and eeg2bold never compiles. Where the
+    compiler is loaded already, or torch no longer has the setter, the public call runs."""
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        setter(True, warn_only=True)

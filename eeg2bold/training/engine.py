@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from eeg2bold.errors import ConfigError
+from eeg2bold.errors import ConfigError, did_you_mean
 from eeg2bold.jsonsafe import json_safe
 from eeg2bold.protocols import (
     Fold,
@@ -508,9 +508,11 @@ class ProtocolRun:
         samples, folds = protocol_folds(dataset, self.config)
         if subjects:
             unknown = sorted(set(subjects) - set(samples.subjects))
-            if unknown:
+            if unknown:  # named with the store and the nearest name, as every unknown name
+                have = list(samples.subjects)
                 raise ConfigError(
-                    f"unknown subject(s) {unknown}; the dataset has {list(samples.subjects)}"
+                    f"{getattr(dataset, 'url', dataset)}: unknown subject(s) {unknown}"
+                    f"{did_you_mean(unknown[0], have)}; the dataset has {have}"
                 )
             folds = [f for f in folds if f.subject in subjects]
         self.folds = folds

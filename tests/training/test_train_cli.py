@@ -288,3 +288,12 @@ def test_a_tampered_resume_state_is_refused_in_one_line_without_unsafe_advice(
     assert "eeg2bold never unpickles" in err  # why, instead of how to load it anyway
     assert "weights_only" not in err and "can still be loaded" not in err
     assert _UNPICKLED == []
+
+
+def test_an_unknown_subject_names_the_store_and_the_nearest_subject(sim_store, tmp_path, capsys):
+    argv = ["train", str(sim_store), "--model", "ridge", "--subjects", "sub-1", "sub-02"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"eeg2bold: error: {sim_store}"), err
+    assert "unknown subject(s) ['sub-1'] (did you mean 'sub-01'?)" in err
+    assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -83,7 +83,7 @@ def replay_raw(channels: tuple[str, ...], sfreq: float, minutes: float) -> Any:
 def measure(model_file: str, sfreq: float, minutes: float, every_s: float) -> dict[str, Any]:
     from mne_lsl.player import PlayerLSL
 
-    from eeg2bold.live.lsl import run_stream
+    from eeg2bold.live import StreamOptions, run_stream
     from eeg2bold.predict import load_models
 
     models = load_models(model_file)
@@ -101,13 +101,16 @@ def measure(model_file: str, sfreq: float, minutes: float, every_s: float) -> di
 
     cpu, wall = time.process_time(), time.monotonic()
     try:
-        code = run_stream(
-            models,
+        options = StreamOptions(
             source=name,
             out_lsl="bench-bold",
             every_s=every_s,
             duration_s=minutes * 60,
             timeout_s=10,
+        )
+        code = run_stream(
+            models,
+            options,
             timing=timing,
             echo=lambda msg: print(f"    {msg}", file=sys.stderr),
         )

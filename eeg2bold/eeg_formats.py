@@ -6,6 +6,8 @@ from __future__ import annotations
 import typing
 from typing import Literal
 
-EEGFormat = Literal["eeglab", "brainvision", "edf", "bdf", "fif", "mat", "bids"]
-# what a user can name for one file ("bids" is what the BIDS layout finds, not a file's format)
-FILE_FORMATS: tuple[str, ...] = tuple(f for f in typing.get_args(EEGFormat) if f != "bids")
+# what a user can name for one file
+FileFormat = Literal["eeglab", "brainvision", "edf", "bdf", "fif", "mat"]
+# and what the BIDS layout finds ("bids" is no file's format)
+EEGFormat = Literal[FileFormat, "bids"]
+FILE_FORMATS: tuple[str, ...] = typing.get_args(FileFormat)

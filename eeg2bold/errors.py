@@ -7,7 +7,7 @@ unless ``--debug``): the message must name the file or run and the problem.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -39,12 +39,15 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     return f" (did you mean {near[0]!r}?)" if near else ""
 
 
-def invalid_options(exc: Any) -> str:
+def invalid_options(exc: Any, *, names: Mapping[str, str] | None = None) -> str:
     """A pydantic ``ValidationError`` as one line: 'invalid option(s): section.option: problem;
-    ...'."""
+    ...'; ``names`` renames a field (e.g. to the flag that sets it)."""
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        where = [str(p) for p in err["loc"]]
+        if where and names:
+            where[0] = names.get(where[0], where[0])
+        loc = ".".join(where)
         msg = err["msg"].removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "invalid option(s): " + "; ".join(parts)

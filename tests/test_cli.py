@@ -258,7 +258,7 @@ def test_no_option_redeclares_a_default_that_another_module_owns(capsys, monkeyp
             f"eeg2bold {' '.join(path)} {action.option_strings}: default {action.default!r} "
             "declared here; take it from its owner (cli.options.owned_option)"
         )
-    assert len(owned) >= 10
+    assert len(owned) >= 8
     for path, action in owned:
         value = owned_default(action.owned.owner, action.owned.name)
         assert value is not inspect_empty(), (path, action.option_strings)
@@ -267,7 +267,7 @@ def test_no_option_redeclares_a_default_that_another_module_owns(capsys, monkeyp
     cases = {
         ("predict",): "cpu, cuda or auto (default auto)",
         ("report",): "bootstrap resamples and sign flips (default 10000)",
-        ("best",): "trials per protocol and model (default 1)",
+        ("best",): "Trials per protocol and model (default 1)",
         ("ingest", "files"): "subject name (default sub-01)",
     }
     for command, expected in cases.items():
@@ -285,7 +285,9 @@ def inspect_empty():
 def test_an_option_not_given_leaves_the_owners_default(monkeypatch):
     """Unset owned options are not passed on: the owner's default is what runs."""
     from eeg2bold.cli import build_parser
-    from eeg2bold.cli.options import passed
+    from eeg2bold.cli.flags import PREDICT_FLAGS
+    from eeg2bold.cli.options import options_of, passed
+    from eeg2bold.predict.options import PredictOptions
 
     parser = build_parser()
     args = parser.parse_args(["report", "sweep"])
@@ -293,7 +295,131 @@ def test_an_option_not_given_leaves_the_owners_default(monkeypatch):
     args = parser.parse_args(["report", "sweep", "--n-boot", "200"])
     assert passed(args, "n_boot", "n_surrogates", "seed") == {"n_boot": 200}
     args = parser.parse_args(["predict", "m.pt", "r.vhdr", "-o", "x.tsv"])
-    assert passed(args, "device") == {} and args.mat_units is None
+    assert options_of(args, PredictOptions, PREDICT_FLAGS) == PredictOptions()
+    assert args.mat_units is None
+
+
+# The commands whose options are typed models: command -> ((model, its flags), ...).
+MODEL_COMMANDS = {
+    "train": (("eeg2bold.training.options:TrainRunOptions", "TRAIN_FLAGS"),),
+    "sweep": (("eeg2bold.launch.config:SweepOptions", "SWEEP_FLAGS"),),
+    "best": (("eeg2bold.study.options:BestOptions", "BEST_FLAGS"),),
+    "predict": (("eeg2bold.predict.options:PredictOptions", "PREDICT_FLAGS"),),
+    "stream": (
+        ("eeg2bold.predict.options:ModelChoice", "MODEL_CHOICE_FLAGS"),
+        ("eeg2bold.live.options:StreamOptions", "STREAM_FLAGS"),
+    ),
+}
+# options of those commands that are the command's own: where the output goes, how it prints
+COMMAND_OWN = {
+    "train": {"dataset", "--model", "--set", "--json", "-q"},
+    "sweep": {"config"},
+    "best": {"study", "--json"},
+    "predict": {"model", "recording", "-o", "--no-plot", "-q"}
+    | {"--mat-variable", "--mat-sfreq", "--mat-units", "--mat-channels"},
+    "stream": {"model", "-o", "-q"},
+}
+
+
+def _model(reference):
+    import importlib
+
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("command", sorted(MODEL_COMMANDS))
+def test_the_commands_options_are_generated_from_their_models(command, capsys, monkeypatch):
+    """Every option of train, sweep, best, predict and stream is either generated from a field
+    of the command's options model (its help the field's description, its default the
+    field's) or one of the command's own few (where the output goes, how it prints); every
+    field a flag names exists."""
+    from eeg2bold.cli import build_parser, flags
+    from eeg2bold.cli.options import PREFIX
+
+    monkeypatch.setenv("COLUMNS", "2000")
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    actions = sub.choices[command]._actions
+    generated = {}
+    for reference, table in MODEL_COMMANDS[command]:
+        model = _model(reference)
+        for flag, field in getattr(flags, table).items():
+            assert field in model.model_fields, (command, flag, field)
+            generated[flag] = (model, field)
+    for action in actions:
+        if action.dest == "help":
+            continue
+        name = action.option_strings[0] if action.option_strings else action.dest
+        flag = next((f for f in action.option_strings if f in generated), None)
+        if flag is None:
+            assert name in COMMAND_OWN[command], f"eeg2bold {command} {name}: not from a model"
+            continue
+        model, field = generated.pop(flag)
+        assert action.dest == PREFIX + field and action.default is None, (command, flag)
+    assert not generated, f"eeg2bold {command}: flags not in the parser: {sorted(generated)}"
+    with pytest.raises(SystemExit):
+        parser.parse_args([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split()).lower()
+    for reference, table in MODEL_COMMANDS[command]:
+        model = _model(reference)
+        for flag, field in getattr(flags, table).items():
+            description = model.model_fields[field].description.rstrip(".")
+            assert description[1:].lower() in text, (command, flag)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["best", "s", "--top", "0"], "--top: Input should be greater than or equal to 1"),
+        (["sweep", "s.yaml", "--num-cpus", "0"], "--num-cpus: Input should be greater than 0"),
+        (["sweep", "s.yaml", "--warm-start-k", "0"], "--warm-start-k: Input should be greater"),
+        (["predict", "m.pt", "r.vhdr", "-o", "x.tsv", "--step", "-1"], "--step: Input should"),
+        (["stream", "m.pt", "--every", "0"], "--every: Input should be greater than 0"),
+        (
+            ["train", "d.zarr", "--model", "ridge", "--calibration-minutes", "0,x"],
+            "--calibration-minutes.1: Input should be a valid number",
+        ),
+        (
+            ["train", "d.zarr", "--model", "ridge", "--calibration-minutes", "1,-2"],
+            "--calibration-minutes.1: Input should be greater than or equal to 0",
+        ),
+    ],
+)
+def test_a_bad_option_value_is_one_line_naming_its_flag(argv, message, capsys):
+    """The options model validates what was typed before anything is opened; the error names
+    the flag, not the field."""
+    from eeg2bold.cli import main
+
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_options_given_reach_the_model_and_switches_flip_its_defaults():
+    from eeg2bold.cli import build_parser
+    from eeg2bold.cli.flags import MODEL_CHOICE_FLAGS, STREAM_FLAGS, TRAIN_FLAGS
+    from eeg2bold.cli.options import options_of
+    from eeg2bold.live.options import StreamOptions
+    from eeg2bold.predict.options import ModelChoice
+    from eeg2bold.training.options import TrainRunOptions
+
+    parser = build_parser()
+    args = parser.parse_args(
+        ["stream", "m.pt", "--no-lsl-out", "--every", "0.5", "--no-preprocess"]
+        + ["--protocol", "loso", "--model-name", "twin"]
+    )
+    options = options_of(args, StreamOptions, STREAM_FLAGS)
+    assert options == StreamOptions(send_lsl=False, every_s=0.5, preprocess=False)
+    choice = options_of(args, ModelChoice, MODEL_CHOICE_FLAGS)
+    assert choice == ModelChoice(protocol="loso", model="twin")
+    args = parser.parse_args(
+        ["train", "d.zarr", "--model", "ridge", "--calibration-minutes", "0,1,2"]
+        + ["--subjects", "sub-01", "sub-02"]
+    )
+    options = options_of(args, TrainRunOptions, TRAIN_FLAGS)
+    assert options.calibration_minutes == (0.0, 1.0, 2.0)
+    assert options.subjects == ("sub-01", "sub-02") and options.resume is False
 
 
 @pytest.mark.parametrize(

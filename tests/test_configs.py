@@ -32,6 +32,8 @@ CONFIGS = _configs()
 def test_the_configs_are_found():
     names = {c.__name__ for c in CONFIGS}
     assert {"SimulationConfig", "IngestConfig", "StudyConfig", "ReportOptions"} <= names
+    commands = {"TrainRunOptions", "SweepOptions", "BestOptions", "PredictOptions"}
+    assert commands | {"ModelChoice", "StreamOptions"} <= names
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.__module__}.{c.__qualname__}")

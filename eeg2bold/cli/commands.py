@@ -10,7 +10,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from eeg2bold.cli.options import given, passed
+from eeg2bold.cli.flags import (
+    BEST_FLAGS,
+    MODEL_CHOICE_FLAGS,
+    PREDICT_FLAGS,
+    STREAM_FLAGS,
+    SWEEP_FLAGS,
+    TRAIN_FLAGS,
+)
+from eeg2bold.cli.options import given, options_of, passed
 from eeg2bold.errors import ConfigError, invalid_options
 
 EXIT_ERROR = 1
@@ -64,18 +72,14 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from eeg2bold.run_folder.folder import default_train_folder
     from eeg2bold.storage import open_dataset
-    from eeg2bold.training.config import build_config
     from eeg2bold.training.display import format_curve, format_epoch, format_fold, format_result
-    from eeg2bold.training.run import train_calibration_curve, train_protocol
+    from eeg2bold.training.options import TrainRunOptions
+    from eeg2bold.training.run import train_run
 
+    options = options_of(args, TrainRunOptions, TRAIN_FLAGS)
     dataset = open_dataset(args.dataset)
-    fixed = {"protocol": "loso_calibrated"} if args.calibration_minutes else {}
-    protocol = fixed or passed(args, "protocol")
-    config = build_config(model=args.model, sets=_parse_sets(args.set), **protocol)
-    kind = "calibration" if args.calibration_minutes else config.protocol
-    out = args.out or default_train_folder(config.model, kind, config.config_hash())
+    config = options.experiment(args.model, _parse_sets(args.set))
     quiet = args.quiet
 
     def on_epoch(epoch: Any) -> None:
@@ -87,32 +91,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if not quiet:
             print(format_fold(config.protocol, outcome), file=sys.stderr)
 
-    common = {"out_dir": out, "subjects": args.subjects, "resume": args.resume}
-    if args.calibration_minutes:
-        curve = train_calibration_curve(
-            dataset,
-            config,
-            minutes=args.calibration_minutes,
-            on_epoch=on_epoch,
-            on_fold=on_fold,
-            **common,
-        )
-        print(format_curve(curve))
-        print(f"\nresults, model files and configs in {out}")
-        if args.json:
-            with open(args.json, "w") as f:
-                from eeg2bold.jsonsafe import json_safe
-
-                json.dump(json_safe([r.summary() for r in curve]), f, indent=2)
-        return 0
-    result = train_protocol(dataset, config, on_epoch=on_epoch, on_fold=on_fold, **common)
-    print(format_result(result))
-    print(f"\nresults, model files and config in {out}")
+    outcome = train_run(dataset, config, options, on_epoch=on_epoch, on_fold=on_fold)
+    curve = isinstance(outcome, list)
+    print(format_curve(outcome) if isinstance(outcome, list) else format_result(outcome))
+    print(f"\nresults, model files and config{'s' if curve else ''} in {options.folder(config)}")
     if args.json:
-        with open(args.json, "w") as f:
-            from eeg2bold.jsonsafe import json_safe
+        from eeg2bold.jsonsafe import json_safe
 
-            json.dump(json_safe(result.summary()), f, indent=2)
+        summary = [r.summary() for r in outcome] if isinstance(outcome, list) else outcome.summary()
+        with open(args.json, "w") as f:
+            json.dump(json_safe(summary), f, indent=2)
     return 0
 
 
@@ -125,19 +113,18 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from eeg2bold.launch.config import load_study_config
+    from eeg2bold.launch.config import SweepOptions, load_study_config
     from eeg2bold.launch.sweep import run_sweep
     from eeg2bold.study.queries import best_trials, format_gain, format_trials, load_sweep
 
-    config = load_study_config(args.config)
-    if args.warm_start:
-        config = config.with_warm_start(args.warm_start, top_k=args.warm_start_k)
+    options = options_of(args, SweepOptions, SWEEP_FLAGS)
+    config = options.study(load_study_config(args.config))
     outcome = run_sweep(
         config,
-        address=args.address,
-        resume=args.resume,
-        dry_run=args.dry_run,
-        num_cpus=args.num_cpus,
+        address=options.address,
+        resume=options.resume,
+        dry_run=options.dry_run,
+        num_cpus=options.num_cpus,
         echo=lambda line: print(line, file=sys.stderr, flush=True),
         debug=args.debug,
     )
@@ -205,15 +192,11 @@ def _cmd_trials(args: argparse.Namespace) -> int:
 
 
 def _cmd_best(args: argparse.Namespace) -> int:
+    from eeg2bold.study.options import BestOptions
     from eeg2bold.study.queries import best_trials, format_gain, format_trials, trial_records
 
-    frame = best_trials(
-        _load_searched(args.study),
-        protocol=args.protocol,
-        model=args.model,
-        overall=args.overall,
-        **passed(args, "top"),
-    )
+    options = options_of(args, BestOptions, BEST_FLAGS)  # checked before the sweep is read
+    frame = best_trials(_load_searched(args.study), options)
     if args.json:
         print(json.dumps(trial_records(frame), indent=2, default=str))
     else:
@@ -240,7 +223,7 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from eeg2bold.predict import predict, summary_lines, write_outputs
+    from eeg2bold.predict import PredictOptions, predict, summary_lines, write_outputs
 
     def say(msg: str) -> None:
         if not args.quiet:
@@ -249,15 +232,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     prediction = predict(
         args.model,
         args.recording,
-        protocol=args.protocol,
-        model=args.model_name,
-        fmt=args.eeg_format,
+        options_of(args, PredictOptions, PREDICT_FLAGS),
         mat=_mat_options(args),
-        bad_channels=args.bad or (),
-        preprocess=not args.no_preprocess,
-        check_amplitude=not args.no_amplitude_check,
-        step_s=args.step,
-        **passed(args, "device"),
         progress=not args.quiet,
         echo=say,
     )
@@ -268,26 +244,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_stream(args: argparse.Namespace) -> int:
-    from eeg2bold.live import run_stream
-    from eeg2bold.predict import load_models
+    from eeg2bold.live import StreamOptions, run_stream
+    from eeg2bold.predict import ModelChoice, load_models
 
     def say(msg: str) -> None:
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
-    models = load_models(args.model, protocol=args.protocol, model=args.model_name)
-    options = passed(args, "out_lsl", "every_s", "warmup_s", "timeout_s")
-    if args.no_lsl_out:
-        options["out_lsl"] = None
-    return run_stream(
-        models,
-        source=args.source,
-        out=args.out,
-        duration_s=args.duration,
-        preprocess=not args.no_preprocess,
-        echo=say,
-        **options,
-    )
+    options = options_of(args, StreamOptions, STREAM_FLAGS)
+    choice = options_of(args, ModelChoice, MODEL_CHOICE_FLAGS)
+    models = load_models(args.model, protocol=choice.protocol, model=choice.model)
+    return run_stream(models, options, out=args.out, echo=say)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -351,19 +318,6 @@ def _cmd_launch(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
-
-
-# Launch flags: flag -> option field of the renderer (type, help and default from there).
-
-
-def _minutes(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected minutes like 0,1,2,4, got {text!r}") from None
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"expected minutes >= 0 like 0,1,2,4, got {text!r}")
-    return values
 
 
 def _parse_sets(items: Sequence[str] | None) -> dict[str, str]:

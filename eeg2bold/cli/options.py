@@ -16,12 +16,13 @@ import inspect
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 PREFIX = "cfg:"
+M = TypeVar("M", bound=BaseModel)
 
 
 def split_names(text: str) -> tuple[str, ...]:
@@ -89,10 +90,12 @@ def add_options(
     required: tuple[str, ...] = (),
     metavars: Mapping[str, str] | None = None,
     repeatable: tuple[str, ...] = (),
+    many: tuple[str, ...] = (),
 ) -> None:
     """One option per ``flag -> field path``; booleans become switches that flip the default
     (``--no-motion`` for a field that defaults to True); list fields take comma-separated
-    names, or one value per use for flags in ``repeatable``."""
+    names, one value per use for flags in ``repeatable``, or several values after one flag
+    for flags in ``many``."""
     for flag, path in flags.items():
         info = field_at(model, path)
         default = _default(info)
@@ -110,6 +113,8 @@ def add_options(
             kw["choices"] = list(typing.get_args(annotation))
         elif (origin is tuple or origin is list) and flag in repeatable:
             kw["action"] = "append"
+        elif (origin is tuple or origin is list) and flag in many:
+            kw["nargs"] = "+"
         elif origin is tuple or origin is list:
             kw["type"] = split_names
             kw["metavar"] = "NAMES"
@@ -189,6 +194,23 @@ def owned_option(
 def passed(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     """The named options the user gave (not None), as keyword arguments for their owner."""
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def options_of(args: argparse.Namespace, model: type[M], flags: Mapping[str, str]) -> M:
+    """The options ``model`` from the ``flags`` (``flag -> field``, as given to
+    :func:`add_options`) that the user gave; ``OFF`` ('none') sets a field to None. A bad value
+    is a one-line :class:`ConfigError` naming its flag."""
+    from pydantic import ValidationError
+
+    from eeg2bold.errors import ConfigError, invalid_options
+
+    fields = set(flags.values())
+    values = {k: (None if v is OFF else v) for k, v in given(args).items() if k in fields}
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        names = {field: flag for flag, field in flags.items()}
+        raise ConfigError(invalid_options(exc, names=names)) from None
 
 
 def given(args: argparse.Namespace) -> dict[str, Any]:

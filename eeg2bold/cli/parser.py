@@ -22,10 +22,23 @@ from eeg2bold.cli.commands import (
     _cmd_sweep,
     _cmd_train,
     _cmd_trials,
-    _minutes,
+)
+from eeg2bold.cli.flags import (
+    BEST_FLAGS,
+    METAVARS,
+    MODEL_CHOICE_FLAGS,
+    PREDICT_FLAGS,
+    STREAM_FLAGS,
+    SWEEP_FLAGS,
+    TRAIN_FLAGS,
 )
 from eeg2bold.cli.options import add_options, owned_option
 from eeg2bold.eeg_formats import FILE_FORMATS
+from eeg2bold.launch.config import SweepOptions
+from eeg2bold.live.options import StreamOptions
+from eeg2bold.predict.options import ModelChoice, PredictOptions
+from eeg2bold.study.options import BestOptions
+from eeg2bold.training.options import TrainRunOptions
 
 SLURM_FLAGS = {
     "--nodes": "nodes",
@@ -403,12 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("dataset", help="dataset store (path or URL)")
     p.add_argument("--model", required=True, help="model name (see `eeg2bold models`)")
-    owned_option(
-        p,
-        "--protocol",
-        owner="eeg2bold.training.config:build_config",
-        help="within, within_run, leave_one_run_out, loso or loso_calibrated",
-    )
+    add_options(p, TrainRunOptions, TRAIN_FLAGS, metavars=METAVARS, many=("--subjects",))
     p.add_argument(
         "--set",
         action="append",
@@ -416,16 +424,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="hyperparameter or setting, e.g. --set lr=3e-4 --set window_s=20 "
         "--set model.n_branches=8 (sections: model, data, train, loss, protocol)",
     )
-    p.add_argument(
-        "--calibration-minutes",
-        type=_minutes,
-        metavar="M,M,...",
-        help="the calibration curve: loso_calibrated at each amount of the held-out subject's "
-        "data (e.g. 0,1,2,4,8; one fixed test block), one trial per amount",
-    )
-    p.add_argument("--subjects", nargs="+", metavar="SUBJECT", help="only these folds")
-    p.add_argument("--out", help="output folder (default eeg2bold_runs/MODEL-PROTOCOL-HASH)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--json", metavar="FILE", help="also write the scores as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-epoch progress")
     p.set_defaults(func=_cmd_train)
@@ -437,26 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run as Ray Tune trials (folds as actors), locally or on an existing Ray cluster.",
     )
     p.add_argument("config", help="study config (YAML)")
-    p.add_argument(
-        "--address", help="existing Ray cluster: 'auto' or HOST:PORT (default: start Ray here)"
-    )
-    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
-    p.add_argument(
-        "--dry-run", action="store_true", help="validate and print the resolved plan only"
-    )
-    p.add_argument("--num-cpus", type=float, help="CPUs of a local Ray instance (default: all)")
-    p.add_argument(
-        "--warm-start",
-        metavar="SWEEP",
-        help="enqueue the best configurations of each arm of an earlier sweep (its folder or "
-        "study config) after the defaults (the study config's warm_start, given here)",
-    )
-    p.add_argument(
-        "--warm-start-k",
-        type=int,
-        metavar="K",
-        help="how many of each arm's best (default: warm_start.top_k's default)",
-    )
+    add_options(p, SweepOptions, SWEEP_FLAGS, metavars=METAVARS)
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("trials", help="list the trials of a sweep (Optuna storage)")
@@ -467,20 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("best", help="best trials per protocol and model (by validation r)")
     p.add_argument("study", help="sweep folder (or its study config)")
-    p.add_argument("--protocol", help="only this protocol")
-    p.add_argument("--model", help="only this model")
-    owned_option(
-        p,
-        "--top",
-        type=int,
-        owner="eeg2bold.study.queries:best_trials",
-        help="trials per protocol and model",
-    )
-    p.add_argument(
-        "--overall",
-        action="store_true",
-        help="one ranking across protocols and models (their val r are not comparable)",
-    )
+    add_options(p, BestOptions, BEST_FLAGS, metavars=METAVARS)
     p.add_argument("--json", action="store_true", help="machine-readable JSON")
     p.set_defaults(func=_cmd_best)
 
@@ -515,27 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model file (models/*.pt), train output folder or sweep folder")
     p.add_argument("recording", help="EEG recording (.vhdr, .set, .edf, .bdf, .fif, .mat)")
     p.add_argument("-o", "--out", required=True, help="output table (e.g. bold.tsv)")
-    p.add_argument("--protocol", help="for a sweep or train folder: which protocol's best trial")
-    p.add_argument("--model-name", help="for a sweep or train folder: only this model")
-    p.add_argument("--step", type=float, help="seconds between predictions (default: the TR)")
-    p.add_argument("--bad", nargs="+", metavar="CHANNEL", help="bad channels to interpolate")
-    owned_option(p, "--device", owner="eeg2bold.predict.apply:predict", help="cpu, cuda or auto")
-    p.add_argument(
-        "--eeg-format",
-        choices=FILE_FORMATS,
-        help="EEG format when the file name does not say it",
-    )
+    add_options(p, PredictOptions, PREDICT_FLAGS, metavars=METAVARS, many=("--bad",))
     _add_mat_arguments(p)
-    p.add_argument(
-        "--no-preprocess",
-        action="store_true",
-        help="the recording is already preprocessed like the training data",
-    )
-    p.add_argument(
-        "--no-amplitude-check",
-        action="store_true",
-        help="predict even if the EEG scale is far from the training data's",
-    )
     p.add_argument("--no-plot", action="store_true", help="do not write the PNG plot")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=_cmd_predict)
@@ -548,50 +495,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(timestamps of the EEG each update ends at) and to a TSV written line by line.",
     )
     p.add_argument("model", help="model file (models/*.pt), train output folder or sweep folder")
-    p.add_argument("--source", help="the EEG stream's LSL name (default: the first of type EEG)")
     p.add_argument(
         "-o", "--out", help="also write the updates to this .tsv or .parquet (and a .json)"
     )
-    stream_owner = "eeg2bold.live.lsl:run_stream"
-    owned_option(p, "--out-lsl", owner=stream_owner, help="name of the BOLD stream sent out")
-    p.add_argument("--no-lsl-out", action="store_true", help="send no BOLD stream")
-    owned_option(
-        p,
-        "--every",
-        type=float,
-        owner=stream_owner,
-        dest="every_s",
-        metavar="S",
-        help="seconds per update",
-    )
-    owned_option(
-        p,
-        "--warmup",
-        type=float,
-        owner=stream_owner,
-        dest="warmup_s",
-        metavar="S",
-        help="seconds of stream to align a model trained with data.align: euclidean on",
-    )
-    owned_option(
-        p,
-        "--timeout",
-        type=float,
-        owner=stream_owner,
-        dest="timeout_s",
-        metavar="S",
-        help="seconds without a sample before giving up (exit 1)",
-    )
-    p.add_argument(
-        "--duration", type=float, help="stop after this many seconds of stream (default: never)"
-    )
-    p.add_argument("--protocol", help="for a sweep or train folder: which protocol's best trial")
-    p.add_argument("--model-name", help="for a sweep or train folder: only this model")
-    p.add_argument(
-        "--no-preprocess",
-        action="store_true",
-        help="the stream is already preprocessed like the training data",
-    )
+    add_options(p, ModelChoice, MODEL_CHOICE_FLAGS, metavars=METAVARS)
+    add_options(p, StreamOptions, STREAM_FLAGS, metavars=METAVARS)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_cmd_stream)
 

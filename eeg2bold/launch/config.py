@@ -523,3 +523,34 @@ def _explain(exc: ValidationError) -> str:
             msg = err["msg"].removeprefix("Value error, ")
             parts.append(f"{key}: {msg}" if key else msg)
     return "; ".join(parts)
+
+
+class SweepOptions(StrictConfig):
+    """How a sweep runs (the ``eeg2bold sweep`` options; what it searches is the study
+    config)."""
+
+    address: str | None = Field(
+        None,
+        description="An existing Ray cluster, 'auto' or HOST:PORT; by default Ray starts here.",
+    )
+    resume: bool = Field(False, description="Continue an interrupted sweep.")
+    dry_run: bool = Field(False, description="Validate and print the resolved plan only.")
+    num_cpus: float | None = Field(
+        None, gt=0, description="CPUs of a local Ray instance; by default all."
+    )
+    warm_start: str | None = Field(
+        None,
+        description="Enqueue the best configurations of each arm of an earlier sweep (its "
+        "folder or study config) after the defaults: the study config's warm_start, given here.",
+    )
+    warm_start_k: int | None = Field(
+        None,
+        ge=1,
+        description="How many of each arm's best; by default warm_start.top_k's default.",
+    )
+
+    def study(self, config: StudyConfig) -> StudyConfig:
+        """The study config with the warm start given here, if any."""
+        if self.warm_start is None:
+            return config
+        return config.with_warm_start(self.warm_start, top_k=self.warm_start_k)

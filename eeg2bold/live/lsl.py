@@ -27,15 +27,13 @@ from typing import Any
 import numpy as np
 
 from eeg2bold.errors import Eeg2BoldError
+from eeg2bold.live.options import StreamOptions
 from eeg2bold.live.output import LiveWriter
 from eeg2bold.live.preprocess import CausalPreprocessor, LiveInput
-from eeg2bold.live.twin import DEFAULT_EVERY_S, DEFAULT_WARMUP_S, LiveTwin, Update
+from eeg2bold.live.twin import LiveTwin, Update
 from eeg2bold.predict.models import ModelSet
 from eeg2bold.predict.recording import UNIT_FROM_VOLTS, case_matches, recorded_ingest_config
 
-DEFAULT_OUT_LSL = "eeg2bold-bold"
-DEFAULT_TIMEOUT_S = 30.0
-DEFAULT_STALL_S = 2.0
 # LSL channel unit labels (XDF's meta-data convention and MNE-LSL's) → volts; a stream that
 # names none is taken in volts, as MNE-LSL's player sends it
 VOLTS_PER_UNIT = {
@@ -258,22 +256,21 @@ def _outlet(name: str, twin: LiveTwin, every_s: float) -> Any:
 
 def run_stream(
     models: ModelSet,
+    options: StreamOptions | None = None,
     *,
-    source: str | None,
     out: str | None = None,
-    out_lsl: str | None = DEFAULT_OUT_LSL,
-    every_s: float = DEFAULT_EVERY_S,
-    warmup_s: float = DEFAULT_WARMUP_S,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-    stall_s: float = DEFAULT_STALL_S,
-    duration_s: float | None = None,
-    preprocess: bool = True,
     echo: Callable[[str], None] | None = None,
     timing: Callable[[Update, float, float], None] | None = None,
 ) -> int:
     """Predict BOLD from the live stream until it ends (``duration_s`` of stream time, Ctrl-C,
-    SIGTERM: 0) or stays silent for ``timeout_s`` (1). ``timing`` (benchmarks) is called after
-    each update is sent with the LSL clock when its samples were pulled and when it was sent."""
+    SIGTERM: 0) or stays silent for ``timeout_s`` (1); ``out`` also writes the updates to a
+    file. ``timing`` (benchmarks) is called after each update is sent with the LSL clock when
+    its samples were pulled and when it was sent."""
+    options = options or StreamOptions()
+    source, preprocess, duration_s = options.source, options.preprocess, options.duration_s
+    every_s, warmup_s = options.every_s, options.warmup_s
+    timeout_s, stall_s = options.timeout_s, options.stall_s
+    out_lsl = options.out_lsl if options.send_lsl else None
     from mne_lsl.lsl import StreamInlet, local_clock
 
     say = echo or (lambda _msg: None)

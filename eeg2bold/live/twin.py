@@ -29,12 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from eeg2bold.live.options import DEFAULT_EVERY_S, DEFAULT_WARMUP_S
 from eeg2bold.predict.models import ModelSet, PredictError
 from eeg2bold.training.alignment import Alignment, euclidean_alignment
 from eeg2bold.training.data import COMMON_MODE
-
-DEFAULT_EVERY_S = 1.0
-DEFAULT_WARMUP_S = 60.0
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,9 @@ import torch
 from tqdm.auto import tqdm
 
 from eeg2bold.geometry import WindowGeometry
-from eeg2bold.ingest.specs import EEGFormat, MatOptions
+from eeg2bold.ingest.specs import MatOptions
 from eeg2bold.predict.models import ModelSet, PredictError, load_models
+from eeg2bold.predict.options import PredictOptions
 from eeg2bold.predict.recording import Recording, read_recording
 from eeg2bold.training.alignment import Alignment
 from eeg2bold.training.data import COMMON_MODE
@@ -238,46 +239,43 @@ def apply_models(
 def predict(
     source: str | ModelSet,
     recording: str | Path,
+    options: PredictOptions | None = None,
     *,
-    protocol: str | None = None,
-    model: str | None = None,
     folds: Sequence[str] | None = None,
-    fmt: EEGFormat | None = None,
     mat: MatOptions | None = None,
-    bad_channels: Sequence[str] = (),
-    preprocess: bool = True,
-    check_amplitude: bool = True,
     times: Sequence[float] | np.ndarray | None = None,
-    step_s: float | None = None,
     origin_s: float = 0.0,
     batch_size: int = DEFAULT_BATCH,
-    device: str = "auto",
     recombine: bool = True,
     progress: bool = False,
     echo: Callable[[str], None] | None = None,
 ) -> Prediction:
     """Apply a model file, a train folder or a sweep's best trial (see :func:`load_models`)
     to a recording in any supported format (see :func:`read_recording`)."""
+    options = options or PredictOptions()
     say = echo or (lambda _msg: None)
-    target = resolve_device(device)
+    target = resolve_device(options.device)
     models = (
         source
         if isinstance(source, ModelSet)
-        else load_models(source, protocol=protocol, model=model, folds=folds, device=target)
+        else load_models(
+            source, protocol=options.protocol, model=options.model, folds=folds, device=target
+        )
     )
     say(f"model: {models.description}")
     rec = read_recording(
         recording,
         models=models,
-        fmt=fmt,
+        fmt=options.fmt,
         mat=mat,
-        bad_channels=bad_channels,
-        preprocess=preprocess,
-        check_amplitude=check_amplitude,
+        bad_channels=options.bad_channels,
+        preprocess=options.preprocess,
+        check_amplitude=options.check_amplitude,
         echo=say,
     )
     for note in rec.notes:
         say(note)
+    step_s = options.step_s
     if step_s is None and times is None and models.training_tr is None:
         say(
             f"the model file does not record the training TR: predicting every "

@@ -225,6 +225,7 @@ def _sweep_models(
     folds: Sequence[str] | None,
     device: torch.device | str,
 ) -> ModelSet:
+    from eeg2bold.study.options import BestOptions
     from eeg2bold.study.queries import best_trials, load_sweep, no_such
 
     root = folder.url
@@ -242,7 +243,7 @@ def _sweep_models(
     models = sorted({a["model"] for a in arms if a["protocol"] == protocol})
     if model is not None and model not in models:
         raise PredictError(no_such(root, "model", model, models))
-    best = best_trials(sweep, protocol=protocol, model=model, top=1)
+    best = best_trials(sweep, BestOptions(protocol=protocol, model=model, top=1))
     if not best.empty:
         best = best[best["finished"].astype(bool)]
     what = f"protocol {protocol!r}" + (f", model {model!r}" if model else "")

@@ -21,6 +21,7 @@ import pandas as pd
 from eeg2bold.errors import ConfigError, did_you_mean
 from eeg2bold.run_folder import RunFolder, optuna_attrs
 from eeg2bold.storage.optuna_db import optuna_storage
+from eeg2bold.study.options import BestOptions
 
 
 @dataclass(frozen=True)
@@ -179,17 +180,12 @@ def no_such(root: str, what: str, name: str, names: Sequence[str]) -> str:
     return f"{root}: the sweep has no {what} {name!r} ({f'{hint} ' if hint else ''}{listing})"
 
 
-def best_trials(
-    sweep: SweepRecord,
-    *,
-    protocol: str | None = None,
-    model: str | None = None,
-    top: int = 1,
-    overall: bool = False,
-) -> pd.DataFrame:
+def best_trials(sweep: SweepRecord, options: BestOptions | None = None) -> pd.DataFrame:
     """The ``top`` completed trials by mean validation r per (protocol, model), each arm
     ranked on its own (``rank`` 1 is its best); with ``overall``, the ``top`` of all arms in
     one ranking (scores of different protocols are not comparable: use it knowingly)."""
+    options = options or BestOptions()
+    protocol, model, top = options.protocol, options.model, options.top
     every = trials_table(sweep)
     for what, name in (("protocol", protocol), ("model", model)):
         # the plan's arms (some may not have run yet) and the trials' (a train run has no plan)
@@ -206,7 +202,7 @@ def best_trials(
         frame = frame[frame["protocol"] == protocol]
     if model:
         frame = frame[frame["model"] == model]
-    if overall:
+    if options.overall:
         frame = frame.sort_values("val_r", ascending=False).head(top).copy()
         frame.insert(0, "rank", range(1, len(frame) + 1))
         return _beside_defaults(frame, every).reset_index(drop=True)

@@ -18,6 +18,7 @@ from eeg2bold.strict_config import StrictConfig
 from eeg2bold.training.data import SampleConfig
 from eeg2bold.training.fit import TrainConfig
 from eeg2bold.training.losses import LossWeights
+from eeg2bold.training.options import DEFAULT_PROTOCOL
 
 
 class ExperimentConfig(StrictConfig):
@@ -30,7 +31,7 @@ class ExperimentConfig(StrictConfig):
     model: str = Field(description="Registered model name (see `eeg2bold models`).")
     model_params: dict[str, Any] = Field(default_factory=dict, description="Hyperparameters.")
     protocol: str = Field(
-        "within",
+        DEFAULT_PROTOCOL,
         description="within, within_run, leave_one_run_out, loso or loso_calibrated.",
     )
     protocol_options: dict[str, Any] = Field(
@@ -79,7 +80,7 @@ def parse_value(text: str) -> Any:
 
 
 def build_config(
-    *, model: str, protocol: str = "within", sets: Mapping[str, str] | None = None
+    *, model: str, protocol: str = DEFAULT_PROTOCOL, sets: Mapping[str, str] | None = None
 ) -> ExperimentConfig:
     """An experiment config from a model, a protocol and ``KEY=VALUE`` overrides.
 

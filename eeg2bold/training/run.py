@@ -18,6 +18,31 @@ from eeg2bold.run_folder import RunFolder
 from eeg2bold.storage import Dataset
 from eeg2bold.training.config import ExperimentConfig
 from eeg2bold.training.engine import EpochOutcome, FoldOutcome, ProtocolResult, ProtocolRun
+from eeg2bold.training.options import CURVE_PROTOCOL, TrainRunOptions
+
+
+def train_run(
+    dataset: Dataset,
+    config: ExperimentConfig,
+    options: TrainRunOptions,
+    *,
+    on_epoch: Callable[[EpochOutcome], None] | None = None,
+    on_fold: Callable[[FoldOutcome], None] | None = None,
+) -> ProtocolResult | list[ProtocolResult]:
+    """``eeg2bold train``: ``config`` (from :meth:`TrainRunOptions.experiment`) on every fold
+    of its protocol, or its calibration curve, into :meth:`TrainRunOptions.folder`."""
+    common: dict[str, Any] = {
+        "out_dir": options.folder(config),
+        "subjects": options.subjects,
+        "resume": options.resume,
+        "on_epoch": on_epoch,
+        "on_fold": on_fold,
+    }
+    if options.calibration_minutes:
+        return train_calibration_curve(
+            dataset, config, minutes=options.calibration_minutes, **common
+        )
+    return train_protocol(dataset, config, **common)
 
 
 def train_protocol(
@@ -98,9 +123,7 @@ def train_calibration_curve(
     results = []
     for m in sorted(float(x) for x in minutes):
         options = {**config.protocol_options, "calibration_s": 60.0 * m}
-        point = config.model_copy(
-            update={"protocol": "loso_calibrated", "protocol_options": options}
-        )
+        point = config.model_copy(update={"protocol": CURVE_PROTOCOL, "protocol_options": options})
         results.append(
             train_protocol(
                 dataset,

@@ -14,7 +14,7 @@ from eeg2bold.ingest.config import EEGConfig
 from eeg2bold.live import LiveTwin
 from eeg2bold.live.preprocess import CausalPreprocessor, LiveInput, _PolyphaseResampler
 from eeg2bold.models import model_names
-from eeg2bold.predict import load_models, predict
+from eeg2bold.predict import PredictOptions, load_models, predict
 from eeg2bold.training.config import build_config
 from eeg2bold.training.run import train_protocol
 
@@ -112,7 +112,7 @@ def test_an_ingested_model_streams_its_raw_recording_like_predict(ingested, name
         chunk = volts[i : i + 250]
         updates += twin.push(*source(chunk, i / 250.0 + np.arange(len(chunk)) / 250.0))
     times = np.array([u.time_s for u in updates])
-    offline = predict(models, ingested.vhdr, times=times, device="cpu")
+    offline = predict(models, ingested.vhdr, PredictOptions(device="cpu"), times=times)
     live_values = np.stack([u.values for u in updates], axis=1)
     skip = 5  # the first 10 s: the high-pass filter settling from rest
     for name, line in zip(models.outputs, live_values, strict=True):

@@ -12,6 +12,7 @@ import torch
 
 from eeg2bold.models import DataSpec, build_model
 from eeg2bold.predict import (
+    PredictOptions,
     apply_models,
     load_models,
     predict,
@@ -154,7 +155,7 @@ def test_seq2seq_with_common_mode(sim):
     assert np.allclose(full.values[:-1], raw.values[:-1] + raw.values[-1])
     assert np.allclose(full.values[-1], raw.values[-1])
     # on a grid: windows every second, each predicting 6 instants 2 s apart, averaged
-    grid = predict(str(sim.s2s_model), sim.vhdr, step_s=0.5, origin_s=0.25)
+    grid = predict(str(sim.s2s_model), sim.vhdr, PredictOptions(step_s=0.5), origin_s=0.25)
     assert np.allclose(np.diff(grid.times), 0.5)
     assert grid.times[0] == pytest.approx(12.25)
     assert np.isfinite(grid.values).all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from eeg2bold.cli import main
-from eeg2bold.predict import predict, read_tsv
+from eeg2bold.predict import PredictOptions, predict, read_tsv
 
 
 def test_cli_writes_table_sidecar_and_plot(sim, tmp_path, capsys):
@@ -16,7 +16,7 @@ def test_cli_writes_table_sidecar_and_plot(sim, tmp_path, capsys):
     assert "model: ridge (within, fold sub-01)" in captured.err
     times, columns = read_tsv(out)
     assert np.allclose(np.diff(times), 2.0)
-    expected = predict(str(sim.model), sim.vhdr, step_s=2.0)
+    expected = predict(str(sim.model), sim.vhdr, PredictOptions(step_s=2.0))
     assert np.allclose(np.stack(list(columns.values())), expected.values, rtol=1e-5, atol=1e-5)
     assert out.with_suffix(".json").exists() and out.with_suffix(".png").exists()
     no_plot = tmp_path / "b.tsv"

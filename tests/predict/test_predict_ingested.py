@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from eeg2bold.predict import PredictError, apply_models, load_models, predict, read_recording
+from eeg2bold.predict import (
+    PredictError,
+    PredictOptions,
+    apply_models,
+    load_models,
+    predict,
+    read_recording,
+)
 
 
 def test_raw_recording_equals_the_stored_preprocessed_eeg(ingested, write, tmp_path):
@@ -34,7 +41,7 @@ def test_raw_recording_equals_the_stored_preprocessed_eeg(ingested, write, tmp_p
         names=ingested.dataset.info.eeg.channels,
         sfreq=100.0,
     )
-    done = predict(str(ingested.model), vhdr, preprocess=False, echo=notes.append)
+    done = predict(str(ingested.model), vhdr, PredictOptions(preprocess=False), echo=notes.append)
     assert np.allclose(done.values, stored.values, rtol=1e-4, atol=1e-4)
     assert any("training preprocessing not re-applied" in n for n in notes)
     # preprocessing repeated on it would filter twice: a different answer

@@ -14,7 +14,7 @@ import torch
 from eeg2bold.cli import main
 from eeg2bold.errors import Eeg2BoldError
 from eeg2bold.ingest.specs import MatOptions
-from eeg2bold.predict import PredictError, predict, read_tsv
+from eeg2bold.predict import PredictError, PredictOptions, predict, read_tsv
 
 
 def _one_line(err, path) -> str:
@@ -78,7 +78,9 @@ def test_wrong_units(sim, write, tmp_path):
         predict(str(sim.model), vhdr)
     assert "EEG amplitude is 1e+06 x that of the training data" in _one_line(err, vhdr)
     # the check can be skipped (and then the prediction is what it is)
-    assert np.isfinite(predict(str(sim.model), vhdr, check_amplitude=False).values).all()
+    assert np.isfinite(
+        predict(str(sim.model), vhdr, PredictOptions(check_amplitude=False)).values
+    ).all()
 
 
 def test_units_the_recording_cannot_be_converted_to(sim, tmp_path):
@@ -108,9 +110,9 @@ def test_too_short_and_unknown_format(sim, write, tmp_path):
 
 def test_bad_channels_need_a_preprocessing_record(sim):
     with pytest.raises(PredictError, match="bad channels cannot be repaired"):
-        predict(str(sim.model), sim.vhdr, bad_channels=[sim.channels[0]])
+        predict(str(sim.model), sim.vhdr, PredictOptions(bad_channels=(sim.channels[0],)))
     with pytest.raises(PredictError, match=r"bad channel\(s\) \['Nope'\] are not channels"):
-        predict(str(sim.model), sim.vhdr, bad_channels=["Nope"])
+        predict(str(sim.model), sim.vhdr, PredictOptions(bad_channels=("Nope",)))
 
 
 # -- the same recording in the other formats -------------------------------------------------

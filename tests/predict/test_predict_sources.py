@@ -8,12 +8,14 @@ import pytest
 import torch
 
 from eeg2bold.errors import Eeg2BoldError
-from eeg2bold.predict import PredictError, load_models, predict
+from eeg2bold.predict import PredictError, PredictOptions, load_models, predict
 
 
 def test_sweep_uses_the_best_finished_trial_and_averages_its_folds(sim, sweep):
     notes = []
-    prediction = predict(str(sweep.root), sim.vhdr, protocol="within", echo=notes.append)
+    prediction = predict(
+        str(sweep.root), sim.vhdr, PredictOptions(protocol="within"), echo=notes.append
+    )
     selection = prediction.info["selection"]
     assert selection["trial"] == "t1" and selection["number"] == 1
     assert selection["val_r"] == pytest.approx(0.5)
@@ -26,7 +28,12 @@ def test_sweep_uses_the_best_finished_trial_and_averages_its_folds(sim, sweep):
     mean = np.mean([s.values for s in singles], axis=0)
     assert np.allclose(prediction.values, mean, rtol=1e-5, atol=1e-5)
     # --model names the arm's model; --fold keeps one fold model
-    one = predict(str(sweep.root), sim.vhdr, protocol="within", model="ridge", folds=["sub-02"])
+    one = predict(
+        str(sweep.root),
+        sim.vhdr,
+        PredictOptions(protocol="within", model="ridge"),
+        folds=["sub-02"],
+    )
     assert np.allclose(one.values, singles[1].values, rtol=1e-5, atol=1e-5)
 
 

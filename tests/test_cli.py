@@ -190,7 +190,8 @@ def test_ingest_and_simulate_options_come_from_the_configs(capsys, monkeypatch):
 def test_launch_options_come_from_the_renderers_option_models(capsys, monkeypatch):
     from eeg2bold.cli import K8S_FLAGS, SLURM_FLAGS, build_parser
     from eeg2bold.cli.options import given
-    from eeg2bold.launch.cluster import K8sOptions, SlurmOptions
+    from eeg2bold.launch.k8s import K8sOptions
+    from eeg2bold.launch.slurm import SlurmOptions
 
     monkeypatch.setenv("COLUMNS", "2000")
     parser = build_parser()

@@ -282,39 +282,21 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_launch(args: argparse.Namespace) -> int:
-    import os
+    from eeg2bold.launch.jobs import write_job
 
-    from eeg2bold.launch.cluster import render_k8s, render_slurm, stage_study, staged_study_path
-    from eeg2bold.launch.config import load_study_config
-    from eeg2bold.run_folder.files import write_bytes
-
-    config = load_study_config(args.config)
-    render = render_slurm if args.target == "slurm" else render_k8s
-    options = given(args)
-    text = render(args.config, config=config, **options)
-    if args.target == "slurm":  # the job reads a copy every node sees, not the file given
-        staged = staged_study_path(config, options.get("stage_dir"))
-        stage_study(config, staged)
-        print(f"staged the study config for the job: {staged}", file=sys.stderr)
     submit = getattr(args, "submit", False)
-    if submit and args.output in (None, "-"):
-        args.output = os.path.splitext(staged)[0] + ".sbatch"
-    if args.output is None or args.output == "-":
-        sys.stdout.write(text)
+    job = write_job(args.target, args.config, output=args.output, submit=submit, **given(args))
+    if job.staged:
+        print(f"staged the study config for the job: {job.staged}", file=sys.stderr)
+    if job.path is None:
+        sys.stdout.write(job.text)
         return 0
-    write_bytes(args.output, text.encode(), what="the job file")
-    if args.target == "slurm":
-        os.chmod(args.output, 0o755)
-    print(f"wrote {args.output}", file=sys.stderr)
-    if submit:
-        from eeg2bold.launch.cluster import submit_slurm
-
-        job = submit_slurm(args.output)
-        print(job)  # the job id alone on stdout, for scripts
+    print(f"wrote {job.path}", file=sys.stderr)
+    if job.job_id:
+        print(job.job_id)  # the job id alone on stdout, for scripts
         print(
-            f"submitted Slurm job {job}: `squeue -j {job}` while it runs, `sacct -j {job}` "
-            f"after; its log is {options.get('job_name') or 'eeg2bold-' + config.name}-{job}.log "
-            "in the folder sbatch ran in",
+            f"submitted Slurm job {job.job_id}: `squeue -j {job.job_id}` while it runs, "
+            f"`sacct -j {job.job_id}` after; its log is {job.log} in the folder sbatch ran in",
             file=sys.stderr,
         )
     return 0

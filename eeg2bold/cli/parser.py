@@ -83,7 +83,8 @@ K8S_FLAGS = {
 
 
 def _add_launch_parser(sub: Any) -> None:
-    from eeg2bold.launch.cluster import K8sOptions, SlurmOptions
+    from eeg2bold.launch.k8s import K8sOptions
+    from eeg2bold.launch.slurm import SlurmOptions
 
     p = sub.add_parser(
         "launch",

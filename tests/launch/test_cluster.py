@@ -18,8 +18,10 @@ import pytest
 import yaml
 
 from eeg2bold.errors import ConfigError
-from eeg2bold.launch.cluster import NODE_LOCAL, check_cluster_storage, render_k8s, render_slurm
+from eeg2bold.launch.cluster import NODE_LOCAL, check_cluster_storage
 from eeg2bold.launch.config import load_study_config, parse_study_config
+from eeg2bold.launch.k8s import render_k8s
+from eeg2bold.launch.slurm import render_slurm
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "cluster"
 PG_URL = "postgresql://eeg2bold:${PGPASSWORD}@db.example.org:5432/optuna"

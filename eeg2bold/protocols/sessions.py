@@ -92,10 +92,9 @@ class WithinRun(WithinSubject):
 
     def split(self, samples: SampleTable) -> Iterator[Fold]:
         gap = guard_gap(samples, self.min_gap_s)
-        fractions = self.fractions()
         for s, subject in enumerate(samples.subjects):
             parts = [
-                timeline_blocks(samples, np.array([r]), fractions, gap_s=gap)
+                self.blocks(samples, np.array([r]), gap)
                 for r in np.flatnonzero(samples.run_subject == s)
             ]
             train, val, test = (

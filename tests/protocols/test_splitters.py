@@ -350,6 +350,43 @@ def test_leave_one_run_out_by_session_holds_out_every_run_of_a_session():
         get_protocol("leave_one_run_out", by="session").folds(samples)
 
 
+@pytest.mark.parametrize("table", list(TABLES), ids=list(TABLES))
+def test_within_val_position_first_selects_before_training_and_tests_the_same_block(table):
+    """``val_position: first`` lays out val | train | test: val lies before training, as far
+    from it (one guard gap) as test; the test block is the default layout's."""
+    samples = TABLES[table]
+    gap = guard_gap(samples)
+    middle = {f.subject: f for f in get_protocol("within").folds(samples)}
+    first = get_protocol("within", val_position="first").folds(samples)
+    for fold in first:
+        s = samples.subjects.index(fold.subject)
+        offsets = np.zeros(len(samples.runs))
+        total = 0.0
+        for r in np.flatnonzero(samples.run_subject == s):
+            offsets[r] = total
+            total += samples.run_duration[r]
+        t = offsets[samples.run] + samples.time
+        assert t[fold.val].max() < t[fold.train].min()
+        assert t[fold.train].max() < t[fold.test].min()
+        np.testing.assert_array_equal(fold.test, middle[fold.subject].test)
+        # one inner boundary instead of two: val loses half a gap less
+        assert fold.val.size >= middle[fold.subject].val.size
+        assert _separated(samples, fold.val, fold.train, gap)
+        assert _separated(samples, fold.train, fold.test, gap)
+    folds = get_protocol("within_run", val_position="first").folds(MULTI)
+    for fold in folds:
+        for r in set(MULTI.run[fold.test]):
+            val, train, test = (
+                fold.split(x)[MULTI.run[fold.split(x)] == r] for x in ("val", "train", "test")
+            )
+            assert MULTI.time[val].max() < MULTI.time[train].min() < MULTI.time[test].min()
+    # the default stays out of labels (and so out of config hashes); the other value is in
+    assert "val_position" not in get_protocol("within").options()
+    assert get_protocol("within", val_position="first").options()["val_position"] == "first"
+    with pytest.raises(ConfigError, match="val_position must be one of middle, first"):
+        get_protocol("within", val_position="last")
+
+
 def test_within_run_cuts_every_split_from_inside_each_run():
     folds = get_protocol("within_run").folds(MULTI)
     gap = guard_gap(MULTI)

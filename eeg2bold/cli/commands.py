@@ -78,8 +78,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from eeg2bold.training.run import train_run
 
     options = options_of(args, TrainRunOptions, TRAIN_FLAGS)
+    config = options.experiment(args.model, _parse_sets(args.set))  # checked before any data
     dataset = open_dataset(args.dataset)
-    config = options.experiment(args.model, _parse_sets(args.set))
     quiet = args.quiet
 
     def on_epoch(epoch: Any) -> None:

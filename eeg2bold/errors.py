@@ -39,15 +39,20 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     return f" (did you mean {near[0]!r}?)" if near else ""
 
 
-def invalid_options(exc: Any, *, names: Mapping[str, str] | None = None) -> str:
+def invalid_options(
+    exc: Any, *, names: Mapping[str, str] | None = None, prefix: str = "invalid option(s): "
+) -> str:
     """A pydantic ``ValidationError`` as one line: 'invalid option(s): section.option: problem;
-    ...'; ``names`` renames a field (e.g. to the flag that sets it)."""
+    ...'; ``names`` renames a location's leading part (``"train.loss"`` or a field name, e.g.
+    to the flag that sets it)."""
+    renames = sorted((names or {}).items(), key=lambda kv: -len(kv[0]))
     parts = []
     for err in exc.errors():
-        where = [str(p) for p in err["loc"]]
-        if where and names:
-            where[0] = names.get(where[0], where[0])
-        loc = ".".join(where)
+        loc = ".".join(str(p) for p in err["loc"])
+        for old, new in renames:
+            if loc == old or loc.startswith(old + "."):
+                loc = new + loc[len(old) :]
+                break
         msg = err["msg"].removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}" if loc else msg)
-    return "invalid option(s): " + "; ".join(parts)
+    return prefix + "; ".join(parts)

@@ -27,7 +27,7 @@ import torch
 from pydantic import ValidationError
 from torch import Tensor, nn
 
-from eeg2bold.errors import ConfigError, did_you_mean
+from eeg2bold.errors import ConfigError, did_you_mean, invalid_options
 from eeg2bold.geometry import window_samples
 from eeg2bold.strict_config import StrictConfig
 
@@ -203,8 +203,7 @@ def make_params(name: str, values: Mapping[str, Any] | None = None) -> ModelPara
     try:
         return cls.Params(**values)
     except ValidationError as exc:
-        parts = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"model {name!r}: " + "; ".join(parts)) from None
+        raise ConfigError(invalid_options(exc, prefix=f"model {name!r}: ")) from None
 
 
 def build_model(

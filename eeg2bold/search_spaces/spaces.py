@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from eeg2bold.errors import ConfigError, did_you_mean
+from eeg2bold.errors import ConfigError, did_you_mean, invalid_options
 from eeg2bold.models import get_model_class
 from eeg2bold.run_folder import optuna_attrs
 
@@ -523,10 +523,7 @@ def experiment_from_sample(
             train={**train_values, "loss": loss},
         ).resolved()
     except ValidationError as exc:  # a configuration failure, named, never a crash
-        parts = []
-        for e in exc.errors():
-            loc = [str(p) for p in e["loc"]]
-            if loc[:2] == ["train", "loss"]:
-                loc = loc[1:]
-            parts.append(f"{'.'.join(loc)}: {e['msg']}")
-        raise ConfigError("invalid setting(s): " + "; ".join(parts)) from None
+        names = {"train.loss": "loss"}  # the loss weights are their own section to the user
+        raise ConfigError(
+            invalid_options(exc, names=names, prefix="invalid setting(s): ")
+        ) from None

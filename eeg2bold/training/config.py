@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
-from eeg2bold.errors import ConfigError, did_you_mean
+from eeg2bold.errors import ConfigError, did_you_mean, invalid_options
 from eeg2bold.models import get_model_class, make_params
 from eeg2bold.protocols.base import get_protocol, protocol_class
 from eeg2bold.strict_config import StrictConfig
@@ -109,8 +109,7 @@ def build_config(
         train = TrainConfig(**values["train"], loss=LossWeights(**values["loss"]))
         data = SampleConfig(**values["data"])
     except ValidationError as exc:
-        parts = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError("invalid setting(s): " + "; ".join(parts)) from None
+        raise ConfigError(invalid_options(exc, prefix="invalid setting(s): ")) from None
     return ExperimentConfig(
         model=model,
         model_params=values["model"],

@@ -186,3 +186,18 @@ def test_the_common_footprint_is_the_largest_window_plus_delay_the_space_allows(
     assert common_footprint({"data.footprint_s": 40.0}) == 40.0
     with pytest.raises(ConfigError, match="footprint_s"):
         check_constraints(["ridge"], {"data.window_s": 20.0, "data.footprint_s": 12.0})
+
+
+def test_a_sampled_configuration_that_fails_validation_names_each_setting_as_users_write_it():
+    """The loss weights are the user's ``loss`` section, though they live in ``train``."""
+    from eeg2bold.search_spaces.spaces import experiment_from_sample
+
+    with pytest.raises(ConfigError) as err:
+        experiment_from_sample(
+            {"loss": {"r": -1}, "train": {"lr": -2}}, model="beira", protocol="within"
+        )
+    message = str(err.value)
+    assert message.startswith("invalid setting(s): ")
+    assert "train.lr: Input should be greater than 0" in message
+    assert "; loss.r: Input should be greater than or equal to 0" in message
+    assert "Value error" not in message and "\n" not in message

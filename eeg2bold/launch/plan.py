@@ -68,15 +68,22 @@ class SweepPlan:
         return asdict(self)
 
 
-def fold_labels(dataset: Dataset, protocol: str, options: dict[str, Any]) -> list[str]:
+def fold_labels(
+    dataset: Dataset, protocol: str, options: dict[str, Any], *, footprint_s: float | None = None
+) -> list[str]:
     """The folds a protocol makes of a dataset (one per subject, held-out run or group),
-    from the volume times and run attributes only; the window does not change them."""
+    from the volume times and run attributes only; the window does not change them. With the
+    sweep's common ``footprint_s``, a fold left without train, val or test samples is a
+    one-line error here, before anything runs (not a failure of every trial)."""
     from eeg2bold.protocols import build_sample_table, get_protocol
 
-    samples = build_sample_table(dataset, window_s=dataset.info.min_window_s)
+    window_s = min(dataset.info.min_window_s, footprint_s or dataset.info.min_window_s)
+    samples = build_sample_table(dataset, window_s=window_s, footprint_s=footprint_s)
+    splitter = get_protocol(protocol, **options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Eeg2BoldWarning)  # the trial says it again
-        return [f.label for f in get_protocol(protocol, **options).split(samples)]
+        folds = splitter.folds(samples) if footprint_s else list(splitter.split(samples))
+    return [f.label for f in folds]
 
 
 def make_plan(config: StudyConfig, *, sweep_id: str | None = None) -> SweepPlan:
@@ -87,9 +94,10 @@ def make_plan(config: StudyConfig, *, sweep_id: str | None = None) -> SweepPlan:
     from eeg2bold.protocols import protocol_label
 
     arms = []
+    footprint_s = config.data_settings().get("footprint_s")
     for p, options in config.protocol_arms():
         label = protocol_label(p, options)
-        folds = fold_labels(dataset, p, options)
+        folds = fold_labels(dataset, p, options, footprint_s=footprint_s)
         for m in config.models:
             arms.append(
                 Arm(

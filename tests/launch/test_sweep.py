@@ -413,10 +413,12 @@ def test_a_configuration_failure_is_recorded_once_and_fails_the_sweep(
     ray_cluster, write_study, tmp_path, capsys
 ):
     """Windows too long for the recordings' blocks: every trial fails its configuration
-    check — recorded with the reason, never retried, and the sweep exits non-zero."""
+    check — recorded with the reason, never retried, and the sweep exits non-zero. (Without
+    the common footprint, which the plan checks before anything runs, only a trial finds it.)"""
     path = write_study(
         "toolong",
         search={"data.window_s": [100.0], "train.steps_per_epoch": 3},
+        targets={"common_footprint": False},
         failure={"max_failures": 2},
     )
     assert main(["sweep", str(path)]) == 1

@@ -18,21 +18,11 @@ from eeg2bold.cli.flags import (
     SWEEP_FLAGS,
     TRAIN_FLAGS,
 )
-from eeg2bold.cli.options import given, options_of, passed
-from eeg2bold.errors import ConfigError, invalid_options
+from eeg2bold.cli.options import given, options_of, passed, validated
+from eeg2bold.errors import ConfigError
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
-
-
-def _config(model: Any, values: dict[str, Any]) -> Any:
-    """``model(**values)``, or a one-line ConfigError naming each bad option."""
-    from pydantic import ValidationError
-
-    try:
-        return model(**values)
-    except ValidationError as exc:
-        raise ConfigError(invalid_options(exc)) from None
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -41,7 +31,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     values: dict[str, Any] = given(args)  # the options generated from SimulationConfig
     values.update(_parse_sets(args.set))
-    config = _config(SimulationConfig, values)
+    config = validated(SimulationConfig, values)
     dataset = simulate_to_store(args.out, config, overwrite=args.overwrite, progress=not args.quiet)
     if not args.quiet:
         from eeg2bold.storage.summary import format_summary, summarize
@@ -92,13 +82,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
             print(format_fold(config.protocol, outcome), file=sys.stderr)
 
     outcome = train_run(dataset, config, options, on_epoch=on_epoch, on_fold=on_fold)
-    curve = isinstance(outcome, list)
-    print(format_curve(outcome) if isinstance(outcome, list) else format_result(outcome))
-    print(f"\nresults, model files and config{'s' if curve else ''} in {options.folder(config)}")
+    summary: Any
+    if isinstance(outcome, list):  # a calibration curve: one result per amount
+        text, summary, what = format_curve(outcome), [r.summary() for r in outcome], "configs"
+    else:
+        text, summary, what = format_result(outcome), outcome.summary(), "config"
+    print(text)
+    print(f"\nresults, model files and {what} in {options.folder(config)}")
     if args.json:
         from eeg2bold.jsonsafe import json_safe
 
-        summary = [r.summary() for r in outcome] if isinstance(outcome, list) else outcome.summary()
         with open(args.json, "w") as f:
             json.dump(json_safe(summary), f, indent=2)
     return 0
@@ -264,7 +257,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(msg, file=sys.stderr)
 
-    options = _config(ReportOptions, passed(args, "n_boot", "n_surrogates", "seed", "selection"))
+    options = validated(ReportOptions, passed(args, "n_boot", "n_surrogates", "seed", "selection"))
     report = build_report(_run_folder(args.study), options=options, echo=say)
     written = write_report(report, args.out, args.json)
     if not args.quiet:

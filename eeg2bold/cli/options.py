@@ -196,21 +196,28 @@ def passed(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 
-def options_of(args: argparse.Namespace, model: type[M], flags: Mapping[str, str]) -> M:
-    """The options ``model`` from the ``flags`` (``flag -> field``, as given to
-    :func:`add_options`) that the user gave; ``OFF`` ('none') sets a field to None. A bad value
-    is a one-line :class:`ConfigError` naming its flag."""
+def validated(
+    model: type[M], values: Mapping[str, Any], names: Mapping[str, str] | None = None
+) -> M:
+    """``model(**values)``, or a one-line :class:`ConfigError` naming each bad option (by
+    ``names``: field -> the flag that sets it)."""
     from pydantic import ValidationError
 
     from eeg2bold.errors import ConfigError, invalid_options
 
-    fields = set(flags.values())
-    values = {k: (None if v is OFF else v) for k, v in given(args).items() if k in fields}
     try:
         return model(**values)
     except ValidationError as exc:
-        names = {field: flag for flag, field in flags.items()}
         raise ConfigError(invalid_options(exc, names=names)) from None
+
+
+def options_of(args: argparse.Namespace, model: type[M], flags: Mapping[str, str]) -> M:
+    """The options ``model`` from the ``flags`` (``flag -> field``, as given to
+    :func:`add_options`) that the user gave; ``OFF`` ('none') sets a field to None. A bad value
+    is a one-line :class:`ConfigError` naming its flag."""
+    fields = set(flags.values())
+    values = {k: (None if v is OFF else v) for k, v in given(args).items() if k in fields}
+    return validated(model, values, {field: flag for flag, field in flags.items()})
 
 
 def given(args: argparse.Namespace) -> dict[str, Any]:

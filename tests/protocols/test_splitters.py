@@ -108,6 +108,16 @@ def test_splits_are_disjoint_and_separated_by_the_guard_gap(protocol, options, t
             assert np.all(np.diff(idx) > 0)  # sorted, unique
 
 
+def _timeline(samples: SampleTable, subject: int) -> tuple[np.ndarray, float]:
+    """Every sample's time on its subject's runs laid end to end, and that time line's length."""
+    offsets = np.zeros(len(samples.runs))
+    total = 0.0
+    for r in np.flatnonzero(samples.run_subject == subject):
+        offsets[r] = total
+        total += samples.run_duration[r]
+    return offsets[samples.run] + samples.time, total
+
+
 @pytest.mark.parametrize("table", list(TABLES), ids=list(TABLES))
 def test_within_blocks_are_in_time_order_of_one_subject(table):
     samples = TABLES[table]
@@ -115,12 +125,7 @@ def test_within_blocks_are_in_time_order_of_one_subject(table):
         s = samples.subjects.index(fold.subject)
         for split in ("train", "val", "test"):
             assert np.all(samples.subject[fold.split(split)] == s)
-        offsets = np.zeros(len(samples.runs))
-        total = 0.0
-        for r in np.flatnonzero(samples.run_subject == s):
-            offsets[r] = total
-            total += samples.run_duration[r]
-        t = offsets[samples.run] + samples.time
+        t, total = _timeline(samples, s)
         assert t[fold.train].max() < t[fold.val].min()
         assert t[fold.val].max() < t[fold.test].min()
         # the test block is about the last 20% of the subject's time line
@@ -360,12 +365,7 @@ def test_within_val_position_first_selects_before_training_and_tests_the_same_bl
     first = get_protocol("within", val_position="first").folds(samples)
     for fold in first:
         s = samples.subjects.index(fold.subject)
-        offsets = np.zeros(len(samples.runs))
-        total = 0.0
-        for r in np.flatnonzero(samples.run_subject == s):
-            offsets[r] = total
-            total += samples.run_duration[r]
-        t = offsets[samples.run] + samples.time
+        t, _ = _timeline(samples, s)
         assert t[fold.val].max() < t[fold.train].min()
         assert t[fold.train].max() < t[fold.test].min()
         np.testing.assert_array_equal(fold.test, middle[fold.subject].test)

@@ -152,6 +152,8 @@ class FoldTrainer:
         self.best_state: dict[str, Tensor] | None = None
         self.history: list[dict[str, Any]] = []
         self.done = False
+        # the best weights' val and test lines once finish() has made them (see finish)
+        self._final_lines: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
         train = data.fold.train
         self.steps_per_epoch = self.config.steps_per_epoch or max(
             1, train.size // self.config.batch_size
@@ -310,6 +312,8 @@ class FoldTrainer:
     def segment_lines(self, split: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Per contiguous segment of ``split``: (volume times, truth [R, V], prediction [R, V]),
         normalised, predictions stitched and sampled at the volume times."""
+        if split in self._final_lines:
+            return self._final_lines[split]
         out = []
         for seg in self.data.segments(self.data.fold.split(split)):
             pred = self.predict(seg)
@@ -359,10 +363,16 @@ class FoldTrainer:
         }
 
     def finish(self) -> dict[str, SplitScore]:
-        """Restore the best-val weights and score val and test with them."""
+        """Restore the best-val weights and score val and test with them.
+
+        Their lines are kept: the scores, the prediction files and a report's figures all come
+        from this one pass over val and test (a second pass cost up to a tenth of a short
+        fold's time, test being a whole subject under LOSO)."""
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         self.done = True
+        self._final_lines = {}
+        self._final_lines = {split: self.segment_lines(split) for split in ("val", "test")}
         return {"val": self.evaluate("val"), "test": self.evaluate("test")}
 
     # -- checkpoints ------------------------------------------------------------------
@@ -396,6 +406,7 @@ class FoldTrainer:
         self.best_epoch = int(state["best_epoch"])
         self.bad_epochs = int(state["bad_epochs"])
         self.best_state = state["best_state"] or None
+        self._final_lines = {}
         self.history = list(state["history"])
         self.done = bool(state["done"])
         self.generator.set_state(state["generator"])

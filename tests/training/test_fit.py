@@ -116,6 +116,29 @@ def test_learning_improves_held_out_test_r(fold_data, tiny_model):
     assert np.isfinite(final["test"].r).all()
 
 
+def test_finish_scores_and_the_prediction_files_share_one_pass_over_val_and_test(
+    fold_data, tiny_model, monkeypatch
+):
+    from eeg2bold.training.outputs import prediction_arrays
+
+    trainer = _trainer(fold_data, tiny_model, epochs=2)
+    while not trainer.done:
+        trainer.step()
+    calls: list[int] = []
+    predict = trainer.predict
+    monkeypatch.setattr(trainer, "predict", lambda idx: calls.append(len(idx)) or predict(idx))
+    final = trainer.finish()
+    arrays = prediction_arrays(trainer)
+    # one inference per contiguous stretch of val and of test, however many readers
+    stretches = [fold_data.segments(fold_data.fold.split(s)) for s in ("val", "test")]
+    assert sorted(calls) == sorted(seg.size for segs in stretches for seg in segs)
+    # what was kept is what a fresh pass over the best weights gives
+    trainer._final_lines = {}
+    fresh = trainer.predictions("test")
+    np.testing.assert_array_equal(arrays["test_pred"], fresh["pred"])
+    assert final["test"].n == arrays["test_truth"].shape[1]
+
+
 @pytest.mark.parametrize(("amp", "expected"), [("bf16", torch.bfloat16), ("off", torch.float32)])
 def test_bf16_autocast_runs_the_model_in_bf16_and_keeps_scores_in_float32(
     fold_data, tiny_model, amp, expected

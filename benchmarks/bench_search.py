@@ -179,7 +179,10 @@ def run_defaults(
 
 
 def run_sweep(store: Path, args: argparse.Namespace, root: Path, label: str) -> dict:
+    import pandas as pd
+
     from eeg2bold.run_folder import RunFolder
+    from eeg2bold.study.aggregate import search_gain
     from eeg2bold.study.queries import defaults_trials, load_sweep, trials_table
 
     study = {
@@ -206,10 +209,20 @@ def run_sweep(store: Path, args: argparse.Namespace, root: Path, label: str) -> 
     selected = arm_scores(results)
     one_se = arm_scores(results, defaults=defaults)
     in_sweep = arm_scores(results, trials=defaults)
+    # the report's paired bootstrap CI of what the search bought over trial 0 (subjects the unit)
+    arms = pd.DataFrame([{"protocol": p, "model": m} for p, m in selected])
+    gain = search_gain(results, arms, defaults).set_index(["protocol", "model"])
     return {
         "seconds": seconds,
         "arms": {
-            key: selected[key] | {"defaults_in_sweep": in_sweep.get(key), "one_se": one_se.get(key)}
+            key: selected[key]
+            | {
+                "defaults_in_sweep": in_sweep.get(key),
+                "one_se": one_se.get(key),
+                "bought_ci_vs_trial_0": [gain.loc[key, "bought_low"], gain.loc[key, "bought_high"]]
+                if key in gain.index
+                else None,
+            }
             for key in selected
         },
     }
@@ -308,7 +321,8 @@ def main() -> int:
                         f"{searched['val_r']:.3f}/{searched['test_r']:.3f}  bought "
                         f"{row['bought_test_r']:+.3f} ("
                         f"{row['one_se_bought_test_r']:+.3f} by one-SE, which kept the defaults "
-                        f"on {searched['one_se']['defaults_kept']} folds)  compute "
+                        f"on {searched['one_se']['defaults_kept']} folds; 95 % CI over "
+                        f"subjects {_interval(searched['bought_ci_vs_trial_0'])})  compute "
                         f"{row['compute_ratio']:.1f}×"
                         if searched
                         else "(no finished trial)"
@@ -326,11 +340,23 @@ def main() -> int:
         # the same trials chosen by the one-standard-error rule (report --selection one_se)
         "one_se_deep_mean_bought_test_r": float(np.mean(se_deep)) if se_deep else None,
         "one_se_worst_arm_bought_test_r": float(min(se_every)) if se_every else None,
+        # arms whose loss is more than 0.01 and outside the subjects' spread (CI below -0.01)
+        "arms_clearly_below_limit": [
+            f"{r['store']}/{r['protocol']}/{r['model']}"
+            for r in rows
+            if r["sweep"]
+            and r["sweep"]["bought_ci_vs_trial_0"]
+            and r["sweep"]["bought_ci_vs_trial_0"][1] < ARM_LOSS_LIMIT
+        ],
     }
     print(json.dumps(summary, indent=2), file=sys.stderr)
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "work")}
     write_result({"settings": settings, "summary": summary, "rows": _plain(rows)}, args.out)
     return 0
+
+
+def _interval(ci: list[float] | None) -> str:
+    return "–" if ci is None else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]"
 
 
 def _gains(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:

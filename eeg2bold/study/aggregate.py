@@ -40,6 +40,7 @@ from eeg2bold.study.stats import (
     chance_summary,
     circular_shift_null,
     generalization_gap,
+    paired_difference,
     paired_sign_flip,
     segment_r,
     sign_flip_test,
@@ -496,6 +497,8 @@ GAIN_COLUMNS = [
     "defaults_r",
     "r",
     "bought_r",
+    "bought_low",
+    "bought_high",
 ]
 
 
@@ -504,13 +507,20 @@ def search_gain(
     arms: pd.DataFrame,
     defaults: Mapping[tuple[str, str], str],
     rule: SelectionRule = DEFAULT_RULE,
+    *,
+    n_boot: int = N_BOOT,
+    level: float = 0.95,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """What a sweep's search bought, per protocol × model: the arm's mean test r after nested
     selection (``r``, selected as :func:`summarize` selects under ``rule``; ``arms`` names the
     arms reported) beside the same mean of its defaults
     trial on every fold (``defaults_r``: trial 0, what ``eeg2bold train`` would have given),
-    over the subjects both have, and ``bought_r`` = r − defaults_r; ``defaults_kept``: of the
-    arm's ``n_folds``, those whose selection is the defaults trial."""
+    over the subjects both have, and ``bought_r`` = r − defaults_r with its paired percentile
+    bootstrap CI across subjects (``bought_low``/``bought_high``: a few subjects' val blocks
+    make a search's gain as noisy as its models' r, and a reader should see whether a loss is
+    more than that); ``defaults_kept``: of the arm's ``n_folds``, those whose selection is the
+    defaults trial."""
     chosen = nested_selection(results, rule=rule, defaults=defaults).dropna(subset=["test_r"])
     fixed = fixed_choice(results, defaults).dropna(subset=["test_r"])
     rows = []
@@ -524,8 +534,16 @@ def search_gain(
         both = base.index.intersection(selected.index)
         if both.empty:
             continue
-        r = float(fisher_mean(selected[both].to_numpy()))
-        defaults_r = float(fisher_mean(base[both].to_numpy()))
+        pair = np.stack([selected[both].to_numpy(), base[both].to_numpy()], axis=1)
+        r = float(fisher_mean(pair[:, 0]))
+        defaults_r = float(fisher_mean(pair[:, 1]))
+        low, high = bootstrap_ci(
+            pair,
+            n_boot=n_boot,
+            level=level,
+            seed=_stream_seed(seed, protocol, model, "gain"),
+            statistic=paired_difference,
+        )
         folds = chosen[(chosen["protocol"] == protocol) & (chosen["model"] == model)]
         folds = folds.drop_duplicates("fold")
         rows.append(
@@ -539,6 +557,8 @@ def search_gain(
                 "defaults_r": defaults_r,
                 "r": r,
                 "bought_r": r - defaults_r,
+                "bought_low": float(low),
+                "bought_high": float(high),
             }
         )
     return pd.DataFrame(rows, columns=GAIN_COLUMNS)

@@ -474,13 +474,24 @@ def _search_gain(
     results: pd.DataFrame, summary: Summary, trials: pd.DataFrame, rule: SelectionRule
 ) -> dict[str, Any]:
     """Per arm: the selected configurations' test r beside the defaults trial's (trial 0 of
-    every arm's search), over the same subjects; and the mean over arms of the difference."""
+    every arm's search), over the same subjects, with the difference's bootstrap CI (the
+    statistics' resamples, level and seed); the mean over arms; the selection rule."""
     defaults = defaults_trials(trials)
     if not defaults:
-        return {"arms": [], "mean_bought_r": None}
-    gain = search_gain(results, summary.arms, defaults, rule)
+        return {"arms": [], "mean_bought_r": None, "rule": rule}
+    settings = summary.settings
+    gain = search_gain(
+        results,
+        summary.arms,
+        defaults,
+        rule,
+        n_boot=settings["n_boot"],
+        level=settings["level"],
+        seed=settings["seed"],
+    )
     mean = float(gain["bought_r"].mean()) if len(gain) else None
-    return json_safe({"arms": gain.to_dict(orient="records"), "mean_bought_r": mean})
+    arms = gain.to_dict(orient="records")
+    return json_safe({"arms": arms, "mean_bought_r": mean, "rule": rule})
 
 
 def _results_section(

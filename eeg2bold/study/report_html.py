@@ -158,13 +158,21 @@ def _html_gain(report: Report) -> str:
     if not gain:
         return ""
     bought = [g["bought_r"] for g in gain]
+    level = report.data["statistics"]["settings"]["level"]
+    rule = (
+        "a fold keeps the defaults unless a configuration beats them on val by more than one "
+        "standard error"
+        if section.get("rule") == "one_se"
+        else "each fold takes the configuration best on val (the defaults among them)"
+    )
     out = _note(
         f"What the search bought: over {len(gain)} arm(s), the selected configurations' mean "
         f"test r is {section['mean_bought_r']:+.3f} from the models' defaults on average "
         f"(from {min(bought):+.3f} to {max(bought):+.3f}). The defaults are trial 0 of every "
         "arm's search (what eeg2bold train gives), trained to the end and scored on the same "
-        "subjects; selection is nested and never sees test, and a fold keeps the defaults "
-        "unless a configuration beats them on val by more than one standard error."
+        f"subjects; selection is nested and never sees test, and {rule}. CI: a paired "
+        f"{level:.0%} bootstrap of the difference across subjects; where it spans 0, these "
+        "subjects cannot tell the selected configurations from the defaults."
     )
     rows = [
         [
@@ -175,11 +183,13 @@ def _html_gain(report: Report) -> str:
             g["defaults_r"],
             g["r"],
             g["bought_r"],
+            g["bought_low"],
+            g["bought_high"],
         ]
         for g in gain
     ]
     headers = ["protocol", "model", "subjects", "defaults kept", "defaults r", "selected r"]
-    headers.append("bought")
+    headers += ["bought", "CI low", "CI high"]
     return out + _table(headers, rows)
 
 

@@ -509,7 +509,8 @@ class GeneralizationGap:
     n: np.ndarray
 
 
-def _gap_statistic(samples: np.ndarray) -> np.ndarray:
+def paired_difference(samples: np.ndarray) -> np.ndarray:
+    """Bootstrap statistic for paired ``[S, 2]`` r: Fisher mean of column 0 minus column 1."""
     return np.asarray(fisher_mean(samples[:, :, 0], axis=1) - fisher_mean(samples[:, :, 1], axis=1))
 
 
@@ -547,7 +548,7 @@ def generalization_gap(
         out["loso"][j] = fisher_mean(pair[:, 1])
         out["gap"][j] = out["within"][j] - out["loso"][j]
         out["low"][j], out["high"][j] = bootstrap_ci(
-            pair, n_boot=n_boot, level=level, seed=seed, statistic=_gap_statistic
+            pair, n_boot=n_boot, level=level, seed=seed, statistic=paired_difference
         )
     if squeeze:
         return GeneralizationGap(**{k: v[0] for k, v in out.items()}, n=counts[0])

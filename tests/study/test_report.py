@@ -118,9 +118,15 @@ def test_the_report_says_what_the_search_bought(study):
         assert g["r"] == pytest.approx(arms[key]["r"])  # same subjects: every fold finished
         assert g["bought_r"] == pytest.approx(g["r"] - g["defaults_r"])
         assert -1 < g["defaults_r"] < 1
+        assert g["bought_low"] <= g["bought_r"] <= g["bought_high"]
     mean = sum(g["bought_r"] for g in gain.values()) / len(gain)
     assert data["search_gain"]["mean_bought_r"] == pytest.approx(mean)
     assert f"test r is {mean:+.3f} from the models" in study["html"]
+    # the note names the rule this report selected with, and the interval has its column
+    assert data["search_gain"]["rule"] == "best"
+    assert "each fold takes the configuration best on val" in study["html"]
+    assert "more than one standard error" not in study["html"].split("What the search bought")[1]
+    assert "paired 95% bootstrap of the difference across subjects" in study["html"]
 
 
 def test_figures_are_valid_pngs(study):
@@ -187,7 +193,7 @@ def test_html_tables_show_the_json_field_by_field(study):
         gain,
         data["search_gain"]["arms"],
         ["protocol", "model", "n_subjects", lambda g: f"{g['defaults_kept']} of {g['n_folds']}"]
-        + ["defaults_r", "r", "bought_r"],
+        + ["defaults_r", "r", "bought_r", "bought_low", "bought_high"],
     )
     traces = table_with(tables, ["ROI", "test r (whole test split)"])
     check_rows(traces, data["traces"]["rois"], ["roi", "r"])
@@ -298,3 +304,4 @@ def test_the_one_se_selection_rule_reaches_the_statistics_and_the_gain_table(stu
         mine = folds[(folds["protocol"] == arm["protocol"]) & (folds["model"] == arm["model"])]
         assert arm["defaults_kept"] == int((mine["chosen_by"] == "defaults").sum())
     assert "one SE" in data["statistics"]["settings"]["selection"]
+    assert data["search_gain"]["rule"] == "one_se"

@@ -184,9 +184,48 @@ def test_search_gain_is_the_selection_minus_the_defaults_trial_over_subjects():
     val["defaults"] = np.full_like(base, 0.9)
     flat = search_gain(_table(val, test), arms, {("loso", "ridge"): "defaults"})
     assert flat["bought_r"].iloc[0] == pytest.approx(0.0, abs=1e-12)
+    assert (flat["bought_low"].iloc[0], flat["bought_high"].iloc[0]) == (0.0, 0.0)
     assert flat["defaults_kept"].iloc[0] == len(SUBJECTS)
     # an arm without a defaults trial (an older sweep) has no row
     assert search_gain(frame, arms, {}).empty
+
+
+def test_what_the_search_bought_has_the_paired_bootstrap_interval_scipy_gives():
+    """Known answer: subjects gain different amounts; the interval on the difference of
+    Fisher means over subjects is scipy's paired percentile bootstrap (to resampling noise),
+    and much narrower than an unpaired one would be (the subjects' spread cancels)."""
+    from scipy import stats
+
+    from eeg2bold.study.aggregate import search_gain
+
+    rng = np.random.default_rng(1)
+    base = np.tanh(
+        rng.normal(0.3, 0.15, size=(len(SUBJECTS), 1)) + rng.normal(0, 0.01, (1, len(ROIS)))
+    )
+    gains = rng.normal(0.02, 0.03, size=(len(SUBJECTS), 1))
+    val = {"defaults": np.full_like(base, 0.2), "tuned": np.full_like(base, 0.4)}
+    test = {"defaults": base, "tuned": np.tanh(np.arctanh(base) + gains)}
+    arms = pd.DataFrame({"protocol": ["loso"], "model": ["ridge"]})
+    (row,) = search_gain(
+        _table(val, test), arms, {("loso", "ridge"): "defaults"}, n_boot=20_000, level=0.9
+    ).to_dict(orient="records")
+    tuned = np.array([fisher_mean(r) for r in test["tuned"]])
+    defaults = np.array([fisher_mean(r) for r in base])
+    expected = stats.bootstrap(
+        (tuned, defaults),
+        lambda a, b: fisher_mean(a) - fisher_mean(b),
+        paired=True,
+        vectorized=False,
+        method="percentile",
+        confidence_level=0.9,
+        n_resamples=20_000,
+        random_state=0,
+    ).confidence_interval
+    assert row["bought_low"] < row["bought_r"] < row["bought_high"]
+    width = expected.high - expected.low
+    assert row["bought_low"] == pytest.approx(expected.low, abs=0.05 * width)
+    assert row["bought_high"] == pytest.approx(expected.high, abs=0.05 * width)
+    assert width < 0.5 * (defaults.max() - defaults.min())
 
 
 def test_within_subject_folds_select_on_every_subjects_val_loso_folds_alone():

@@ -426,10 +426,11 @@ def test_options_given_reach_the_model_and_switches_flip_its_defaults():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["report", "sweep", "--n-boot", "0"], "n_boot: Input should be greater than or equal"),
+        (["report", "sweep", "--n-boot", "0"], "--n-boot: Input should be greater than or equal"),
+        (["report", "sweep", "--smooth-epochs", "0"], "--smooth-epochs: Input should be greater"),
         (["predict", "m.pt", "r.vhdr", "-o", "x.tsv", "--device", "tpu"], "device 'tpu'"),
     ],
-    ids=["report-n-boot", "predict-device"],
+    ids=["report-n-boot", "report-smooth-epochs", "predict-device"],
 )
 def test_bad_owned_option_values_are_one_line(argv, message, capsys):
     from eeg2bold.cli import main

@@ -257,7 +257,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(msg, file=sys.stderr)
 
-    options = validated(ReportOptions, passed(args, "n_boot", "n_surrogates", "seed", "selection"))
+    chosen = passed(args, "n_boot", "n_surrogates", "seed", "selection", "smooth_epochs")
+    options = validated(ReportOptions, chosen, {k: "--" + k.replace("_", "-") for k in chosen})
     report = build_report(_run_folder(args.study), options=options, echo=say)
     written = write_report(report, args.out, args.json)
     if not args.quiet:

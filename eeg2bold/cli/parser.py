@@ -469,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("--n-boot", "--n-surrogates", "--seed"):
         owned_option(p, flag, type=int, owner=REPORT_OPTIONS)  # help: the field's description
     owned_option(p, "--selection", metavar="RULE", owner=REPORT_OPTIONS)
+    owned_option(p, "--smooth-epochs", type=int, metavar="K", owner=REPORT_OPTIONS)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=_cmd_report)
 

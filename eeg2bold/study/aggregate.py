@@ -24,6 +24,7 @@ from eeg2bold.jsonsafe import json_safe
 from eeg2bold.run_folder import fold_stem
 from eeg2bold.study.selection import (
     DEFAULT_RULE,
+    DEFAULT_SMOOTH_EPOCHS,
     FOLD_KEYS,
     SelectionRule,
     fixed_choice,
@@ -417,6 +418,7 @@ def summarize(
     seed: int = 0,
     rule: SelectionRule = DEFAULT_RULE,
     defaults: Mapping[tuple[str, str], str] | None = None,
+    smooth_epochs: int = DEFAULT_SMOOTH_EPOCHS,
 ) -> Summary:
     """The study's statistics from its results table (and, optionally, its predictions).
 
@@ -442,9 +444,10 @@ def summarize(
 
     ``rule`` and ``defaults`` ((protocol, model) -> the arm's defaults trial) are nested
     selection's (:func:`~eeg2bold.study.selection.nested_selection`): under "one_se" a fold
-    keeps the defaults unless a configuration beats them by more than one standard error.
+    keeps the defaults unless a configuration beats them by more than one standard error;
+    ``smooth_epochs`` > 1 ranks on each candidate's val curve after a moving average.
     """
-    selection = nested_selection(results, rule=rule, defaults=defaults)
+    selection = nested_selection(results, rule=rule, defaults=defaults, smooth_epochs=smooth_epochs)
     selection, nulls = _add_fold_chance(
         selection,
         predictions,
@@ -470,6 +473,11 @@ def summarize(
     settings = {
         "metric": "Pearson r per ROI at volume times; summaries through Fisher z",
         "selection": "nested: per fold, best Fisher-mean val r over ROIs"
+        + (
+            f"; val curves averaged over {smooth_epochs} epochs before their best point"
+            if smooth_epochs > 1
+            else ""
+        )
         + ("; the defaults unless beaten by more than one SE" if rule == "one_se" else "")
         + "; test never selects",
         "n_boot": n_boot,
@@ -508,12 +516,14 @@ def search_gain(
     defaults: Mapping[tuple[str, str], str],
     rule: SelectionRule = DEFAULT_RULE,
     *,
+    smooth_epochs: int = DEFAULT_SMOOTH_EPOCHS,
     n_boot: int = N_BOOT,
     level: float = 0.95,
     seed: int = 0,
 ) -> pd.DataFrame:
     """What a sweep's search bought, per protocol × model: the arm's mean test r after nested
-    selection (``r``, selected as :func:`summarize` selects under ``rule``; ``arms`` names the
+    selection (``r``, selected as :func:`summarize` selects under ``rule`` and
+    ``smooth_epochs``; ``arms`` names the
     arms reported) beside the same mean of its defaults
     trial on every fold (``defaults_r``: trial 0, what ``eeg2bold train`` would have given),
     over the subjects both have, and ``bought_r`` = r − defaults_r with its paired percentile
@@ -521,7 +531,9 @@ def search_gain(
     make a search's gain as noisy as its models' r, and a reader should see whether a loss is
     more than that); ``defaults_kept``: of the arm's ``n_folds``, those whose selection is the
     defaults trial."""
-    chosen = nested_selection(results, rule=rule, defaults=defaults).dropna(subset=["test_r"])
+    chosen = nested_selection(
+        results, rule=rule, defaults=defaults, smooth_epochs=smooth_epochs
+    ).dropna(subset=["test_r"])
     fixed = fixed_choice(results, defaults).dropna(subset=["test_r"])
     rows = []
     for (protocol, model), frame in fixed.groupby(["protocol", "model"], sort=True):

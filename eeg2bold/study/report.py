@@ -37,7 +37,7 @@ from eeg2bold.study.queries import (
     load_sweep,
     trials_table,
 )
-from eeg2bold.study.selection import DEFAULT_RULE, SelectionRule
+from eeg2bold.study.selection import DEFAULT_RULE, DEFAULT_SMOOTH_EPOCHS, SelectionRule
 from eeg2bold.study.showcase import interpretation_section, trace_section
 from eeg2bold.study.stats import N_BOOT, N_SURROGATES
 from eeg2bold.training.metrics import fisher_mean
@@ -78,6 +78,13 @@ class ReportOptions(StrictConfig):
         description="Nested selection per fold: the best val score (best), or the arm's "
         "defaults unless a configuration beats them on val by more than one standard error "
         "(one_se).",
+    )
+    smooth_epochs: int = Field(
+        DEFAULT_SMOOTH_EPOCHS,
+        ge=1,
+        description="Rank each configuration on its val curve averaged over this many "
+        "neighbouring epochs (1: its val r at its best epoch); damps the optimism of a noisy "
+        "curve's maximum.",
     )
 
 
@@ -427,6 +434,7 @@ def build_report(
             seed=seed,
             rule=options.selection,
             defaults=defaults_trials(trials),
+            smooth_epochs=options.smooth_epochs,
         )
     data["notes"] = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     for note in data["notes"]:
@@ -436,7 +444,7 @@ def build_report(
         data["notes"].append(aligned)
         say(f"report: note: {aligned}")
     data["statistics"] = summary.to_dict()
-    data["search_gain"] = _search_gain(results, summary, trials, options.selection)
+    data["search_gain"] = _search_gain(results, summary, trials, options)
     oracle = data["dataset"].get("oracle_r", {})
     data["summary"] = _headline(summary, oracle)
     data["overview"] = _overview(data["statistics"]["arms"], oracle, figs)
@@ -471,12 +479,13 @@ def build_report(
 
 
 def _search_gain(
-    results: pd.DataFrame, summary: Summary, trials: pd.DataFrame, rule: SelectionRule
+    results: pd.DataFrame, summary: Summary, trials: pd.DataFrame, options: ReportOptions
 ) -> dict[str, Any]:
     """Per arm: the selected configurations' test r beside the defaults trial's (trial 0 of
     every arm's search), over the same subjects, with the difference's bootstrap CI (the
     statistics' resamples, level and seed); the mean over arms; the selection rule."""
     defaults = defaults_trials(trials)
+    rule = options.selection
     if not defaults:
         return {"arms": [], "mean_bought_r": None, "rule": rule}
     settings = summary.settings
@@ -485,6 +494,7 @@ def _search_gain(
         summary.arms,
         defaults,
         rule,
+        smooth_epochs=options.smooth_epochs,
         n_boot=settings["n_boot"],
         level=settings["level"],
         seed=settings["seed"],

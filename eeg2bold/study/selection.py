@@ -22,6 +22,9 @@ SelectionRule = Literal["best", "one_se"]
 # error (see _keep_defaults). Measured in bench_search.py: neither wins on every arm
 # (docs/benchmarks.md), so the plain best stays the default.
 DEFAULT_RULE: SelectionRule = "best"
+# Epochs in the centred moving average of a candidate's val curve before its best point is
+# taken (1: the val r at its best epoch, as recorded). See _smoothed_scores.
+DEFAULT_SMOOTH_EPOCHS = 1
 FOLD_KEYS = ["protocol", "model", "fold", "subject"]
 CANDIDATE_KEYS = ["sweep", "trial", "config_hash", "seed"]
 SELECTION_COLUMNS = [
@@ -58,7 +61,11 @@ def _final_rows(results: pd.DataFrame, protocol: str | None, model: str | None) 
     return frame
 
 
-def _choose(val: pd.DataFrame, defaults: Mapping[tuple[str, str], str]) -> pd.DataFrame:
+def _choose(
+    val: pd.DataFrame,
+    defaults: Mapping[tuple[str, str], str],
+    smoothed: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """One configuration per fold from val rows only: best Fisher mean over ROIs of val r,
     pooled over folds where the protocol allows (:func:`_pooled`), unless that arm's defaults
     trial is within one standard error of it (:func:`_keep_defaults`).
@@ -83,6 +90,11 @@ def _choose(val: pd.DataFrame, defaults: Mapping[tuple[str, str], str]) -> pd.Da
         .reset_index()
     )
     scores = scores[scores["fold_score"].notna()]
+    if smoothed is not None and not smoothed.empty:
+        keys = [*FOLD_KEYS, *CANDIDATE_KEYS]
+        scores = scores.merge(smoothed, on=keys, how="left")
+        scores["fold_score"] = scores["smoothed"].fillna(scores["fold_score"])
+        scores = scores.drop(columns="smoothed")
     scores = _pooled(scores)
     ranked = scores.sort_values(
         [*FOLD_KEYS, "val_score", *CANDIDATE_KEYS],
@@ -214,6 +226,35 @@ def _pooled(scores: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
+def _smoothed_scores(results: pd.DataFrame, final: pd.DataFrame, epochs: int) -> pd.DataFrame:
+    """Per fold and candidate: the best point of its val curve (per epoch, the Fisher mean over
+    ROIs) after a centred moving average over ``epochs`` epochs, as ``smoothed`` r.
+
+    Why: the recorded val r is the curve's maximum, and the maximum of a noisy curve is
+    optimistic by more the noisier the curve; ranking configurations on it favours the noisy
+    ones (a winner's curse within each fold, on top of the one across configurations).
+    Averaging neighbouring epochs first shrinks that bias. Candidates without a curve
+    (closed-form models, one epoch) keep their recorded score. Only val rows are read."""
+    if epochs <= 1:
+        return pd.DataFrame(columns=[*FOLD_KEYS, *CANDIDATE_KEYS, "smoothed"])
+    curve = results[(results["split"] == "val") & ~results["final"].astype(bool)]
+    keys = [*FOLD_KEYS, *CANDIDATE_KEYS]
+    curve = curve.merge(final[keys].drop_duplicates(), on=keys, how="inner")
+    curve = curve.drop_duplicates([*keys, "roi", "epoch"])
+    per_epoch = (
+        curve.groupby([*keys, "epoch"], sort=False, dropna=False)["r"]
+        .agg(lambda r: float(np.mean(_z(r.to_numpy(dtype=float)))))
+        .rename("z")
+        .reset_index()
+        .sort_values([*keys, "epoch"], kind="mergesort")
+    )
+    smooth = per_epoch.groupby(keys, sort=False, dropna=False)["z"].transform(
+        lambda z: z.rolling(epochs, min_periods=1, center=True).mean()
+    )
+    best = per_epoch.assign(z=smooth).groupby(keys, sort=False, dropna=False)["z"].max()
+    return np.tanh(best).rename("smoothed").reset_index()
+
+
 def nested_selection(
     results: pd.DataFrame,
     *,
@@ -221,6 +262,7 @@ def nested_selection(
     model: str | None = None,
     rule: SelectionRule = DEFAULT_RULE,
     defaults: Mapping[tuple[str, str], str] | None = None,
+    smooth_epochs: int = DEFAULT_SMOOTH_EPOCHS,
 ) -> pd.DataFrame:
     """Per (protocol, model, fold): the configuration best on that fold's val, with its test r.
 
@@ -230,7 +272,9 @@ def nested_selection(
     only), except that under ``rule="one_se"``, with ``defaults`` ((protocol, model) -> the
     arm's defaults trial id), a fold keeps the defaults unless a configuration beats them by
     more than one standard error (:func:`_keep_defaults`; arms without a defaults trial
-    select the plain best). Test rows are joined to the winners afterwards. Returns one row
+    select the plain best). With ``smooth_epochs`` > 1 a candidate's score is the best point
+    of its val curve after a moving average over that many epochs (:func:`_smoothed_scores`).
+    Test rows are joined to the winners afterwards. Returns one row
     per (protocol, model, fold, subject, ROI) with the winner, its best ``epoch``,
     ``n_candidates`` ranked, ``chosen_by`` ("val", or "defaults" where the rule kept them),
     ``val_score``, ``val_r``, ``test_r`` and ``n_test`` (NaN where the winner has no test row).
@@ -239,7 +283,8 @@ def nested_selection(
     if final.empty:
         return pd.DataFrame(columns=SELECTION_COLUMNS)
     val = final[final["split"] == "val"]
-    chosen = _choose(val, (defaults or {}) if rule == "one_se" else {})
+    smoothed = _smoothed_scores(results, val, smooth_epochs)
+    chosen = _choose(val, (defaults or {}) if rule == "one_se" else {}, smoothed)
     keys = [*FOLD_KEYS, *CANDIDATE_KEYS]
     per_roi = chosen.merge(val[[*keys, "roi", "epoch", "r"]], on=keys, how="left").rename(
         columns={"r": "val_r"}

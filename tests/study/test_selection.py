@@ -228,6 +228,41 @@ def test_what_the_search_bought_has_the_paired_bootstrap_interval_scipy_gives():
     assert width < 0.5 * (defaults.max() - defaults.min())
 
 
+def test_smoothing_ranks_the_val_curve_averaged_over_neighbouring_epochs():
+    """Known answer: `spiky`'s val curve peaks once (0.6 among 0.1s), `steady` holds 0.45.
+    Ranked on the best epoch, spiky wins; averaged over 3 epochs (in Fisher z, centred) its
+    best point is (z(0.1) + z(0.6)) / 2 back in r, below steady's 0.45, so steady wins."""
+    curves = {"spiky": [0.1, 0.6, 0.1, 0.1], "steady": [0.4, 0.45, 0.45, 0.45]}
+    rows = []
+    for trial, curve in curves.items():
+        for fold, subject in enumerate(SUBJECTS):
+            base = {"sweep": "s1", "trial": trial, "config_hash": f"h-{trial}", "model": "beira"}
+            base |= {"protocol": "loso", "fold": fold, "subject": subject, "seed": 0}
+            base |= {"window_s": 10.0, "delay_s": 0.0, "roi": "thalamus", "n": 100}
+            best = int(np.argmax(curve)) + 1
+            for epoch, r in enumerate(curve, start=1):
+                rows.append(base | {"split": "val", "epoch": epoch, "final": False, "r": r})
+            rows.append(base | {"split": "val", "epoch": best, "final": True, "r": max(curve)})
+            test = 0.2 if trial == "spiky" else 0.4
+            rows.append(base | {"split": "test", "epoch": best, "final": True, "r": test})
+    table = pd.DataFrame(rows, columns=COLUMNS)
+
+    assert set(_chosen(nested_selection(table)).values()) == {"spiky"}
+    smoothed = nested_selection(table, smooth_epochs=3)
+    assert set(_chosen(smoothed).values()) == {"steady"}
+    expected = np.tanh((np.arctanh(0.1) + np.arctanh(0.6)) / 2)
+    assert expected < 0.45  # the premise
+    alone = nested_selection(table[table["trial"] == "spiky"], smooth_epochs=3)
+    assert alone["val_score"].iloc[0] == pytest.approx(expected)
+    assert smoothed["val_score"].iloc[0] == pytest.approx(0.45)
+    # what is reported for the winner is still its recorded val r and test r
+    assert smoothed["val_r"].iloc[0] == pytest.approx(0.45)
+    assert smoothed["test_r"].iloc[0] == pytest.approx(0.4)
+    # a model without a curve (closed form) keeps its recorded score under any smoothing
+    finals = table[table["final"]]
+    assert _chosen(nested_selection(finals, smooth_epochs=3)) == _chosen(nested_selection(finals))
+
+
 def test_within_subject_folds_select_on_every_subjects_val_loso_folds_alone():
     """Known answer. `lucky` is best on fold 0's own val block but poor on every other
     subject's; `steady` is second everywhere. Within-subject, fold 0 pools the four val

@@ -45,6 +45,7 @@ REAL = HERE.parent.parent / "shared" / "data" / "real" / "vu_rest_bold"
 EEG2BOLD = [str(Path(sys.executable).parent / "eeg2bold")]
 DEEP_GAIN_TARGET = 0.02
 ARM_LOSS_LIMIT = -0.01
+SMOOTH_EPOCHS = 3  # the alternative scored beside the default (report --smooth-epochs 3)
 # real regions standing in for the simulator's 8 ROIs' noise (any 8 distinct ones would do)
 REAL_COLUMNS = [
     "Thalamus",
@@ -117,19 +118,22 @@ def arm_scores(
     *,
     trials: dict[tuple[str, str], str] | None = None,
     defaults: dict[tuple[str, str], str] | None = None,
+    smooth_epochs: int | None = None,
 ) -> dict:
     """Per (protocol, model): val and test r as the report's arm table computes them, after
     nested selection (the report's default rule; with ``defaults``, the one-standard-error
     rule anchored at them, ``report --selection one_se``; ``trials``: one given trial
-    instead), the folds where the defaults were chosen, and the fold-epochs trained."""
-    from eeg2bold.study.selection import fixed_choice, nested_selection
+    instead; ``smooth_epochs``: ranking on smoothed val curves, ``report --smooth-epochs``),
+    the folds where the defaults were chosen, and the fold-epochs trained."""
+    from eeg2bold.study.selection import DEFAULT_SMOOTH_EPOCHS, fixed_choice, nested_selection
     from eeg2bold.training.metrics import fisher_mean
 
     if trials:
         chosen = fixed_choice(results, trials)
     else:
         rule = "one_se" if defaults else "best"
-        chosen = nested_selection(results, rule=rule, defaults=defaults)
+        smooth = smooth_epochs or DEFAULT_SMOOTH_EPOCHS
+        chosen = nested_selection(results, rule=rule, defaults=defaults, smooth_epochs=smooth)
     curve = results[(results["split"] == "val") & ~results["final"].astype(bool)]
     out = {}
     for (protocol, model), frame in chosen.groupby(["protocol", "model"]):
@@ -208,6 +212,7 @@ def run_sweep(store: Path, args: argparse.Namespace, root: Path, label: str) -> 
     defaults = defaults_trials(trials_table(load_sweep(folder.url)))
     selected = arm_scores(results)
     one_se = arm_scores(results, defaults=defaults)
+    smoothed = arm_scores(results, smooth_epochs=SMOOTH_EPOCHS)
     in_sweep = arm_scores(results, trials=defaults)
     # the report's paired bootstrap CI of what the search bought over trial 0 (subjects the unit)
     arms = pd.DataFrame([{"protocol": p, "model": m} for p, m in selected])
@@ -219,6 +224,7 @@ def run_sweep(store: Path, args: argparse.Namespace, root: Path, label: str) -> 
             | {
                 "defaults_in_sweep": in_sweep.get(key),
                 "one_se": one_se.get(key),
+                f"smoothed_{SMOOTH_EPOCHS}": smoothed.get(key),
                 "bought_ci_vs_trial_0": [gain.loc[key, "bought_low"], gain.loc[key, "bought_high"]]
                 if key in gain.index
                 else None,
@@ -314,6 +320,9 @@ def main() -> int:
                 rows.append(row)
                 if searched:
                     row["one_se_bought_test_r"] = searched["one_se"]["test_r"] - defaults["test_r"]
+                    row["smoothed_bought_test_r"] = (
+                        searched[f"smoothed_{SMOOTH_EPOCHS}"]["test_r"] - defaults["test_r"]
+                    )
                 print(
                     f"  {kind:<6} {protocol:<7} {model:<10} defaults val/test "
                     f"{defaults['val_r']:.3f}/{defaults['test_r']:.3f}  sweep "
@@ -321,7 +330,9 @@ def main() -> int:
                         f"{searched['val_r']:.3f}/{searched['test_r']:.3f}  bought "
                         f"{row['bought_test_r']:+.3f} ("
                         f"{row['one_se_bought_test_r']:+.3f} by one-SE, which kept the defaults "
-                        f"on {searched['one_se']['defaults_kept']} folds; 95 % CI over "
+                        f"on {searched['one_se']['defaults_kept']} folds; "
+                        f"{row['smoothed_bought_test_r']:+.3f} on val curves smoothed over "
+                        f"{SMOOTH_EPOCHS} epochs; 95 % CI over "
                         f"subjects {_interval(searched['bought_ci_vs_trial_0'])})  compute "
                         f"{row['compute_ratio']:.1f}×"
                         if searched
@@ -331,6 +342,7 @@ def main() -> int:
                 )
     deep, every = _gains(rows, "bought_test_r")
     se_deep, se_every = _gains(rows, "one_se_bought_test_r")
+    sm_deep, sm_every = _gains(rows, "smoothed_bought_test_r")
     summary = {
         "deep_mean_bought_test_r": float(np.mean(deep)) if deep else None,
         "worst_arm_bought_test_r": float(min(every)) if every else None,
@@ -340,6 +352,9 @@ def main() -> int:
         # the same trials chosen by the one-standard-error rule (report --selection one_se)
         "one_se_deep_mean_bought_test_r": float(np.mean(se_deep)) if se_deep else None,
         "one_se_worst_arm_bought_test_r": float(min(se_every)) if se_every else None,
+        # ranked on val curves smoothed over SMOOTH_EPOCHS epochs (report --smooth-epochs)
+        "smoothed_deep_mean_bought_test_r": float(np.mean(sm_deep)) if sm_deep else None,
+        "smoothed_worst_arm_bought_test_r": float(min(sm_every)) if sm_every else None,
         # arms whose loss is more than 0.01 and outside the subjects' spread (CI below -0.01)
         "arms_clearly_below_limit": [
             f"{r['store']}/{r['protocol']}/{r['model']}"

@@ -438,3 +438,25 @@ def test_bad_owned_option_values_are_one_line(argv, message, capsys):
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("eeg2bold: error: ") and err.count("\n") == 1 and message in err
+
+
+def test_building_the_parser_loads_neither_the_simulator_nor_the_ingest_readers():
+    """Every command (``--help`` too) builds the whole parser first; its options come from
+    light config modules, and the packages around them load their heavy parts on first use."""
+    code = (
+        "import sys\n"
+        "from eeg2bold.cli.parser import build_parser\n"
+        "build_parser()\n"
+        "heavy = ('eeg2bold.simulate.simulator', 'eeg2bold.simulate.physics', "
+        "'eeg2bold.ingest.engine', 'eeg2bold.ingest.readers', 'scipy.signal', 'torch')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    # and the packages still give every name they list
+    import eeg2bold.ingest as ingest
+    import eeg2bold.simulate as simulate
+
+    for package in (ingest, simulate):
+        assert all(getattr(package, name) is not None for name in package.__all__)

@@ -133,12 +133,13 @@ def _nan_for_null(value: Any) -> Any:
 
 class RunCache:
     """Datasets by URL and the runs read from them, kept for every fold this process runs
-    (a Ray actor serves many trials; ``train`` serves every fold). A sweep's fold actors use
-    a subclass that gets each run from their node's shared copy (:meth:`read`)."""
+    (a Ray actor serves many trials; ``train`` serves every fold). A sweep's fold actors
+    pass ``read``, which gets each run from their node's shared copy (:meth:`read`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, read: Callable[[Dataset, RunKey], RunData] | None = None) -> None:
         self.datasets: dict[str, Dataset] = {}
         self.runs: dict[tuple[str, RunKey], RunData] = {}
+        self._read = read
 
     def dataset(self, url: str) -> Dataset:
         from eeg2bold.storage.location import expand_env
@@ -157,7 +158,7 @@ class RunCache:
 
     def read(self, dataset: Dataset, key: RunKey) -> RunData:
         """One run, the first time this process needs it."""
-        return dataset.read_run(key)
+        return self._read(dataset, key) if self._read is not None else dataset.read_run(key)
 
 
 def protocol_folds(dataset: Dataset, config: ExperimentConfig) -> tuple[SampleTable, list[Fold]]:

@@ -34,7 +34,9 @@ def test_the_fold_actors_of_a_node_read_one_shared_copy_of_each_run(ray_cluster,
     @ray.remote(num_cpus=0)
     class Probe:
         def __init__(self) -> None:
-            self.cache = fold_actor.NodeRunCache()
+            from eeg2bold.training.engine import RunCache
+
+            self.cache = RunCache(read=fold_actor.read_from_node)
 
         def read(self, url: str, subject: str, run: str):
             run_data = self.cache.reader(open_dataset(url))(RunKey(subject, run))

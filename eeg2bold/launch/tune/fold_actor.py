@@ -1,19 +1,19 @@
-"""The actors a sweep starts on its nodes: the fold actor and the node's run store.
+"""The actors a sweep starts on its nodes: the fold actor, its pool and the node's run store.
 
-Kept apart from :mod:`eeg2bold.launch.tune.tuner` so that their processes import Ray's core and
-the fold engine only, not Ray Tune and the search: every fold actor imports its class's module,
-and a sweep starts a few per arm.
+Kept apart from :mod:`eeg2bold.launch.tune.tuner` so that their processes import Ray's core,
+not Ray Tune and the search; and torch-free at import, so that the pool and the run stores
+(whose processes load this module too) start in a fraction of a second: a fold actor imports
+the fold engine when it starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 import ray
 from ray.exceptions import RayActorError
-
-from eeg2bold.training.engine import FoldHost, RunCache
 
 
 # -- one copy of the data per node -------------------------------------------------------
@@ -49,34 +49,37 @@ class RunStore:
         return {"reads": self.reads, "runs": len(self.refs)}
 
 
-class NodeRunCache(RunCache):
-    """A fold actor's runs: from its node's :class:`RunStore` when there is one."""
-
-    def read(self, dataset: Any, key: Any) -> Any:
-        try:
-            node = ray.get_runtime_context().get_node_id()
-            store = ray.get_actor(run_store_name(node))
-            refs: list[Any] = ray.get(store.get.remote(dataset.url, key.subject, key.run))
-        except (ValueError, RayActorError):  # no store on this node (it joined later), or
-            return super().read(dataset, key)  # its sweep ended: read the run here
-        return ray.get(refs[0])
-
-
-class _SharedFoldHost(FoldHost):
-    def __init__(self, *, threads: int | None = None, gpu: bool = True):
-        super().__init__(threads=threads, gpu=gpu, cache=NodeRunCache())
-
-    def pid(self) -> int:
-        """Its process id (which process served a trial: tests and progress)."""
-        import os
-
-        return os.getpid()
+def read_from_node(dataset: Any, key: Any) -> Any:
+    """A fold actor's run: from its node's :class:`RunStore` when there is one (the read
+    function of its :class:`~eeg2bold.training.engine.RunCache`)."""
+    try:
+        node = ray.get_runtime_context().get_node_id()
+        store = ray.get_actor(run_store_name(node))
+        refs: list[Any] = ray.get(store.get.remote(dataset.url, key.subject, key.run))
+    except (ValueError, RayActorError):  # no store on this node (it joined later), or
+        return dataset.read_run(key)  # its sweep ended: read the run here
+    return ray.get(refs[0])
 
 
 # -- the fold actor ----------------------------------------------------------------------
-# A fold actor is the engine's FoldHost (one or more FoldRunners) in its own process, reading
-# its node's shared runs; the trial maps folds to actors.
-FoldActor = ray.remote(_SharedFoldHost)
+class _FoldActor:
+    """The engine's FoldHost (one or more FoldRunners) in its own process, reading its
+    node's shared runs; the trial maps folds to actors."""
+
+    def __init__(self, *, threads: int | None = None, gpu: bool = True):
+        from eeg2bold.training.engine import FoldHost, RunCache
+
+        self.host = FoldHost(threads=threads, gpu=gpu, cache=RunCache(read=read_from_node))
+
+    def call(self, method: str, calls: list[tuple[int, dict[str, Any]]]) -> list[Any]:
+        return self.host.call(method, calls)
+
+    def pid(self) -> int:
+        """Its process id (which process served a trial: tests and progress)."""
+        return os.getpid()
+
+
+FoldActor = ray.remote(_FoldActor)
 
 
 # -- fold actors live for the sweep --------------------------------------------------------

@@ -33,6 +33,9 @@ _QUIET_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+    # Ray's usage statistics stay off unless the user turns them on (RAY_USAGE_STATS_ENABLED=1),
+    # as the Slurm and Kubernetes jobs have them: a sweep sends nothing off its machines
+    "RAY_USAGE_STATS_ENABLED": "0",
 }
 
 

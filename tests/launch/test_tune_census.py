@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
+from fresh_process import last_line
 
 CODE = """
 import sys
@@ -25,12 +24,7 @@ def test_the_callback_census_imports_wandb_only_when_ray_may_report_usage(enable
     """Tune counts a fit's callbacks for its usage statistics by importing its tracker
     integrations (W&B's package among them: about a second before the first trial). With the
     statistics off (a sweep's default) that count is skipped; with them on, Ray's stays."""
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": enabled}
-    out = subprocess.run(
-        [sys.executable, "-c", CODE], capture_output=True, text=True, timeout=120, env=env
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == imported
+    assert last_line(CODE, env={"RAY_USAGE_STATS_ENABLED": enabled}) == imported
 
 
 @pytest.mark.parametrize(("given", "kept"), [(None, "0"), ("1", "1")])

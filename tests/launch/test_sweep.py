@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from trial_results import arm_spans, longest_overlap, trial_rows
 
 from eeg2bold.cli import main
 from eeg2bold.errors import ConfigError
@@ -174,20 +175,10 @@ def test_small_sweep_with_asha_through_the_cli(ray_cluster, write_study, capsys,
     _check_two_arms_ran_at_once(folder)
 
 
-def _trial_rows(folder) -> dict[str, list[dict]]:
-    """Tune's result rows of every trial (one file per trial; its config names its arm)."""
-    out = {}
-    for path in sorted(Path(folder, "ray").glob("*/trial_*/result.json")):
-        out[path.parent.name] = [
-            json.loads(line) for line in path.read_text().splitlines() if line.strip()
-        ]
-    return out
-
-
 def _fold_pids(folder) -> dict[str, set[int]]:
     """Per arm, the process ids of the fold actors that served its trials (Ray's results)."""
     out: dict[str, set[int]] = {}
-    for rows in _trial_rows(folder).values():
+    for rows in trial_rows(folder).values():
         pids = {int(p) for r in rows for p in str(r.get("fold_pids") or "").split(",") if p}
         out.setdefault(rows[-1]["config"]["arm"], set()).update(pids)
     return out
@@ -205,16 +196,8 @@ def _check_fold_actors_live_for_the_sweep(folder):
 def _check_two_arms_ran_at_once(folder):
     """With room for two trials, a ridge and a linker trial ran at the same time (one Tuner
     for every arm), not one arm after the other."""
-    spans: dict[str, list[tuple[float, float]]] = {}
-    for rows in _trial_rows(folder).values():
-        last = rows[-1]
-        start = float(last["started_at"])
-        spans.setdefault(last["config"]["arm"], []).append((start, start + last["time_total_s"]))
-    overlap = max(
-        min(a[1], b[1]) - max(a[0], b[0])
-        for a in spans["within/ridge"]
-        for b in spans["within/linker"]
-    )
+    spans = arm_spans(folder)
+    overlap = longest_overlap(spans["within/ridge"], spans["within/linker"])
     assert overlap > 0, spans
 
 

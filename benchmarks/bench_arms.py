@@ -141,6 +141,13 @@ def bench_many_arms(trees: dict[str, Path], tmp: Path, rounds: int) -> dict:
             idle = result["wall_s"] - result["trials_training_s"] - result["trials_final_scoring_s"]
             result["startup_s_per_trial"] = idle / max(result["trials"], 1)
             runs[label].append(result)
+            parts = result.get("overhead_parts_s")
+            if parts:
+                print(
+                    f"many arms, {label}: overhead "
+                    + ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in parts.items()),
+                    flush=True,
+                )
             after = result.get("startup_s_after_first")
             print(
                 f"many arms, {label}: {result['trials']} trials in {result['wall_s']:.1f} s, "

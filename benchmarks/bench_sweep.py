@@ -40,7 +40,7 @@ def _run(config_dict: dict, label: str) -> dict:
     from eeg2bold.study.queries import load_sweep
 
     config = parse_study_config(config_dict, where=label)
-    t0 = time.perf_counter()
+    t0, began = time.perf_counter(), time.time()  # time.time: the trials' clocks are too
     outcome = run_sweep(config, echo=lambda line: None)
     wall = time.perf_counter() - t0
     sweep = load_sweep(outcome.plan.results)
@@ -81,15 +81,18 @@ def _run(config_dict: dict, label: str) -> dict:
         "setup_s_median": float(np.median(setups)) if setups else None,
         "setup_s_max": float(np.max(setups)) if setups else None,
         "non_training_s_per_trial": (concurrency * wall - train_total) / max(n, 1),
-        **_after_the_first(spans, concurrency),
+        **_after_the_first(spans, concurrency, began=began, ended=began + wall),
     }
 
 
-def _after_the_first(spans: list[tuple[float, float, float]], concurrency: int) -> dict:
+def _after_the_first(
+    spans: list[tuple[float, float, float]], concurrency: int, *, began: float, ended: float
+) -> dict:
     """From the trials' own clocks (start, end, work): the time a trial costs beyond its work
     once the sweep runs (the gap before it and its own set-up and reports), for every trial
     after the first, whose start includes the fold actors' (one at a time only); and the
-    sweep's fixed costs (Ray's pool, the Tuner, the state files) apart from the trials'."""
+    sweep's fixed costs (Ray's pool, the Tuner, the state files) apart from the trials':
+    where a sweep's overhead lies, in four parts that add up to it (one trial at a time)."""
     if concurrency != 1 or len(spans) < 2:
         return {}
     spans = sorted(spans)
@@ -101,6 +104,12 @@ def _after_the_first(spans: list[tuple[float, float, float]], concurrency: int) 
         "startup_s_after_first": (sum(gaps) + sum(inside[1:])) / (len(spans) - 1),
         "first_trial_extra_s": inside[0],
         "overhead_share_after_first": (sum(gaps) + sum(inside[1:])) / span,
+        "overhead_parts_s": {
+            "before_the_first_trial": spans[0][0] - began,  # Ray's pool, Tune's start
+            "between_trials": sum(gaps),  # Tune's bookkeeping, the searcher's suggestion
+            "inside_trials": sum(inside),  # set-up, reports, checkpoints beyond the work
+            "after_the_last_trial": ended - spans[-1][1],  # Tune's end, the pool stopped
+        },
     }
 
 

@@ -119,6 +119,37 @@ def test_the_defaults_are_trial_0_then_warm_starts_and_a_resume_adds_none(tmp_pa
     assert origins.count("defaults") == 1 and origins.count("warm_start") == 1
 
 
+def test_a_restored_searcher_adopts_the_trial_left_running_and_a_live_one_stops_looking(
+    tmp_path, monkeypatch
+):
+    """A trial asked after Tune's last checkpoint is RUNNING in the study but unknown to the
+    restored searcher: its next suggestion adopts it (the same Optuna trial and identity, no
+    extra trial). A searcher that has looked once and found none reads no more for it."""
+    import pickle
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'o.db'}")
+    searcher = _searcher(storage, "arm", [default_point("ridge")])
+    looks = []
+    get_trials = optuna.study.Study.get_trials
+
+    def counted(self, *args, **kwargs):
+        if kwargs.get("states") == (optuna.trial.TrialState.RUNNING,):
+            looks.append(1)
+        return get_trials(self, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.study.Study, "get_trials", counted)
+    searcher.suggest("t0")
+    checkpoint = pickle.dumps(searcher)  # Tune saves its state here
+    searcher.suggest("t1")  # asked after the checkpoint; then the driver is killed
+    searcher.suggest("t2")
+    assert len(looks) == 1  # the first suggestion looked, found none; the next two did not
+    searcher.on_trial_complete("t2", {"val_r": 0.1, "epoch": 1, "finished": True})
+    restored = pickle.loads(checkpoint)
+    assert restored.suggest("t7")["trial"] == "t1"  # t1 adopted, and t2 (finished) is not
+    trials = optuna.load_study(study_name="arm", storage=storage).get_trials(deepcopy=False)
+    assert [t.user_attrs["trial_id"] for t in trials] == ["t0", "t1", "t2"]
+
+
 def _earlier_sweep(tmp_path, values):
     """A sweep folder as `eeg2bold sweep` leaves it: sweep.json and an Optuna study."""
     folder = tmp_path / "earlier"

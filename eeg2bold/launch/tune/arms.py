@@ -42,11 +42,14 @@ class _OptunaSearch(OptunaSearch):
         self._study_attrs = study_attrs
         self._start = list(start)  # (params, user attrs) enqueued into a new study
         self._identity: dict[str, str] = {}  # Tune's trial id -> the trial's one identity
+        # whether the study may hold RUNNING trials Tune does not know (see suggest)
+        self._orphans_possible = True
         super().__init__(*args, **kwargs)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # a sweep resumed from state an older eeg2bold pickled lacks the newer fields
-        self.__dict__.update({"_start": []} | state)
+        # a sweep resumed from state an older eeg2bold pickled lacks the newer fields; a
+        # restored searcher looks for orphans again (its driver was killed)
+        self.__dict__.update({"_start": []} | state | {"_orphans_possible": True})
 
     def _setup_study(self, mode: Any) -> None:
         import warnings
@@ -76,16 +79,19 @@ class _OptunaSearch(OptunaSearch):
         identity (``config["trial"]``), so it continues from the state it saved under that
         id in the run folder. Every trial carries its one identity as the Optuna user
         attribute ``trial_id`` from the moment it is asked.
+
+        Orphans exist only from before this searcher was made or restored: once a look finds
+        none, later trials skip it (a read of the study per trial, 10-15 ms on SQLite).
         """
         identity = trial_id
-        if trial_id not in self._ot_trials and self._ot_study is not None:
+        study = self._ot_study
+        if self._orphans_possible and trial_id not in self._ot_trials and study is not None:
             import optuna
 
             known = {t.number for t in self._ot_trials.values()}
-            running = self._ot_study.get_trials(
-                deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)
-            )
+            running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
             orphans = [t for t in running if t.number not in known]
+            self._orphans_possible = bool(orphans)
             if orphans:
                 storage = self._storage  # the storage object OptunaSearch was given
                 study_id = storage.get_study_id_from_name(self._ot_study.study_name)
